@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The local stack on loopback: a single-node KRaft Kafka broker (Apache Kafka jars from
+# Maven Central) and Redis (Debian's redis-server), each in its own process that this
+# script starts, checks and stops by process id.
+#
+#   deploy/local/stack.sh start [kafka|redis|all]   idempotent; creates the topics
+#   deploy/local/stack.sh stop  [kafka|redis|all]   leaves no process of ours behind
+#   deploy/local/stack.sh status                    exit 0 only when all are healthy
+#   deploy/local/stack.sh reset                     stop, then delete all data
+#
+# Settings (environment): RECO_KAFKA_PORT (9092), RECO_KAFKA_CONTROLLER_PORT (9093),
+# RECO_REDIS_PORT (6379), RECO_RUN_DIR (.run: data and logs), RECO_JARS_DIR (.cache/jars),
+# RECO_KAFKA_HEAP (512m), RECO_EVENT_PARTITIONS (4).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RUN_DIR="${RECO_RUN_DIR:-$ROOT/.run}"
+JARS_DIR="${RECO_JARS_DIR:-$ROOT/.cache/jars}"
+KAFKA_PORT="${RECO_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${RECO_KAFKA_CONTROLLER_PORT:-9093}"
+REDIS_PORT="${RECO_REDIS_PORT:-6379}"
+KAFKA_HEAP="${RECO_KAFKA_HEAP:-512m}"
+PY="$ROOT/.venv/bin/python"
+
+say() { printf '[stack] %s\n' "$*"; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+for p in KAFKA_PORT CONTROLLER_PORT REDIS_PORT; do
+  [[ "${!p}" =~ ^[0-9]+$ ]] && (( ${!p} > 0 && ${!p} < 65536 )) || die "RECO_$p=${!p} is not a port number"
+done
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid of a service we started, if that process is still alive.
+our_pid() {
+  local f="$RUN_DIR/$1/pid" pid
+  [ -f "$f" ] || return 1
+  pid="$(cat "$f")"
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+# Refuse to start on a port someone else holds: that would hang or talk to a stranger.
+claim_port() {  # name port env-var
+  if port_open "$2"; then
+    die "$1: port $2 on 127.0.0.1 is already in use by a process this script did not start; stop it or set $3 to a free port"
+  fi
+}
+
+wait_until() {  # seconds name pid command...
+  local deadline=$((SECONDS + $1)) name="$2" pid="$3"; shift 3
+  until "$@"; do
+    kill -0 "$pid" 2>/dev/null || { tail -n 30 "$RUN_DIR/$name/$name.log" >&2; die "$name exited during start-up (log above, whole log in $RUN_DIR/$name/$name.log)"; }
+    (( SECONDS < deadline )) || { tail -n 30 "$RUN_DIR/$name/$name.log" >&2; die "$name not ready after ${1}s"; }
+    sleep 0.3
+  done
+}
+
+start_redis() {
+  if pid="$(our_pid redis)"; then say "redis already running (pid $pid, port $REDIS_PORT)"; return; fi
+  command -v redis-server >/dev/null || die "redis-server not found: run deploy/setup.sh"
+  claim_port redis "$REDIS_PORT" RECO_REDIS_PORT
+  mkdir -p "$RUN_DIR/redis"
+  # No persistence: the job's state lives in Flink; Redis is a cache rebuilt from replays.
+  nohup redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN_DIR/redis" \
+    --save "" --appendonly no --daemonize no --protected-mode yes \
+    >"$RUN_DIR/redis/redis.log" 2>&1 &
+  echo $! >"$RUN_DIR/redis/pid"
+  wait_until 20 redis $! redis_ready
+  say "redis up on 127.0.0.1:$REDIS_PORT (pid $(cat "$RUN_DIR/redis/pid"))"
+}
+
+redis_ready() { [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]; }
+
+kafka_config() {
+  cat <<CONF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$RUN_DIR/kafka/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+# Upper bound for a producer's transaction.timeout.ms; the Flink sink's must stay below it.
+transaction.max.timeout.ms=900000
+auto.create.topics.enable=false
+log.retention.hours=-1
+CONF
+}
+
+start_kafka() {
+  if pid="$(our_pid kafka)"; then say "kafka already running (pid $pid, port $KAFKA_PORT)"; return; fi
+  command -v java >/dev/null || die "java not found: the broker needs Java 17"
+  ls "$JARS_DIR"/kafka/kafka_2.13-*.jar >/dev/null 2>&1 || die "no Kafka jars in $JARS_DIR/kafka: run deploy/setup.sh"
+  claim_port kafka "$KAFKA_PORT" RECO_KAFKA_PORT
+  claim_port kafka-controller "$CONTROLLER_PORT" RECO_KAFKA_CONTROLLER_PORT
+  mkdir -p "$RUN_DIR/kafka/data"
+  kafka_config >"$RUN_DIR/kafka/server.properties"
+  local java=(java "-Xms128m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$ROOT/deploy/local/kafka-log4j2.yaml" -cp "$JARS_DIR/kafka/*")
+  if [ ! -f "$RUN_DIR/kafka/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    say "formatting KRaft storage (cluster $cluster_id)"
+    "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$RUN_DIR/kafka/server.properties" >"$RUN_DIR/kafka/format.log" 2>&1 \
+      || { cat "$RUN_DIR/kafka/format.log" >&2; die "formatting Kafka storage failed"; }
+  fi
+  nohup "${java[@]}" kafka.Kafka "$RUN_DIR/kafka/server.properties" >"$RUN_DIR/kafka/kafka.log" 2>&1 &
+  echo $! >"$RUN_DIR/kafka/pid"
+  wait_until 90 kafka $! port_open "$KAFKA_PORT"
+  say "kafka up on 127.0.0.1:$KAFKA_PORT (pid $(cat "$RUN_DIR/kafka/pid"))"
+}
+
+ensure_topics() {
+  "$PY" -m flink_jobs.tools.topics --bootstrap "127.0.0.1:$KAFKA_PORT" \
+    --event-partitions "${RECO_EVENT_PARTITIONS:-4}" || die "creating topics failed"
+}
+
+stop_one() {
+  local name="$1" pid
+  if ! pid="$(our_pid "$name")"; then rm -f "$RUN_DIR/$name/pid"; say "$name not running"; return; fi
+  kill -TERM "$pid"
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then say "$name did not stop in 20s; killing pid $pid"; kill -KILL "$pid"; fi
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  rm -f "$RUN_DIR/$name/pid"
+  say "$name stopped (pid $pid)"
+}
+
+status() {
+  local ok=0 pid
+  if pid="$(our_pid kafka)" && port_open "$KAFKA_PORT"; then say "kafka  up    pid $pid  127.0.0.1:$KAFKA_PORT"
+  else say "kafka  DOWN"; ok=1; fi
+  if pid="$(our_pid redis)" && redis_ready; then say "redis  up    pid $pid  127.0.0.1:$REDIS_PORT"
+  else say "redis  DOWN"; ok=1; fi
+  return $ok
+}
+
+what="${2:-all}"
+case "$what" in kafka|redis|all) ;; *) die "unknown service '$what' (kafka, redis or all)";; esac
+wants() { [[ "$what" == all || "$what" == "$1" ]]; }
+case "${1:-}" in
+  start)
+    if wants redis; then start_redis; fi
+    if wants kafka; then start_kafka; ensure_topics; fi
+    ;;
+  stop)
+    if wants kafka; then stop_one kafka; fi
+    if wants redis; then stop_one redis; fi
+    ;;
+  status) status ;;
+  reset) stop_one kafka; stop_one redis; rm -rf "$RUN_DIR/kafka" "$RUN_DIR/redis"; say "data deleted" ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

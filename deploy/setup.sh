@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs everything the project needs, idempotently: the Python venv (.venv), the jars
+# from Maven Central (.cache/jars), and Debian's redis-server. Re-running is cheap: each
+# step is skipped while its stamp is newer than the file it was made from.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+JARS_DIR="${RECO_JARS_DIR:-$ROOT/.cache/jars}"
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- Python -------------------------------------------------------------------------
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+    || die "$PYTHON is $("$PYTHON" -V 2>&1); PyFlink 2.2 here needs Python 3.11 (set PYTHON=/path/to/python3.11)"
+  say "creating .venv with $("$PYTHON" -V)"
+  "$PYTHON" -m venv .venv
+fi
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  say "installing Python dependencies (apache-flink is large: a few minutes the first time)"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  touch .venv/.installed
+fi
+
+# --- Java and jars ---------------------------------------------------------------------
+command -v java >/dev/null || die "java not found: Flink and the Kafka broker need Java 17"
+stamp="$JARS_DIR/.fetched"
+if [ ! -f "$stamp" ] || [ deploy/jars/pom.xml -nt "$stamp" ]; then
+  command -v mvn >/dev/null || die "mvn not found: it fetches the jars listed in deploy/jars/pom.xml"
+  say "fetching jars from Maven Central into $JARS_DIR"
+  rm -rf "$JARS_DIR/kafka" "$JARS_DIR/flink"
+  mvn -q -B -f deploy/jars/pom.xml dependency:copy-dependencies \
+    -DincludeScope=runtime -DexcludeArtifactIds=flink-sql-connector-kafka \
+    -DoutputDirectory="$JARS_DIR/kafka"
+  mvn -q -B -f deploy/jars/pom.xml dependency:copy-dependencies \
+    -DincludeArtifactIds=flink-sql-connector-kafka -DoutputDirectory="$JARS_DIR/flink"
+  touch "$stamp"
+fi
+
+# --- Redis -------------------------------------------------------------------------------
+if ! command -v redis-server >/dev/null; then
+  command -v apt-get >/dev/null || die "redis-server not found and no apt-get to install it"
+  say "installing redis-server from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q redis-server >/dev/null
+fi
+say "ready"

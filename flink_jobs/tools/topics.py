@@ -1,0 +1,62 @@
+"""Create the project's Kafka topics (idempotent): ``reco-topics --bootstrap HOST:PORT``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
+
+from flink_jobs.contracts import topic_specs
+
+
+def connect_admin(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
+    """An admin client, retrying while the broker is still starting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="reco-topics",
+                                    request_timeout_ms=10_000)
+        except (NoBrokersAvailable, KafkaError) as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {exc}")
+            time.sleep(0.5)
+
+
+def ensure_topics(bootstrap: str, event_partitions: int = 4, timeout_s: float = 60.0) -> list[str]:
+    """Create every missing topic; returns the names created now."""
+    admin = connect_admin(bootstrap, timeout_s)
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in topic_specs(event_partitions) if s.name not in existing]
+        created = []
+        for spec in missing:
+            try:
+                admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.config)])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--event-partitions", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker")
+    args = ap.parse_args(argv)
+    if args.event_partitions < 1:
+        ap.error("--event-partitions must be >= 1")
+    created = ensure_topics(args.bootstrap, args.event_partitions, args.timeout)
+    specs = topic_specs(args.event_partitions)
+    for s in specs:
+        print(f"[topics] {s.name:28s} {s.partitions} partition(s) {'created' if s.name in created else 'exists'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
