@@ -1,0 +1,70 @@
+"""Print recommendations (or any of the project's topics) from Kafka, read_committed.
+
+    reco-consume                                   # reco.recommendations.v1 from the start
+    reco-consume --user 42 --follow                # one user, keep waiting for more
+    reco-consume --topic reco.user-events.dlq.v1   # what the job rejected, and why
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from flink_jobs import contracts
+from flink_jobs.codec import AvroCodec, AvroError
+from flink_jobs.tools import movielens
+from flink_jobs.tools.kafka_io import consume, make_consumer
+
+
+def describe(record: dict, titles: dict[int, str], top: int) -> str:
+    if "items" in record:  # Recommendations
+        items = ", ".join(f"{titles.get(i['item_id'], i['item_id'])} ({i['score']:.3f})"
+                          for i in record["items"][:top])
+        return f"user {record['user_id']} v{record['version']} @{record['event_time']}: {items}"
+    if "neighbors" in record:
+        nb = ", ".join(f"{titles.get(n['item_id'], n['item_id'])} ({n['score']:.3f})"
+                       for n in record["neighbors"][:top])
+        return f"item {titles.get(record['item_id'], record['item_id'])}: {nb}"
+    if "reason" in record and "payload" in record:
+        return (f"{record['source_topic']}[{record['source_partition']}]@{record['source_offset']}: "
+                f"{record['reason']} ({len(record['payload'])} bytes)")
+    return repr(record)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--topic", default=contracts.RECOMMENDATIONS_TOPIC, choices=sorted(contracts.TOPIC_RECORDS))
+    ap.add_argument("--user", type=int, help="only this user's (or item's) records")
+    ap.add_argument("--max", type=int, default=None, help="stop after N records")
+    ap.add_argument("--top", type=int, default=10)
+    ap.add_argument("--follow", action="store_true", help="wait for new records until Ctrl-C")
+    ap.add_argument("--idle", type=float, default=5.0, help="stop after this many idle seconds")
+    ap.add_argument("--titles", action="store_true", help="show MovieLens titles for item ids")
+    args = ap.parse_args(argv)
+    codec = AvroCodec(contracts.TOPIC_RECORDS[args.topic])
+    titles = {m.item_id: m.title for m in movielens.load_movies().values()} if args.titles else {}
+    consumer = make_consumer(args.bootstrap, args.topic)
+    shown = 0
+    try:
+        for rec in consume(consumer, float("inf") if args.follow else args.idle, None):
+            if args.user is not None and rec.key != contracts.record_key(args.user):
+                continue
+            try:
+                line = describe(codec.decode(rec.value), titles, args.top)
+            except AvroError as exc:
+                line = f"<undecodable: {exc}>"
+            print(f"{rec.partition}:{rec.offset} {line}", flush=True)
+            shown += 1
+            if args.max is not None and shown >= args.max:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    print(f"[consume] {shown} record(s) from {args.topic}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
