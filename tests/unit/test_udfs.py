@@ -1,0 +1,181 @@
+"""Each udfs function against a slow, obviously-right reference on random inputs."""
+
+import math
+import random
+
+import pytest
+
+from udfs import cooccurrence as co
+from udfs.ranking import merge_fragments, rank
+from udfs.recent import add_recent
+from udfs.signals import InterestVector, add_interest, decay, event_weight, interest_similarity
+
+HALF_LIFE = 3_600_000
+TAGS = ["a", "b", "c", "d", "e"]
+
+
+def test_event_weights():
+    assert event_weight("PURCHASE") > event_weight("ADD_TO_CART") > event_weight("CLICK") > event_weight("VIEW") > 0
+    assert event_weight("RATING", 5.0) == 5.0 and event_weight("RATING", 2.5) == 0.0
+    assert event_weight("RATING", 1.0) == 0.0 and event_weight("RATING", None) == 0.0
+    with pytest.raises(KeyError):
+        event_weight("LIKE")
+
+
+def test_decay_halves_per_half_life():
+    assert decay(0, 10) == 1.0 and decay(-5, 10) == 1.0
+    assert decay(10, 10) == pytest.approx(0.5) and decay(30, 10) == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_interest_vector_matches_brute_force_in_any_order(seed):
+    rng = random.Random(seed)
+    events = [(rng.sample(TAGS, rng.randint(1, 3)), rng.uniform(0.5, 5), rng.randrange(0, 5 * HALF_LIFE))
+              for _ in range(rng.randint(1, 30))]
+    shuffled = events[:]
+    rng.shuffle(shuffled)
+    vec = InterestVector()
+    for tags, w, t in shuffled:
+        vec = add_interest(vec, tags, w, t, HALF_LIFE, min_weight=0.0)
+    now = max(t for _, _, t in events)
+    expected = {}
+    for tags, w, t in events:
+        for tag in tags:
+            expected[tag] = expected.get(tag, 0.0) + w * 0.5 ** ((now - t) / HALF_LIFE) / math.sqrt(len(tags))
+    assert vec.as_of == now
+    assert vec.weights.keys() == expected.keys()
+    for tag in expected:
+        assert vec.weights[tag] == pytest.approx(expected[tag], rel=1e-9)
+    # cosine against the explicit vectors
+    item = rng.sample(TAGS, 2)
+    dot = sum(expected.get(t, 0) for t in item) / math.sqrt(2)
+    norm = math.sqrt(sum(v * v for v in expected.values()))
+    assert interest_similarity(vec, item) == pytest.approx(dot / norm)
+
+
+def test_interest_similarity_is_zero_without_overlap_or_data():
+    vec = add_interest(InterestVector(), ["a"], 1.0, 10, HALF_LIFE)
+    assert interest_similarity(vec, ["b"]) == 0.0
+    assert interest_similarity(vec, []) == 0.0 and interest_similarity(InterestVector(), ["a"]) == 0.0
+    assert interest_similarity(vec, ["a"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_recent_window_matches_brute_force(seed):
+    rng = random.Random(seed)
+    w_max, span = rng.randint(1, 6), rng.randint(5, 50)
+    recent, t, history = [], 0, []
+    for _ in range(rng.randint(1, 40)):
+        t += rng.randint(0, 20)
+        item = rng.randint(1, 10)
+        before = recent
+        recent, partners = add_recent(recent, item, t, 1.0, w_max, span)
+        # reference: items in the previous window, other than this one, seen within span
+        expected_partners = sorted({i for i, ti, _ in before if i != item and t - ti <= span})
+        assert sorted(partners) == expected_partners
+        history.append((item, t))
+        # reference window: last w_max distinct items (by latest time) within span of t
+        latest = {}
+        for n, (i, ti) in enumerate(history):
+            latest[i] = (ti, n)
+        in_span = sorted((ti, n, i) for i, (ti, n) in latest.items() if t - ti <= span)
+        expected_window = [i for _, _, i in in_span][-w_max:]
+        # items that fell out earlier never come back, so compare on what the window keeps
+        assert [i for i, _, _ in recent] == [i for i in expected_window if i in {r[0] for r in recent}]
+        assert len(recent) <= w_max and recent[-1][0] == item
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_window_counts_match_a_batch_recount(seed):
+    rng = random.Random(seed)
+    bucket, window = rng.choice([10, 25, 100]), rng.choice([100, 300])
+    win, pairs, owns = co.ItemWindow(), [], []
+    for _ in range(200):
+        t = rng.randrange(0, 1000)
+        if rng.random() < 0.7:
+            j, w = rng.randint(1, 8), rng.uniform(0.1, 1)
+            co.add_pair(win, j, t, w, bucket)
+            pairs.append((j, t, w))
+        else:
+            w = rng.uniform(0.1, 1)
+            co.add_own(win, t, w, bucket)
+            owns.append((t, w))
+    now = rng.randrange(0, 1300)
+    co.expire(win, now, window, bucket)
+    alive = lambda t: (t - t % bucket) + bucket > now - window  # noqa: E731
+    expected = {}
+    for j, t, w in pairs:
+        if alive(t):
+            expected[j] = expected.get(j, 0.0) + w
+    got = co.pair_counts(win)
+    assert got.keys() == expected.keys()
+    for j in expected:
+        assert got[j] == pytest.approx(expected[j])
+    assert co.own_count(win) == pytest.approx(sum(w for t, w in owns if alive(t)))
+
+
+def test_cosine_and_heavy_user_weight():
+    assert co.cosine(2, 4, 9) == pytest.approx(2 / 6)
+    assert co.cosine(1, 0, 3) == 0.0
+    assert co.pair_weight(0) == 1.0 and co.pair_weight(2) == 0.5
+    assert co.pair_weight(20) < co.pair_weight(5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_top_neighbors_matches_sorting_everything(seed):
+    rng = random.Random(seed)
+    counts = {j: float(rng.randint(0, 9)) for j in rng.sample(range(1, 100), 40)}
+    n_other = {j: float(rng.randint(1, 30)) for j in counts if rng.random() < 0.7}
+    n_i, k = float(rng.randint(5, 40)), rng.randint(1, 15)
+    brute = sorted(((j, c / math.sqrt(n_i * max(n_other.get(j, 0), c)), c) for j, c in counts.items() if c > 0),
+                   key=lambda r: (-r[1], r[0]))[:k]
+    assert co.top_neighbors(counts, n_i, n_other, k) == brute
+
+
+def test_prune_keeps_only_the_given_neighbors():
+    win = co.ItemWindow()
+    for j in range(1, 6):
+        co.add_pair(win, j, j * 10, 1.0, 10)
+    co.prune(win, {2, 4})
+    assert co.pair_counts(win) == {2: 1.0, 4: 1.0}
+    assert len(win.pairs) == 2
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_merge_and_rank_match_brute_force(seed):
+    rng = random.Random(seed)
+    fragments = [(seed_item, rng.uniform(0.1, 2),
+                  [(j, rng.uniform(0, 1), 1.0) for j in rng.sample(range(1, 60), rng.randint(0, 10))])
+                 for seed_item in rng.sample(range(100, 110), rng.randint(1, 5))]
+    merged = merge_fragments(fragments)
+    expected = {}
+    for s, w, nbrs in fragments:
+        for j, sim, _ in nbrs:
+            expected[j] = expected.get(j, 0.0) + w * sim
+    assert merged.keys() == expected.keys()
+    for j, (score, best_seed) in merged.items():
+        assert score == pytest.approx(expected[j])
+        parts = {s: w * sim for s, w, nbrs in fragments for jj, sim, _ in nbrs if jj == j}
+        assert parts[best_seed] == max(parts.values())
+
+    interest = {j: rng.random() for j in range(1, 60)}
+    exclude = set(rng.sample(range(1, 60), 10))
+    trending = [(j, 1.0) for j in rng.sample(range(1, 80), 30)]
+    n, alpha = rng.randint(1, 20), rng.choice([0.0, 0.3])
+    out = rank(merged, interest.get, exclude, n, alpha, trending)
+    brute = sorted(((1 - alpha) * expected[j] + alpha * interest[j], j) for j in expected if j not in exclude)
+    brute.sort(key=lambda r: (-r[0], r[1]))
+    head = [j for _, j in brute[:n]]
+    assert [j for j, _, _ in out[:len(head)]] == head
+    assert len(out) == min(n, len(head) + len({j for j, _ in trending} - exclude - set(head)))
+    assert not {j for j, _, _ in out} & exclude
+    assert len({j for j, _, _ in out}) == len(out)
+    tail = out[len(head):]
+    assert all(reason == "trending now" for _, _, reason in tail)
+    order = [j for j, _ in trending if j not in exclude and j not in head]
+    assert [j for j, _, _ in tail] == order[:len(tail)]
+
+
+def test_cold_start_gets_only_trending():
+    out = rank({}, lambda j: 0.0, {3}, 3, 0.2, [(3, 9.0), (5, 8.0), (7, 7.0), (9, 1.0)])
+    assert out == [(5, 0.0, "trending now"), (7, 0.0, "trending now"), (9, 0.0, "trending now")]

@@ -1,0 +1,85 @@
+"""Windowed item co-occurrence counts, kept as event-time buckets, and similarity."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+
+def pair_weight(n_partners: int) -> float:
+    """Down-weight pairs from users with many recent items (a binge says less per pair)."""
+    return 1.0 / math.log2(2 + n_partners)
+
+
+def bucket_of(t: int, bucket_ms: int) -> int:
+    return t - t % bucket_ms
+
+
+@dataclass
+class ItemWindow:
+    """One item's counts in a sliding event-time window, by bucket start.
+
+    ``pairs[b][j]`` is the weighted co-occurrence count with item j in bucket b;
+    ``own[b]`` the item's own weighted count.
+    """
+
+    pairs: dict[int, dict[int, float]] = field(default_factory=dict)
+    own: dict[int, float] = field(default_factory=dict)
+
+
+def add_pair(win: ItemWindow, other: int, t: int, w: float, bucket_ms: int) -> None:
+    bucket = win.pairs.setdefault(bucket_of(t, bucket_ms), {})
+    bucket[other] = bucket.get(other, 0.0) + w
+
+
+def add_own(win: ItemWindow, t: int, w: float, bucket_ms: int) -> None:
+    b = bucket_of(t, bucket_ms)
+    win.own[b] = win.own.get(b, 0.0) + w
+
+
+def expire(win: ItemWindow, now: int, window_ms: int, bucket_ms: int) -> None:
+    """Drop buckets that ended before ``now - window_ms``."""
+    horizon = now - window_ms
+    for b in [b for b in win.pairs if b + bucket_ms <= horizon]:
+        del win.pairs[b]
+    for b in [b for b in win.own if b + bucket_ms <= horizon]:
+        del win.own[b]
+
+
+def pair_counts(win: ItemWindow) -> dict[int, float]:
+    totals: dict[int, float] = {}
+    for bucket in win.pairs.values():
+        for j, c in bucket.items():
+            totals[j] = totals.get(j, 0.0) + c
+    return totals
+
+
+def own_count(win: ItemWindow) -> float:
+    return sum(win.own.values())
+
+
+def cosine(c_ij: float, n_i: float, n_j: float) -> float:
+    """Cosine similarity on implicit counts: C(i,j) / sqrt(N(i) N(j))."""
+    return 0.0 if n_i <= 0 or n_j <= 0 else c_ij / math.sqrt(n_i * n_j)
+
+
+def top_neighbors(counts: dict[int, float], n_i: float, n_other: dict[int, float],
+                  k: int) -> list[tuple[int, float, float]]:
+    """The k most similar items as ``(item, score, count)``, best first, ties by item id.
+
+    ``n_other[j]`` is item j's own count as last known here; unknown counts fall back to
+    C(i,j), an upper bound on N(j) that keeps the score at most sqrt(C/N(i)).
+    """
+    scored = ((j, cosine(c, n_i, max(n_other.get(j, 0.0), c)), c) for j, c in counts.items() if c > 0)
+    return heapq.nsmallest(k, scored, key=lambda r: (-r[1], r[0]))
+
+
+def prune(win: ItemWindow, keep: set[int]) -> None:
+    """Forget every neighbor not in ``keep`` (the bounded neighbor set, at most M)."""
+    for b in list(win.pairs):
+        bucket = {j: c for j, c in win.pairs[b].items() if j in keep}
+        if bucket:
+            win.pairs[b] = bucket
+        else:
+            del win.pairs[b]

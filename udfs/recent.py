@@ -1,0 +1,20 @@
+"""The user's recent-items window: the last W items within span T of event time."""
+
+from __future__ import annotations
+
+RecentItems = list  # list of (item_id, event_time, weight), oldest first
+
+
+def add_recent(recent: RecentItems, item_id: int, t: int, weight: float,
+               max_items: int, span_ms: int) -> tuple[RecentItems, list[int]]:
+    """Add an item; return the new window and the item's partners for co-occurrence.
+
+    Partners are the other items in the window within ``span_ms`` of ``t`` (before the
+    window is trimmed to ``max_items``). Re-consuming an item moves it to the front
+    instead of listing it twice. Items older than ``t - span_ms`` fall out.
+    """
+    kept = [(i, ti, w) for i, ti, w in recent if i != item_id and abs(t - ti) <= span_ms]
+    partners = [i for i, _, _ in kept]
+    kept.append((item_id, t, weight))
+    kept.sort(key=lambda r: r[1])  # stable: among equal times the newest stays last
+    return kept[-max_items:], partners
