@@ -1,0 +1,379 @@
+"""Thin Flink operators: build state handles in open(), then read state, call udfs, write
+state, set timers, yield. Messages between operators are plain tuples whose first field
+says what they are and whose second field is the key of the operator they go to.
+
+State names are part of savepoint compatibility: never rename one after a release.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from pyflink.common import Types
+from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, OutputTag, ProcessFunction
+from pyflink.datastream.functions import KeyedBroadcastProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from flink_jobs.codec import AvroCodec, AvroError
+from flink_jobs.config import JobConfig
+from flink_jobs.contracts import ITEMS_TOPIC, TOPIC_RECORDS, USER_EVENTS_TOPIC
+from udfs import cooccurrence as co
+from udfs.ranking import merge_fragments, rank
+from udfs.recent import add_recent
+from udfs.signals import InterestVector, add_interest, event_weight, interest_similarity
+
+PICKLED = Types.PICKLED_BYTE_ARRAY()
+DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
+RANKING_REQUESTS = OutputTag("ranking-requests", PICKLED)
+ITEM_NEIGHBORS = OutputTag("item-neighbors", PICKLED)
+CATALOG_STATE = MapStateDescriptor("catalog", Types.LONG(), PICKLED)  # item -> (title, tags, deleted)
+TRENDING_STATE = MapStateDescriptor("trending", Types.INT(), PICKLED)  # 0 -> [(item, count)]
+
+_VALID_TYPES = {"VIEW", "CLICK", "ADD_TO_CART", "PURCHASE", "RATING"}
+
+
+def validate_event(ev: dict) -> str | None:
+    """Why a decoded event cannot be used, or None."""
+    if ev["user_id"] < 0 or ev["item_id"] < 0:
+        return f"negative id (user {ev['user_id']}, item {ev['item_id']})"
+    if ev["event_time"] <= 0:
+        return f"event_time {ev['event_time']} is not a positive epoch-milliseconds value"
+    if ev["event_type"] not in _VALID_TYPES:
+        return f"unknown event_type {ev['event_type']!r}"
+    value = ev.get("value")
+    if value is not None and not math.isfinite(value):
+        return f"value {value} is not finite"
+    if ev["event_type"] == "RATING" and (value is None or not 0.0 <= value <= 5.0):
+        return f"RATING needs a value within [0, 5], got {value}"
+    return None
+
+
+class DecodeEvents(ProcessFunction):
+    """Avro bytes -> event dict; anything unusable -> the dead-letter side output.
+
+    Input: ``(payload, partition, offset, kafka_timestamp)``; partition and offset are
+    -1 when the source does not expose them.
+    """
+
+    def open(self, runtime_context):
+        self.codec = AvroCodec(TOPIC_RECORDS[USER_EVENTS_TOPIC])
+        group = runtime_context.get_metrics_group()
+        self.valid = group.counter("eventsValid")
+        self.invalid = group.counter("eventsDeadLettered")
+
+    def process_element(self, value, ctx):
+        payload, partition, offset, ts = value
+        ts = None if ts is None or ts < 0 else ts
+        try:
+            event = self.codec.decode(payload)
+            reason = validate_event(event)
+        except AvroError as exc:
+            reason = str(exc)
+        if reason is None:
+            self.valid.inc()
+            yield event
+        else:
+            self.invalid.inc()
+            yield DEAD_LETTERS, {"payload": bytes(payload or b""), "reason": reason,
+                                 "source_topic": USER_EVENTS_TOPIC, "source_partition": partition,
+                                 "source_offset": offset, "source_timestamp": ts}
+
+
+class DecodeCatalog(FlatMapFunction):
+    """ItemFeatures bytes -> ``("item", id, title, tags, deleted)``; undecodable ones are
+    counted and skipped (the dead-letter topic is for user events)."""
+
+    def open(self, runtime_context):
+        self.codec = AvroCodec(TOPIC_RECORDS[ITEMS_TOPIC])
+        self.invalid = runtime_context.get_metrics_group().counter("catalogRecordsInvalid")
+
+    def flat_map(self, payload):
+        try:
+            r = self.codec.decode(payload)
+        except AvroError:
+            self.invalid.inc()
+            return
+        yield "item", r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]
+
+
+class UserActivity(KeyedProcessFunction):
+    """Keyed by user: recent items, per-user version, event-time TTL.
+
+    Main output: ``("occ", item, t, weight, partners, user, version, seeds)`` for the item
+    side. Side output RANKING_REQUESTS: ``("req", user, version, t, item, weight, n_seeds)``.
+    """
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.recent = runtime_context.get_state(ValueStateDescriptor("recent-items", PICKLED))
+        self.version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
+        self.last_seen = runtime_context.get_state(ValueStateDescriptor("last-seen", Types.LONG()))
+
+    def process_element(self, ev, ctx):
+        cfg = self.cfg
+        user, item, t = ev["user_id"], ev["item_id"], ev["event_time"]
+        weight = event_weight(ev["event_type"], ev.get("value"))
+        version = (self.version.value() or 0) + 1
+        self.version.update(version)
+        last_seen = max(self.last_seen.value() or 0, t)
+        self.last_seen.update(last_seen)
+        ctx.timer_service().register_event_time_timer(last_seen + cfg.user_ttl_ms)
+
+        recent = self.recent.value() or []
+        partners: list[int] = []
+        if weight > 0:  # a low rating is consumed (and excluded) but is no interest signal
+            recent, partners = add_recent(recent, item, t, weight, cfg.recent_items, cfg.pair_span_ms)
+            self.recent.update(recent)
+        seeds = [(i, w) for i, _, w in recent[-cfg.seeds:]]
+        yield "occ", item, t, weight, partners, user, version, seeds
+        yield RANKING_REQUESTS, ("req", user, version, t, item, weight, len(seeds))
+
+    def on_timer(self, timestamp, ctx):
+        last_seen = self.last_seen.value()
+        if last_seen is not None and last_seen + self.cfg.user_ttl_ms <= timestamp:
+            self.recent.clear()
+            self.version.clear()
+            self.last_seen.clear()
+        yield from ()  # PyFlink iterates whatever a timer callback returns
+
+
+class ItemCount(KeyedProcessFunction):
+    """Keyed by item: the item's own windowed count N(i), attached to the pair updates.
+
+    Emits, keyed by their second field: ``("self", i, t, N(i))``; per partner j
+    ``("pair", j, i, t, w, N(i))`` and ``("pair", i, j, t, w, None)``; per seed s
+    ``("seed", s, user, version, seed_weight)``. One subtask sends all of them in this
+    order, so a seed request reaches item s after the pair updates of the same event.
+    """
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.window = runtime_context.get_state(ValueStateDescriptor("own-window", PICKLED))
+
+    def process_element(self, msg, ctx):
+        _, item, t, weight, partners, user, version, seeds = msg
+        cfg = self.cfg
+        if weight > 0:
+            win = self.window.value() or co.ItemWindow()
+            co.add_own(win, t, 1.0, cfg.bucket_ms)
+            self.window.update(win)
+            ctx.timer_service().register_event_time_timer(
+                co.bucket_of(t, cfg.bucket_ms) + cfg.bucket_ms + cfg.cooccurrence_window_ms)
+            n_self = co.own_count(win)
+            yield "self", item, t, n_self
+            w = co.pair_weight(len(partners))
+            for j in partners:
+                yield "pair", j, item, t, w, n_self
+                yield "pair", item, j, t, w, None
+        for seed, seed_weight in seeds:
+            yield "seed", seed, user, version, seed_weight
+
+    def on_timer(self, timestamp, ctx):
+        win = self.window.value()
+        if win is not None:
+            co.expire(win, timestamp, self.cfg.cooccurrence_window_ms, self.cfg.bucket_ms)
+            if win.own:
+                self.window.update(win)
+            else:
+                self.window.clear()
+        yield from ()
+
+
+class ItemCooccurrence(KeyedProcessFunction):
+    """Keyed by item: windowed co-occurrence counts, bounded neighbor set, fragments.
+
+    Main output: ``("frag", user, version, seed, seed_weight, neighbors)`` keyed by user.
+    Side output ITEM_NEIGHBORS: ItemNeighbors records, on each change of the item's count.
+    """
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.window = runtime_context.get_state(ValueStateDescriptor("pair-window", PICKLED))
+        self.counts = runtime_context.get_state(ValueStateDescriptor("neighbor-item-counts", PICKLED))
+
+    def process_element(self, msg, ctx):
+        cfg = self.cfg
+        kind, item = msg[0], msg[1]
+        win = self.window.value() or co.ItemWindow()
+        counts = self.counts.value() or {}
+        if kind == "pair":
+            _, _, other, t, w, n_other = msg
+            co.add_pair(win, other, t, w, cfg.bucket_ms)
+            if n_other is not None:
+                counts[other] = n_other
+            ctx.timer_service().register_event_time_timer(
+                co.bucket_of(t, cfg.bucket_ms) + cfg.bucket_ms + cfg.cooccurrence_window_ms)
+            totals = co.pair_counts(win)
+            if len(totals) > cfg.neighbors_per_item:
+                keep = {j for j, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+                        [: cfg.neighbors_per_item]}
+                co.prune(win, keep)
+                counts = {j: n for j, n in counts.items() if j in keep or j == item}
+            self.window.update(win)
+            self.counts.update(counts)
+        elif kind == "self":
+            _, _, t, n_self = msg
+            counts[item] = n_self
+            self.counts.update(counts)
+            neighbors = co.top_neighbors(co.pair_counts(win), n_self, counts, cfg.fragment_size)
+            yield ITEM_NEIGHBORS, {
+                "item_id": item, "item_count": n_self, "event_time": t,
+                "neighbors": [{"item_id": j, "score": s, "co_count": c} for j, s, c in neighbors]}
+        else:  # seed request
+            _, _, user, version, seed_weight = msg
+            neighbors = co.top_neighbors(co.pair_counts(win), counts.get(item, 0.0), counts,
+                                         cfg.fragment_size)
+            yield "frag", user, version, item, seed_weight, neighbors
+
+    def on_timer(self, timestamp, ctx):
+        win = self.window.value()
+        if win is not None:
+            co.expire(win, timestamp, self.cfg.cooccurrence_window_ms, self.cfg.bucket_ms)
+            if win.pairs:
+                self.window.update(win)
+            else:
+                self.window.clear()
+        yield from ()
+
+
+class Trending(KeyedProcessFunction):
+    """One key: windowed popularity of items; emits the top list when a bucket closes."""
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.window = runtime_context.get_state(ValueStateDescriptor("trending-window", PICKLED))
+
+    def process_element(self, msg, ctx):
+        _, item, t, weight = msg[:4]
+        if weight > 0:
+            self._count(item, t, ctx)
+        yield from ()
+
+    def _count(self, item, t, ctx):
+        bucket_ms = self.cfg.bucket_ms
+        win = self.window.value() or co.ItemWindow()
+        co.add_pair(win, item, t, 1.0, bucket_ms)
+        self.window.update(win)
+        ctx.timer_service().register_event_time_timer(co.bucket_of(t, bucket_ms) + bucket_ms)
+
+    def on_timer(self, timestamp, ctx):
+        win = self.window.value()
+        if win is None:
+            return
+        co.expire(win, timestamp, self.cfg.trending_window_ms, self.cfg.bucket_ms)
+        self.window.update(win)
+        counts = co.pair_counts(win)
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.cfg.trending_size]
+        yield "trending", 0, timestamp, top
+
+
+class Ranker(KeyedBroadcastProcessFunction):
+    """Keyed by user: gathers the fragments of the newest request version, emits top-N.
+
+    Keyed input: requests ``("req", ...)`` and fragments ``("frag", ...)``. Broadcast input:
+    catalog items ``("item", id, title, tags, deleted)`` and ``("trending", 0, t, top)``.
+    """
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
+
+    def open(self, runtime_context):
+        self.pending = runtime_context.get_state(ValueStateDescriptor("pending-requests", PICKLED))
+        self.interest = runtime_context.get_state(ValueStateDescriptor("interest-vector", PICKLED))
+        self.consumed = runtime_context.get_state(ValueStateDescriptor("consumed-items", PICKLED))
+        self.emitted = runtime_context.get_state(ValueStateDescriptor("emitted-version", Types.LONG()))
+        self.last_seen = runtime_context.get_state(ValueStateDescriptor("last-seen", Types.LONG()))
+        group = runtime_context.get_metrics_group()
+        self.lists = group.counter("recommendationsEmitted")
+        self.stale = group.counter("staleRequestsDropped")
+
+    def process_broadcast_element(self, msg, ctx):
+        if msg[0] == "item":
+            _, item, title, tags, deleted = msg
+            ctx.get_broadcast_state(CATALOG_STATE).put(item, (title, tags, deleted))
+        else:
+            ctx.get_broadcast_state(TRENDING_STATE).put(0, msg[3])
+
+    def process_element(self, msg, ctx):
+        cfg = self.cfg
+        pending = self.pending.value() or {}
+        emitted = self.emitted.value() or 0
+        if msg[0] == "req":
+            _, user, version, t, item, weight, n_seeds = msg
+            catalog = ctx.get_broadcast_state(CATALOG_STATE)
+            entry = catalog.get(item)
+            vec = self.interest.value() or InterestVector()
+            self.interest.update(add_interest(vec, entry[1] if entry else (), weight, t,
+                                              cfg.interest_half_life_ms))
+            consumed = self.consumed.value() or {}
+            consumed[item] = t
+            if len(consumed) > cfg.max_consumed:
+                consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
+            self.consumed.update(consumed)
+            last_seen = max(self.last_seen.value() or 0, t)
+            self.last_seen.update(last_seen)
+            ctx.timer_service().register_event_time_timer(last_seen + cfg.user_ttl_ms)
+            req = pending.setdefault(version, {"frags": []})
+            req.update(user=user, t=t, expected=n_seeds)
+        else:
+            _, user, version, seed, seed_weight, neighbors = msg
+            pending.setdefault(version, {"frags": []})["frags"].append((seed, seed_weight, neighbors))
+
+        out = None
+        for version in sorted(pending):
+            req = pending[version]
+            if version <= emitted:
+                del pending[version]
+                self.stale.inc()
+            elif "expected" in req and len(req["frags"]) >= req["expected"]:
+                out = self._recommend(ctx, version, req)
+                emitted = version
+                del pending[version]
+        # requests older than the newest emitted one can never be shown: drop them
+        for version in [v for v in pending if v <= emitted]:
+            del pending[version]
+            self.stale.inc()
+        self.pending.update(pending)
+        self.emitted.update(emitted)
+        if out is not None:
+            self.lists.inc()
+            yield out
+
+    def _recommend(self, ctx, version: int, req: dict) -> dict:
+        cfg = self.cfg
+        catalog = ctx.get_broadcast_state(CATALOG_STATE)
+        vec = self.interest.value() or InterestVector()
+        consumed = self.consumed.value() or {}
+
+        def tags(item):
+            entry = catalog.get(item)
+            return entry[1] if entry else ()
+
+        def title(item):
+            entry = catalog.get(item)
+            return entry[0] if entry else f"item {item}"
+
+        candidates = merge_fragments(req["frags"])
+        exclude = set(consumed) | {i for i in candidates if (catalog.get(i) or (0, 0, False))[2]}
+        trending = ctx.get_broadcast_state(TRENDING_STATE).get(0) or []
+        top = rank(candidates, lambda i: interest_similarity(vec, tags(i)), exclude, cfg.top_n,
+                   cfg.interest_weight, trending, title)
+        return {"user_id": req["user"], "version": version, "event_time": req["t"],
+                "generated_at": int(time.time() * 1000),
+                "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
+
+    def on_timer(self, timestamp, ctx):
+        last_seen = self.last_seen.value()
+        if last_seen is not None and last_seen + self.cfg.user_ttl_ms <= timestamp:
+            for handle in (self.pending, self.interest, self.consumed, self.emitted, self.last_seen):
+                handle.clear()
+        yield from ()

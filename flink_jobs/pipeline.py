@@ -1,0 +1,80 @@
+"""The dataflow, from raw event bytes and catalog records to output streams.
+
+It knows nothing of Kafka or Redis: ``main`` attaches sources and sinks, the job tests
+attach in-memory collections. Every stateful operator has a stable uid (savepoint
+compatibility: never change one after a release) and a readable name.
+
+    raw events ─► DecodeEvents ─► watermarks ─► keyBy(user) UserActivity ──► keyBy(item) ItemCount
+                     │ bad ─► dead letters         │ requests                       │ self / pair / seed
+                                                   │              keyBy(item) ItemCooccurrence ─► item neighbors
+                                                   │                              │ fragments
+                                                   └──────► keyBy(user) Ranker ◄──┘ ◄── broadcast: catalog, trending
+                                                                   └─► recommendations
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import DataStream
+
+from flink_jobs.config import JobConfig
+from flink_jobs.operators import (CATALOG_STATE, DEAD_LETTERS, ITEM_NEIGHBORS, PICKLED,
+                                  RANKING_REQUESTS, TRENDING_STATE, DecodeCatalog, DecodeEvents, ItemCooccurrence,
+                                  ItemCount, Ranker, Trending, UserActivity)
+
+
+# What a source hands the pipeline for each input event. -1 marks an unknown field.
+RAW_EVENT = Types.TUPLE([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(), Types.LONG(), Types.LONG()])
+RAW_ITEM = Types.PRIMITIVE_ARRAY(Types.BYTE())
+
+
+@dataclass
+class Outputs:
+    recommendations: DataStream   # dicts shaped like reco.Recommendations
+    item_neighbors: DataStream    # dicts shaped like reco.ItemNeighbors
+    dead_letters: DataStream      # dicts shaped like reco.DeadLetter
+    trending: DataStream          # ("trending", 0, event_time, [(item, count), ...])
+
+
+class EventTime(TimestampAssigner):
+    def extract_timestamp(self, value, record_timestamp) -> int:
+        return value["event_time"]
+
+
+def _by_second_field(stream: DataStream) -> DataStream:
+    return stream.key_by(lambda m: m[1], key_type=Types.LONG())
+
+
+def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Outputs:
+    """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
+    ``catalog``: reco.ItemFeatures records as Avro bytes."""
+    decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
+    watermarks = (WatermarkStrategy
+                  .for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
+                  .with_timestamp_assigner(EventTime()))
+    if cfg.idle_source_timeout_ms:
+        watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
+    events = decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
+
+    activity = (events.key_by(lambda e: e["user_id"], key_type=Types.LONG())
+                .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity").name("UserActivity"))
+    item_updates = (_by_second_field(activity).process(ItemCount(cfg), output_type=PICKLED)
+                    .uid("item-count").name("ItemCount"))
+    cooccurrence = (_by_second_field(item_updates).process(ItemCooccurrence(cfg), output_type=PICKLED)
+                    .uid("item-cooccurrence").name("ItemCooccurrence"))
+    trending = (activity.key_by(lambda m: 0, key_type=Types.INT())
+                .process(Trending(cfg), output_type=PICKLED).uid("trending").name("Trending")
+                .set_parallelism(1))
+
+    items = catalog.flat_map(DecodeCatalog(), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
+    broadcast = items.union(trending).broadcast(CATALOG_STATE, TRENDING_STATE)
+    to_rank = activity.get_side_output(RANKING_REQUESTS).union(cooccurrence)
+    recommendations = (_by_second_field(to_rank).connect(broadcast)
+                       .process(Ranker(cfg), output_type=PICKLED).uid("ranker").name("Ranker"))
+    return Outputs(recommendations=recommendations,
+                   item_neighbors=cooccurrence.get_side_output(ITEM_NEIGHBORS),
+                   dead_letters=decoded.get_side_output(DEAD_LETTERS),
+                   trending=trending)
