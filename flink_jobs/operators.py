@@ -27,6 +27,7 @@ PICKLED = Types.PICKLED_BYTE_ARRAY()
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
 RANKING_REQUESTS = OutputTag("ranking-requests", PICKLED)
 ITEM_NEIGHBORS = OutputTag("item-neighbors", PICKLED)
+EXPIRED_USERS = OutputTag("expired-users", PICKLED)  # (user, event time) when its state is dropped
 CATALOG_STATE = MapStateDescriptor("catalog", Types.LONG(), PICKLED)  # item -> (title, tags, deleted)
 TRENDING_STATE = MapStateDescriptor("trending", Types.INT(), PICKLED)  # 0 -> [(item, count)]
 
@@ -97,6 +98,18 @@ class DecodeCatalog(FlatMapFunction):
         yield "item", r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]
 
 
+VERSIONS_PER_MS = 1024
+
+
+def next_version(last: int | None, t: int) -> int:
+    """A user's next list version: strictly increasing, from state and event time only.
+
+    Event time x 1024 keeps versions increasing across a TTL expiry (when ``last`` is
+    gone) without a tombstone; ``last + 1`` keeps them increasing for late or same-ms events.
+    """
+    return max(t * VERSIONS_PER_MS, (last or 0) + 1)
+
+
 class UserActivity(KeyedProcessFunction):
     """Keyed by user: recent items, per-user version, event-time TTL.
 
@@ -116,7 +129,7 @@ class UserActivity(KeyedProcessFunction):
         cfg = self.cfg
         user, item, t = ev["user_id"], ev["item_id"], ev["event_time"]
         weight = event_weight(ev["event_type"], ev.get("value"))
-        version = (self.version.value() or 0) + 1
+        version = next_version(self.version.value(), t)
         self.version.update(version)
         last_seen = max(self.last_seen.value() or 0, t)
         self.last_seen.update(last_seen)
@@ -137,7 +150,7 @@ class UserActivity(KeyedProcessFunction):
             self.recent.clear()
             self.version.clear()
             self.last_seen.clear()
-        yield from ()  # PyFlink iterates whatever a timer callback returns
+            yield EXPIRED_USERS, (ctx.get_current_key(), timestamp)
 
 
 class ItemCount(KeyedProcessFunction):
@@ -188,7 +201,8 @@ class ItemCooccurrence(KeyedProcessFunction):
     """Keyed by item: windowed co-occurrence counts, bounded neighbor set, fragments.
 
     Main output: ``("frag", user, version, seed, seed_weight, neighbors)`` keyed by user.
-    Side output ITEM_NEIGHBORS: ItemNeighbors records, on each change of the item's count.
+    Side output ITEM_NEIGHBORS: ItemNeighbors records, once per bucket in which the item
+    gained pairs (debounced by event time, so a replay publishes the same lists).
     """
 
     def __init__(self, cfg: JobConfig):
@@ -208,8 +222,9 @@ class ItemCooccurrence(KeyedProcessFunction):
             co.add_pair(win, other, t, w, cfg.bucket_ms)
             if n_other is not None:
                 counts[other] = n_other
-            ctx.timer_service().register_event_time_timer(
-                co.bucket_of(t, cfg.bucket_ms) + cfg.bucket_ms + cfg.cooccurrence_window_ms)
+            bucket_end = co.bucket_of(t, cfg.bucket_ms) + cfg.bucket_ms
+            ctx.timer_service().register_event_time_timer(bucket_end)  # publish the neighbor list
+            ctx.timer_service().register_event_time_timer(bucket_end + cfg.cooccurrence_window_ms)  # expire
             totals = co.pair_counts(win)
             if len(totals) > cfg.neighbors_per_item:
                 keep = {j for j, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -222,10 +237,6 @@ class ItemCooccurrence(KeyedProcessFunction):
             _, _, t, n_self = msg
             counts[item] = n_self
             self.counts.update(counts)
-            neighbors = co.top_neighbors(co.pair_counts(win), n_self, counts, cfg.fragment_size)
-            yield ITEM_NEIGHBORS, {
-                "item_id": item, "item_count": n_self, "event_time": t,
-                "neighbors": [{"item_id": j, "score": s, "co_count": c} for j, s, c in neighbors]}
         else:  # seed request
             _, _, user, version, seed_weight = msg
             neighbors = co.top_neighbors(co.pair_counts(win), counts.get(item, 0.0), counts,
@@ -233,14 +244,28 @@ class ItemCooccurrence(KeyedProcessFunction):
             yield "frag", user, version, item, seed_weight, neighbors
 
     def on_timer(self, timestamp, ctx):
+        """At each bucket end: expire old buckets, publish the list as of ``timestamp``.
+
+        Once the watermark passes a bucket's end every pair before it has arrived, so the
+        published counts are exactly those of the window (timestamp - L, timestamp).
+        """
+        cfg = self.cfg
         win = self.window.value()
-        if win is not None:
-            co.expire(win, timestamp, self.cfg.cooccurrence_window_ms, self.cfg.bucket_ms)
-            if win.pairs:
-                self.window.update(win)
-            else:
-                self.window.clear()
-        yield from ()
+        if win is None:
+            return
+        co.expire(win, timestamp, cfg.cooccurrence_window_ms, cfg.bucket_ms)
+        if not win.pairs:
+            self.window.clear()
+            return
+        self.window.update(win)
+        counts = self.counts.value() or {}
+        item = ctx.get_current_key()
+        n_self = counts.get(item, 0.0)
+        neighbors = co.top_neighbors(co.pair_counts(win, before=timestamp), n_self, counts,
+                                     cfg.fragment_size)
+        yield ITEM_NEIGHBORS, {
+            "item_id": item, "item_count": n_self, "event_time": timestamp,
+            "neighbors": [{"item_id": j, "score": s, "co_count": c} for j, s, c in neighbors]}
 
 
 class Trending(KeyedProcessFunction):

@@ -21,7 +21,7 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream
 
 from flink_jobs.config import JobConfig
-from flink_jobs.operators import (CATALOG_STATE, DEAD_LETTERS, ITEM_NEIGHBORS, PICKLED,
+from flink_jobs.operators import (CATALOG_STATE, DEAD_LETTERS, EXPIRED_USERS, ITEM_NEIGHBORS, PICKLED,
                                   RANKING_REQUESTS, TRENDING_STATE, DecodeCatalog, DecodeEvents, ItemCooccurrence,
                                   ItemCount, Ranker, Trending, UserActivity)
 
@@ -37,6 +37,7 @@ class Outputs:
     item_neighbors: DataStream    # dicts shaped like reco.ItemNeighbors
     dead_letters: DataStream      # dicts shaped like reco.DeadLetter
     trending: DataStream          # ("trending", 0, event_time, [(item, count), ...])
+    expired_users: DataStream     # (user, event_time) when a user's state passed its TTL
 
 
 class EventTime(TimestampAssigner):
@@ -48,9 +49,14 @@ def _by_second_field(stream: DataStream) -> DataStream:
     return stream.key_by(lambda m: m[1], key_type=Types.LONG())
 
 
-def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Outputs:
+def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig,
+          source_parallelism: int | None = None) -> Outputs:
     """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
-    ``catalog``: reco.ItemFeatures records as Avro bytes."""
+    ``catalog``: reco.ItemFeatures records as Avro bytes.
+
+    Decoding runs at the source's parallelism (``source_parallelism``, default the job's),
+    chained to it, so the order of each source partition, and so of each user, is kept.
+    """
     decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
     watermarks = (WatermarkStrategy
                   .for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
@@ -58,6 +64,9 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Output
     if cfg.idle_source_timeout_ms:
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
     events = decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
+    if source_parallelism is not None:
+        decoded.set_parallelism(source_parallelism)
+        events.set_parallelism(source_parallelism)
 
     activity = (events.key_by(lambda e: e["user_id"], key_type=Types.LONG())
                 .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity").name("UserActivity"))
@@ -77,4 +86,5 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Output
     return Outputs(recommendations=recommendations,
                    item_neighbors=cooccurrence.get_side_output(ITEM_NEIGHBORS),
                    dead_letters=decoded.get_side_output(DEAD_LETTERS),
-                   trending=trending)
+                   trending=trending,
+                   expired_users=activity.get_side_output(EXPIRED_USERS))

@@ -47,9 +47,12 @@ def expire(win: ItemWindow, now: int, window_ms: int, bucket_ms: int) -> None:
         del win.own[b]
 
 
-def pair_counts(win: ItemWindow) -> dict[int, float]:
+def pair_counts(win: ItemWindow, before: int | None = None) -> dict[int, float]:
+    """Total count per neighbor, over the buckets that start before ``before`` if given."""
     totals: dict[int, float] = {}
-    for bucket in win.pairs.values():
+    for b, bucket in win.pairs.items():
+        if before is not None and b >= before:
+            continue
         for j, c in bucket.items():
             totals[j] = totals.get(j, 0.0) + c
     return totals

@@ -179,3 +179,13 @@ def test_merge_and_rank_match_brute_force(seed):
 def test_cold_start_gets_only_trending():
     out = rank({}, lambda j: 0.0, {3}, 3, 0.2, [(3, 9.0), (5, 8.0), (7, 7.0), (9, 1.0)])
     assert out == [(5, 0.0, "trending now"), (7, 0.0, "trending now"), (9, 0.0, "trending now")]
+
+
+def test_pair_counts_before_a_time_uses_only_earlier_buckets():
+    win = co.ItemWindow()
+    co.add_pair(win, 1, 5, 1.0, 10)
+    co.add_pair(win, 1, 15, 2.0, 10)
+    co.add_pair(win, 2, 25, 4.0, 10)
+    assert co.pair_counts(win, before=20) == {1: 3.0}
+    assert co.pair_counts(win, before=10) == {1: 1.0}
+    assert co.pair_counts(win) == {1: 3.0, 2: 4.0}

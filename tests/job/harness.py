@@ -1,0 +1,39 @@
+"""Run the pipeline on a local Flink environment from in-memory input, collect every output."""
+
+from __future__ import annotations
+
+import sys
+
+from pyflink.common import Configuration, Types
+from pyflink.datastream import StreamExecutionEnvironment
+
+from flink_jobs import pipeline
+from flink_jobs.codec import AvroCodec
+from flink_jobs.config import JobConfig
+from flink_jobs.operators import PICKLED
+
+
+def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig) -> dict[str, list]:
+    conf = Configuration()
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.fn-execution.bundle.size", "1")
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(cfg.parallelism)
+    items = AvroCodec("reco.ItemFeatures")
+    events = env.from_collection([(v, 0, i, -1) for i, v in enumerate(raw_events)], type_info=pipeline.RAW_EVENT)
+    cat = (env.from_collection([(items.encode(r),) for r in catalog], type_info=Types.TUPLE([pipeline.RAW_ITEM]))
+           .map(lambda t: t[0], output_type=pipeline.RAW_ITEM))
+    out = pipeline.build(events, cat, cfg, source_parallelism=1)  # from_collection is one split
+
+    def tagged(stream, name):
+        return stream.map(lambda x, n=name: (n, x), output_type=PICKLED)
+
+    merged = tagged(out.recommendations, "recommendations").union(
+        tagged(out.item_neighbors, "item_neighbors"), tagged(out.dead_letters, "dead_letters"),
+        tagged(out.trending, "trending"), tagged(out.expired_users, "expired_users"))
+    results: dict[str, list] = {"recommendations": [], "item_neighbors": [], "dead_letters": [], "trending": [],
+                                "expired_users": []}
+    with merged.execute_and_collect() as it:
+        for name, value in it:
+            results[name].append(value)
+    return results

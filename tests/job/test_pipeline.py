@@ -1,0 +1,157 @@
+"""The whole pipeline on a local Flink environment (parallelism 2), from in-memory input.
+
+One run serves every assertion (a run costs about a minute on this machine).
+"""
+
+from collections import defaultdict
+
+import pytest
+
+from flink_jobs.codec import AvroCodec
+from flink_jobs.config import MINUTE, JobConfig
+from flink_jobs.operators import next_version
+from flink_jobs.tools.synth import Synth, SynthConfig, malformed_payloads
+from udfs import cooccurrence as co
+from udfs.recent import add_recent
+from udfs.signals import event_weight
+
+pytestmark = pytest.mark.job
+
+CFG = JobConfig(parallelism=2, top_n=5, recent_items=5, seeds=3, pair_span_ms=30 * MINUTE,
+                neighbors_per_item=500, fragment_size=500, bucket_ms=10 * MINUTE,
+                cooccurrence_window_ms=60 * MINUTE, user_ttl_ms=120 * MINUTE,
+                trending_window_ms=60 * MINUTE, max_out_of_orderness_ms=0, idle_source_timeout_ms=0)
+COLD_USER, TTL_USER, NEW_ITEM = 9_001, 9_002, 7_777
+
+
+def make_events():
+    synth = Synth(SynthConfig(events=400, users=25, items=60, clusters=3, seed=5,
+                              session_gap_ms=240_000.0, click_gap_ms=20_000.0))
+    events = sorted(synth.events(), key=lambda e: e["event_time"])  # in order: no late events
+    t0, t_end = events[0]["event_time"], events[-1]["event_time"]
+    ev = lambda user, item, t: {"event_id": f"x-{user}-{t}", "user_id": user, "item_id": item,  # noqa: E731
+                                "event_type": "PURCHASE", "value": None, "event_time": t}
+    # the TTL user: one event at the start, one long after its state should be gone
+    events.insert(1, ev(TTL_USER, events[0]["item_id"], t0 + 1))
+    late = t0 + 1 + CFG.user_ttl_ms + 30 * MINUTE
+    assert late < t_end, "the stream must outlast the TTL"
+    events.append(ev(TTL_USER, events[0]["item_id"], t_end + 1))
+    # the cold-start user: first event on an item nobody else has, near the end
+    events.insert(len(events) - 5, ev(COLD_USER, NEW_ITEM, events[-6]["event_time"]))
+    return synth, events
+
+
+@pytest.fixture(scope="module")
+def run():
+    from tests.job.harness import run_pipeline
+
+    synth, events = make_events()
+    codec = AvroCodec("reco.UserEvent")
+    raw = [codec.encode(e) for e in events]
+    good = raw[0]
+    bad = [malformed_payloads(codec, good, k) for k in range(6)]
+    raw = raw[:50] + bad + raw[50:]
+    out = run_pipeline(raw, synth.catalog(), CFG)
+    return events, bad, out
+
+
+def expected_versions(events):
+    """user -> the version of each of its events, in order (the job's rule, replayed)."""
+    versions = defaultdict(list)
+    for e in events:
+        last = versions[e["user_id"]][-1] if versions[e["user_id"]] else None
+        versions[e["user_id"]].append(next_version(last, e["event_time"]))
+    return versions
+
+
+def test_malformed_records_go_to_dead_letters_and_valid_ones_all_count(run):
+    events, bad, out = run
+    assert sorted(d["payload"] for d in out["dead_letters"]) == sorted(bad)
+    assert all(d["reason"] for d in out["dead_letters"])
+    newest = {}
+    for r in out["recommendations"]:
+        newest[r["user_id"]] = max(newest.get(r["user_id"], 0), r["version"])
+    # every valid event counted: each user's newest list answers its last event
+    assert newest == {u: v[-1] for u, v in expected_versions(events).items()}
+
+
+def batch_recount(events):
+    """Pairs (i, j, t, w) exactly as the job forms them, from the same events."""
+    recent, pairs = defaultdict(list), []
+    for e in events:
+        w = event_weight(e["event_type"], e["value"])
+        if w <= 0:
+            continue
+        recent[e["user_id"]], partners = add_recent(recent[e["user_id"]], e["item_id"], e["event_time"], w,
+                                                    CFG.recent_items, CFG.pair_span_ms)
+        pw = co.pair_weight(len(partners))
+        for j in partners:
+            pairs.append((e["item_id"], j, e["event_time"], pw))
+            pairs.append((j, e["item_id"], e["event_time"], pw))
+    return pairs
+
+
+def test_published_cooccurrence_counts_equal_a_batch_recount(run):
+    events, _, out = run
+    pairs = batch_recount(events)
+    assert out["item_neighbors"], "no neighbor lists were published"
+    checked = 0
+    for nb in out["item_neighbors"]:
+        end = nb["event_time"]
+        expected = defaultdict(float)
+        for i, j, t, w in pairs:
+            if i == nb["item_id"] and t < end and co.bucket_of(t, CFG.bucket_ms) + CFG.bucket_ms > end - CFG.cooccurrence_window_ms:
+                expected[j] += w
+        got = {n["item_id"]: n["co_count"] for n in nb["neighbors"]}
+        assert got.keys() == expected.keys(), (nb["item_id"], end)
+        for j in expected:
+            assert got[j] == pytest.approx(expected[j]), (nb["item_id"], j, end)
+        checked += 1
+    assert checked > 20
+
+
+def test_recommendations_never_contain_consumed_items(run):
+    events, _, out = run
+    consumed = defaultdict(list)
+    for e in events:
+        consumed[e["user_id"]].append(e["item_id"])
+    versions = expected_versions(events)
+    assert len(out["recommendations"]) > 100
+    for r in out["recommendations"]:
+        if r["user_id"] == TTL_USER:
+            continue
+        seen = set(consumed[r["user_id"]][: versions[r["user_id"]].index(r["version"]) + 1])
+        assert not seen & {i["item_id"] for i in r["items"]}, r
+        assert len(r["items"]) <= CFG.top_n
+        scores = [i["score"] for i in r["items"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_user_without_history_gets_trending_items(run):
+    _, _, out = run
+    cold = [r for r in out["recommendations"] if r["user_id"] == COLD_USER]
+    assert len(cold) == 1
+    items = cold[0]["items"]
+    assert len(items) == CFG.top_n
+    assert all(i["reason"] == "trending now" for i in items)
+    assert NEW_ITEM not in {i["item_id"] for i in items}
+    assert out["trending"], "trending lists were never published"
+
+
+def test_user_state_is_gone_after_ttl(run):
+    events, _, out = run
+    first = next(e["event_time"] for e in events if e["user_id"] == TTL_USER)
+    expired = [(u, t) for u, t in out["expired_users"] if u == TTL_USER]
+    assert expired[0] == (TTL_USER, first + CFG.user_ttl_ms)
+    # a user whose events never pause for a whole TTL is never expired before the end
+    by_user = defaultdict(list)
+    for e in events:
+        by_user[e["user_id"]].append(e["event_time"])
+    end = events[-1]["event_time"]
+    for user, times in by_user.items():
+        gaps = [b - a for a, b in zip(times, times[1:])] + [end - times[-1]]
+        expired_early = [t for u, t in out["expired_users"] if u == user and t <= end]
+        assert bool(expired_early) == (max(gaps) >= CFG.user_ttl_ms), user
+    # the second life of the TTL user starts over: its list is answered for the new event
+    assert max(r["version"] for r in out["recommendations"] if r["user_id"] == TTL_USER) == \
+        expected_versions(events)[TTL_USER][-1]
