@@ -49,13 +49,14 @@ def _by_second_field(stream: DataStream) -> DataStream:
     return stream.key_by(lambda m: m[1], key_type=Types.LONG())
 
 
-def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig,
-          source_parallelism: int | None = None) -> Outputs:
+def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Outputs:
     """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
     ``catalog``: reco.ItemFeatures records as Avro bytes.
 
-    Decoding runs at the source's parallelism (``source_parallelism``, default the job's),
-    chained to it, so the order of each source partition, and so of each user, is kept.
+    Each user's events must reach UserActivity in their source order, so nothing may
+    redistribute them between the source and the key-by on user: ``raw_events`` must run
+    at the environment's parallelism (a Kafka source does; PyFlink's Python timestamp
+    assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
     """
     decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
     watermarks = (WatermarkStrategy
@@ -64,9 +65,6 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig,
     if cfg.idle_source_timeout_ms:
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
     events = decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
-    if source_parallelism is not None:
-        decoded.set_parallelism(source_parallelism)
-        events.set_parallelism(source_parallelism)
 
     activity = (events.key_by(lambda e: e["user_id"], key_type=Types.LONG())
                 .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity").name("UserActivity"))

@@ -13,6 +13,14 @@ from flink_jobs.config import JobConfig
 from flink_jobs.operators import PICKLED
 
 
+def partition_of(payload: bytes, partitions: int) -> int:
+    """The partition a producer keyed by user would pick (malformed records: partition 0)."""
+    try:
+        return AvroCodec("reco.UserEvent").decode(payload)["user_id"] % partitions
+    except Exception:
+        return 0
+
+
 def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig) -> dict[str, list]:
     conf = Configuration()
     conf.set_string("python.executable", sys.executable)
@@ -20,10 +28,15 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig) -
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
     items = AvroCodec("reco.ItemFeatures")
-    events = env.from_collection([(v, 0, i, -1) for i, v in enumerate(raw_events)], type_info=pipeline.RAW_EVENT)
+    # from_collection is one split; like Kafka, spread it over partitions by record key so
+    # that each partition (and so each user) keeps its order at the job's parallelism.
+    events = (env.from_collection([(v, partition_of(v, cfg.parallelism), i, -1) for i, v in enumerate(raw_events)],
+                                  type_info=pipeline.RAW_EVENT)
+              .key_by(lambda r: r[1], key_type=Types.INT())
+              .map(lambda r: r, output_type=pipeline.RAW_EVENT))
     cat = (env.from_collection([(items.encode(r),) for r in catalog], type_info=Types.TUPLE([pipeline.RAW_ITEM]))
            .map(lambda t: t[0], output_type=pipeline.RAW_ITEM))
-    out = pipeline.build(events, cat, cfg, source_parallelism=1)  # from_collection is one split
+    out = pipeline.build(events, cat, cfg)
 
     def tagged(stream, name):
         return stream.map(lambda x, n=name: (n, x), output_type=PICKLED)

@@ -1,6 +1,5 @@
-"""The whole pipeline on a local Flink environment (parallelism 2), from in-memory input.
-
-One run serves every assertion (a run costs about a minute on this machine).
+"""The whole pipeline on a local Flink environment (keyed operators at parallelism 2),
+from in-memory input. One run serves every assertion (about a minute on this machine).
 """
 
 from collections import defaultdict
@@ -143,7 +142,9 @@ def test_user_state_is_gone_after_ttl(run):
     first = next(e["event_time"] for e in events if e["user_id"] == TTL_USER)
     expired = [(u, t) for u, t in out["expired_users"] if u == TTL_USER]
     assert expired[0] == (TTL_USER, first + CFG.user_ttl_ms)
-    # a user whose events never pause for a whole TTL is never expired before the end
+    # a user whose events never pause for a whole TTL is never expired before the end (the
+    # converse need not hold: a timer fires only once the periodic watermark passes it,
+    # which may be after the user's next event)
     by_user = defaultdict(list)
     for e in events:
         by_user[e["user_id"]].append(e["event_time"])
@@ -151,7 +152,8 @@ def test_user_state_is_gone_after_ttl(run):
     for user, times in by_user.items():
         gaps = [b - a for a, b in zip(times, times[1:])] + [end - times[-1]]
         expired_early = [t for u, t in out["expired_users"] if u == user and t <= end]
-        assert bool(expired_early) == (max(gaps) >= CFG.user_ttl_ms), user
+        if expired_early:
+            assert max(gaps) >= CFG.user_ttl_ms, user
     # the second life of the TTL user starts over: its list is answered for the new event
     assert max(r["version"] for r in out["recommendations"] if r["user_id"] == TTL_USER) == \
         expected_versions(events)[TTL_USER][-1]
