@@ -302,10 +302,13 @@ class Trending(KeyedProcessFunction):
 
 
 class Ranker(KeyedBroadcastProcessFunction):
-    """Keyed by user: gathers the fragments of the newest request version, emits top-N.
+    """Keyed by user: gathers each request's fragments, emits every version in order.
 
-    Keyed input: requests ``("req", ...)`` and fragments ``("frag", ...)``. Broadcast input:
-    catalog items ``("item", id, title, tags, deleted)`` and ``("trending", 0, t, top)``.
+    Keyed input: requests ``("req", ...)`` and fragments ``("frag", ...)``, which arrive in
+    any order. A request's own event (interest, consumed items) is applied when its list is
+    emitted, so list v reflects exactly the user's events up to v, and every version is
+    emitted once, in order: the set of versions is the same on every run and replay.
+    Broadcast input: ``("item", id, title, tags, deleted)`` and ``("trending", 0, t, top)``.
     """
 
     def __init__(self, cfg: JobConfig):
@@ -315,11 +318,8 @@ class Ranker(KeyedBroadcastProcessFunction):
         self.pending = runtime_context.get_state(ValueStateDescriptor("pending-requests", PICKLED))
         self.interest = runtime_context.get_state(ValueStateDescriptor("interest-vector", PICKLED))
         self.consumed = runtime_context.get_state(ValueStateDescriptor("consumed-items", PICKLED))
-        self.emitted = runtime_context.get_state(ValueStateDescriptor("emitted-version", Types.LONG()))
         self.last_seen = runtime_context.get_state(ValueStateDescriptor("last-seen", Types.LONG()))
-        group = runtime_context.get_metrics_group()
-        self.lists = group.counter("recommendationsEmitted")
-        self.stale = group.counter("staleRequestsDropped")
+        self.lists = runtime_context.get_metrics_group().counter("recommendationsEmitted")
 
     def process_broadcast_element(self, msg, ctx):
         if msg[0] == "item":
@@ -329,49 +329,39 @@ class Ranker(KeyedBroadcastProcessFunction):
             ctx.get_broadcast_state(TRENDING_STATE).put(0, msg[3])
 
     def process_element(self, msg, ctx):
-        cfg = self.cfg
         pending = self.pending.value() or {}
-        emitted = self.emitted.value() or 0
         if msg[0] == "req":
             _, user, version, t, item, weight, n_seeds = msg
-            catalog = ctx.get_broadcast_state(CATALOG_STATE)
-            entry = catalog.get(item)
-            vec = self.interest.value() or InterestVector()
-            self.interest.update(add_interest(vec, entry[1] if entry else (), weight, t,
-                                              cfg.interest_half_life_ms))
-            consumed = self.consumed.value() or {}
-            consumed[item] = t
-            if len(consumed) > cfg.max_consumed:
-                consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
-            self.consumed.update(consumed)
+            pending.setdefault(version, {"frags": []}).update(
+                user=user, t=t, item=item, weight=weight, expected=n_seeds)
             last_seen = max(self.last_seen.value() or 0, t)
             self.last_seen.update(last_seen)
-            ctx.timer_service().register_event_time_timer(last_seen + cfg.user_ttl_ms)
-            req = pending.setdefault(version, {"frags": []})
-            req.update(user=user, t=t, expected=n_seeds)
+            ctx.timer_service().register_event_time_timer(last_seen + self.cfg.user_ttl_ms)
         else:
             _, user, version, seed, seed_weight, neighbors = msg
             pending.setdefault(version, {"frags": []})["frags"].append((seed, seed_weight, neighbors))
-
-        out = None
-        for version in sorted(pending):
+        while pending:
+            version = min(pending)
             req = pending[version]
-            if version <= emitted:
-                del pending[version]
-                self.stale.inc()
-            elif "expected" in req and len(req["frags"]) >= req["expected"]:
-                out = self._recommend(ctx, version, req)
-                emitted = version
-                del pending[version]
-        # requests older than the newest emitted one can never be shown: drop them
-        for version in [v for v in pending if v <= emitted]:
+            if "expected" not in req or len(req["frags"]) < req["expected"]:
+                break
             del pending[version]
-            self.stale.inc()
-        self.pending.update(pending)
-        self.emitted.update(emitted)
-        if out is not None:
+            self._apply_event(ctx, req)
             self.lists.inc()
-            yield out
+            yield self._recommend(ctx, version, req)
+        self.pending.update(pending)
+
+    def _apply_event(self, ctx, req: dict) -> None:
+        cfg = self.cfg
+        entry = ctx.get_broadcast_state(CATALOG_STATE).get(req["item"])
+        vec = self.interest.value() or InterestVector()
+        self.interest.update(add_interest(vec, entry[1] if entry else (), req["weight"], req["t"],
+                                          cfg.interest_half_life_ms))
+        consumed = self.consumed.value() or {}
+        consumed[req["item"]] = max(consumed.get(req["item"], 0), req["t"])
+        if len(consumed) > cfg.max_consumed:
+            consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
+        self.consumed.update(consumed)
 
     def _recommend(self, ctx, version: int, req: dict) -> dict:
         cfg = self.cfg
@@ -399,6 +389,6 @@ class Ranker(KeyedBroadcastProcessFunction):
     def on_timer(self, timestamp, ctx):
         last_seen = self.last_seen.value()
         if last_seen is not None and last_seen + self.cfg.user_ttl_ms <= timestamp:
-            for handle in (self.pending, self.interest, self.consumed, self.emitted, self.last_seen):
+            for handle in (self.pending, self.interest, self.consumed, self.last_seen):
                 handle.clear()
         yield from ()
