@@ -110,6 +110,27 @@ def next_version(last: int | None, t: int) -> int:
     return max(t * VERSIONS_PER_MS, (last or 0) + 1)
 
 
+def touch(last_seen, ttl_timer, t: int, ttl_ms: int, ctx) -> None:
+    """Record activity at event time ``t``; keep one TTL timer per key, not one per event."""
+    last = max(last_seen.value() or 0, t)
+    last_seen.update(last)
+    if ttl_timer.value() is None:
+        ctx.timer_service().register_event_time_timer(last + ttl_ms)
+        ttl_timer.update(last + ttl_ms)
+
+
+def expired(last_seen, ttl_timer, timestamp: int, ttl_ms: int, ctx) -> bool:
+    """On the TTL timer: True when the key was inactive for ``ttl_ms``; else re-arm it."""
+    if ttl_timer.value() != timestamp:
+        return False  # another timer of this key (e.g. a window bucket)
+    due = (last_seen.value() or 0) + ttl_ms
+    if due <= timestamp:
+        return True
+    ctx.timer_service().register_event_time_timer(due)
+    ttl_timer.update(due)
+    return False
+
+
 class UserActivity(KeyedProcessFunction):
     """Keyed by user: recent items, per-user version, event-time TTL.
 
@@ -124,6 +145,7 @@ class UserActivity(KeyedProcessFunction):
         self.recent = runtime_context.get_state(ValueStateDescriptor("recent-items", PICKLED))
         self.version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
         self.last_seen = runtime_context.get_state(ValueStateDescriptor("last-seen", Types.LONG()))
+        self.ttl_timer = runtime_context.get_state(ValueStateDescriptor("ttl-timer", Types.LONG()))
 
     def process_element(self, ev, ctx):
         cfg = self.cfg
@@ -131,9 +153,7 @@ class UserActivity(KeyedProcessFunction):
         weight = event_weight(ev["event_type"], ev.get("value"))
         version = next_version(self.version.value(), t)
         self.version.update(version)
-        last_seen = max(self.last_seen.value() or 0, t)
-        self.last_seen.update(last_seen)
-        ctx.timer_service().register_event_time_timer(last_seen + cfg.user_ttl_ms)
+        touch(self.last_seen, self.ttl_timer, t, cfg.user_ttl_ms, ctx)
 
         recent = self.recent.value() or []
         partners: list[int] = []
@@ -145,20 +165,18 @@ class UserActivity(KeyedProcessFunction):
         yield RANKING_REQUESTS, ("req", user, version, t, item, weight, len(seeds))
 
     def on_timer(self, timestamp, ctx):
-        last_seen = self.last_seen.value()
-        if last_seen is not None and last_seen + self.cfg.user_ttl_ms <= timestamp:
-            self.recent.clear()
-            self.version.clear()
-            self.last_seen.clear()
+        if expired(self.last_seen, self.ttl_timer, timestamp, self.cfg.user_ttl_ms, ctx):
+            for handle in (self.recent, self.version, self.last_seen, self.ttl_timer):
+                handle.clear()
             yield EXPIRED_USERS, (ctx.get_current_key(), timestamp)
 
 
 class ItemCount(KeyedProcessFunction):
     """Keyed by item: the item's own windowed count N(i), attached to the pair updates.
 
-    Emits, keyed by their second field: ``("self", i, t, N(i))``; per partner j
-    ``("pair", j, i, t, w, N(i))`` and ``("pair", i, j, t, w, None)``; per seed s
-    ``("seed", s, user, version, seed_weight)``. One subtask sends all of them in this
+    Emits, keyed by their second field: ``("self", i, t, N(i))``; ``("pairs", i,
+    partners, t, w)`` for item i's side of its pairs; per partner j ``("pair", j, i, t, w,
+    N(i))``; per seed s ``("seed", s, user, version, seed_weight)``. One subtask sends all of them in this
     order, so a seed request reaches item s after the pair updates of the same event.
     """
 
@@ -173,16 +191,18 @@ class ItemCount(KeyedProcessFunction):
         cfg = self.cfg
         if weight > 0:
             win = self.window.value() or co.ItemWindow()
+            bucket = co.bucket_of(t, cfg.bucket_ms)
+            if bucket not in win.own:
+                ctx.timer_service().register_event_time_timer(bucket + cfg.bucket_ms + cfg.cooccurrence_window_ms)
             co.add_own(win, t, 1.0, cfg.bucket_ms)
             self.window.update(win)
-            ctx.timer_service().register_event_time_timer(
-                co.bucket_of(t, cfg.bucket_ms) + cfg.bucket_ms + cfg.cooccurrence_window_ms)
             n_self = co.own_count(win)
             yield "self", item, t, n_self
-            w = co.pair_weight(len(partners))
-            for j in partners:
-                yield "pair", j, item, t, w, n_self
-                yield "pair", item, j, t, w, None
+            if partners:
+                w = co.pair_weight(len(partners))
+                yield "pairs", item, partners, t, w
+                for j in partners:
+                    yield "pair", j, item, t, w, n_self
         for seed, seed_weight in seeds:
             yield "seed", seed, user, version, seed_weight
 
@@ -217,18 +237,26 @@ class ItemCooccurrence(KeyedProcessFunction):
         kind, item = msg[0], msg[1]
         win = self.window.value() or co.ItemWindow()
         counts = self.counts.value() or {}
-        if kind == "pair":
-            _, _, other, t, w, n_other = msg
-            co.add_pair(win, other, t, w, cfg.bucket_ms)
-            if n_other is not None:
+        if kind in ("pair", "pairs"):
+            t = msg[3]
+            bucket = co.bucket_of(t, cfg.bucket_ms)
+            if bucket not in win.pairs:  # one pair of timers per bucket, not per message
+                ctx.timer_service().register_event_time_timer(bucket + cfg.bucket_ms)  # publish
+                ctx.timer_service().register_event_time_timer(
+                    bucket + cfg.bucket_ms + cfg.cooccurrence_window_ms)  # expire
+            if kind == "pair":
+                _, _, other, t, w, n_other = msg
+                co.add_pair(win, other, t, w, cfg.bucket_ms)
                 counts[other] = n_other
-            bucket_end = co.bucket_of(t, cfg.bucket_ms) + cfg.bucket_ms
-            ctx.timer_service().register_event_time_timer(bucket_end)  # publish the neighbor list
-            ctx.timer_service().register_event_time_timer(bucket_end + cfg.cooccurrence_window_ms)  # expire
+            else:
+                _, _, partners, t, w = msg
+                for other in partners:
+                    co.add_pair(win, other, t, w, cfg.bucket_ms)
             totals = co.pair_counts(win)
             if len(totals) > cfg.neighbors_per_item:
+                # prune to 3/4 of M so that the sort is paid once per M/4 new neighbors
                 keep = {j for j, _ in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
-                        [: cfg.neighbors_per_item]}
+                        [: max(1, cfg.neighbors_per_item * 3 // 4)]}
                 co.prune(win, keep)
                 counts = {j: n for j, n in counts.items() if j in keep or j == item}
             self.window.update(win)
@@ -286,9 +314,10 @@ class Trending(KeyedProcessFunction):
     def _count(self, item, t, ctx):
         bucket_ms = self.cfg.bucket_ms
         win = self.window.value() or co.ItemWindow()
+        if co.bucket_of(t, bucket_ms) not in win.pairs:
+            ctx.timer_service().register_event_time_timer(co.bucket_of(t, bucket_ms) + bucket_ms)
         co.add_pair(win, item, t, 1.0, bucket_ms)
         self.window.update(win)
-        ctx.timer_service().register_event_time_timer(co.bucket_of(t, bucket_ms) + bucket_ms)
 
     def on_timer(self, timestamp, ctx):
         win = self.window.value()
@@ -319,6 +348,7 @@ class Ranker(KeyedBroadcastProcessFunction):
         self.interest = runtime_context.get_state(ValueStateDescriptor("interest-vector", PICKLED))
         self.consumed = runtime_context.get_state(ValueStateDescriptor("consumed-items", PICKLED))
         self.last_seen = runtime_context.get_state(ValueStateDescriptor("last-seen", Types.LONG()))
+        self.ttl_timer = runtime_context.get_state(ValueStateDescriptor("ttl-timer", Types.LONG()))
         self.lists = runtime_context.get_metrics_group().counter("recommendationsEmitted")
 
     def process_broadcast_element(self, msg, ctx):
@@ -334,9 +364,7 @@ class Ranker(KeyedBroadcastProcessFunction):
             _, user, version, t, item, weight, n_seeds = msg
             pending.setdefault(version, {"frags": []}).update(
                 user=user, t=t, item=item, weight=weight, expected=n_seeds)
-            last_seen = max(self.last_seen.value() or 0, t)
-            self.last_seen.update(last_seen)
-            ctx.timer_service().register_event_time_timer(last_seen + self.cfg.user_ttl_ms)
+            touch(self.last_seen, self.ttl_timer, t, self.cfg.user_ttl_ms, ctx)
         else:
             _, user, version, seed, seed_weight, neighbors = msg
             pending.setdefault(version, {"frags": []})["frags"].append((seed, seed_weight, neighbors))
@@ -387,8 +415,7 @@ class Ranker(KeyedBroadcastProcessFunction):
                 "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
 
     def on_timer(self, timestamp, ctx):
-        last_seen = self.last_seen.value()
-        if last_seen is not None and last_seen + self.cfg.user_ttl_ms <= timestamp:
-            for handle in (self.pending, self.interest, self.consumed, self.last_seen):
+        if expired(self.last_seen, self.ttl_timer, timestamp, self.cfg.user_ttl_ms, ctx):
+            for handle in (self.pending, self.interest, self.consumed, self.last_seen, self.ttl_timer):
                 handle.clear()
         yield from ()

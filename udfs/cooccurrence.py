@@ -16,50 +16,70 @@ def bucket_of(t: int, bucket_ms: int) -> int:
     return t - t % bucket_ms
 
 
+_EPSILON = 1e-9  # below any real count (the smallest pair weight is ~0.2)
+
+
 @dataclass
 class ItemWindow:
     """One item's counts in a sliding event-time window, by bucket start.
 
-    ``pairs[b][j]`` is the weighted co-occurrence count with item j in bucket b;
-    ``own[b]`` the item's own weighted count.
+    ``pairs[b][j]`` is the weighted co-occurrence count with item j in bucket b and
+    ``own[b]`` the item's own count; ``totals`` and ``own_total`` are their running sums
+    over the live buckets, kept so that reading the window costs nothing per bucket.
     """
 
     pairs: dict[int, dict[int, float]] = field(default_factory=dict)
     own: dict[int, float] = field(default_factory=dict)
+    totals: dict[int, float] = field(default_factory=dict)
+    own_total: float = 0.0
 
 
 def add_pair(win: ItemWindow, other: int, t: int, w: float, bucket_ms: int) -> None:
     bucket = win.pairs.setdefault(bucket_of(t, bucket_ms), {})
     bucket[other] = bucket.get(other, 0.0) + w
+    win.totals[other] = win.totals.get(other, 0.0) + w
 
 
 def add_own(win: ItemWindow, t: int, w: float, bucket_ms: int) -> None:
     b = bucket_of(t, bucket_ms)
     win.own[b] = win.own.get(b, 0.0) + w
+    win.own_total += w
 
 
 def expire(win: ItemWindow, now: int, window_ms: int, bucket_ms: int) -> None:
     """Drop buckets that ended before ``now - window_ms``."""
     horizon = now - window_ms
     for b in [b for b in win.pairs if b + bucket_ms <= horizon]:
-        del win.pairs[b]
+        for j, c in win.pairs.pop(b).items():
+            left = win.totals[j] - c
+            if left < _EPSILON:
+                del win.totals[j]
+            else:
+                win.totals[j] = left
     for b in [b for b in win.own if b + bucket_ms <= horizon]:
-        del win.own[b]
+        win.own_total -= win.own.pop(b)
+    if not win.own:
+        win.own_total = 0.0
 
 
 def pair_counts(win: ItemWindow, before: int | None = None) -> dict[int, float]:
-    """Total count per neighbor, over the buckets that start before ``before`` if given."""
-    totals: dict[int, float] = {}
-    for b, bucket in win.pairs.items():
-        if before is not None and b >= before:
-            continue
-        for j, c in bucket.items():
-            totals[j] = totals.get(j, 0.0) + c
+    """Total count per neighbor (read-only), over the buckets that start before ``before`` if given."""
+    later = [b for b in win.pairs if before is not None and b >= before]
+    if not later:
+        return win.totals
+    totals = dict(win.totals)
+    for b in later:
+        for j, c in win.pairs[b].items():
+            left = totals[j] - c
+            if left < _EPSILON:
+                del totals[j]
+            else:
+                totals[j] = left
     return totals
 
 
 def own_count(win: ItemWindow) -> float:
-    return sum(win.own.values())
+    return win.own_total
 
 
 def cosine(c_ij: float, n_i: float, n_j: float) -> float:
@@ -86,3 +106,4 @@ def prune(win: ItemWindow, keep: set[int]) -> None:
             win.pairs[b] = bucket
         else:
             del win.pairs[b]
+    win.totals = {j: c for j, c in win.totals.items() if j in keep}

@@ -21,10 +21,11 @@ def partition_of(payload: bytes, partitions: int) -> int:
         return 0
 
 
-def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig) -> dict[str, list]:
+def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, bundle_size: int = 1) -> dict[str, list]:
     conf = Configuration()
     conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.fn-execution.bundle.size", "1")
+    conf.set_string("python.fn-execution.bundle.size", str(bundle_size))
+    conf.set_string("python.state.cache-size", "100000")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
     items = AvroCodec("reco.ItemFeatures")

@@ -85,13 +85,16 @@ def test_recent_window_matches_brute_force(seed):
         assert len(recent) <= w_max and recent[-1][0] == item
 
 
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", range(30))
 def test_window_counts_match_a_batch_recount(seed):
+    """Adds and expiries interleaved as a stream would do them; running totals stay exact."""
     rng = random.Random(seed)
     bucket, window = rng.choice([10, 25, 100]), rng.choice([100, 300])
-    win, pairs, owns = co.ItemWindow(), [], []
-    for _ in range(200):
-        t = rng.randrange(0, 1000)
+    win, pairs, owns, now = co.ItemWindow(), [], [], 0
+    alive = lambda t, at: (t - t % bucket) + bucket > at - window  # noqa: E731
+    for step in range(300):
+        t = now + rng.randrange(-20, 40)  # mostly forward, a little disorder
+        now = max(now, t)
         if rng.random() < 0.7:
             j, w = rng.randint(1, 8), rng.uniform(0.1, 1)
             co.add_pair(win, j, t, w, bucket)
@@ -100,18 +103,22 @@ def test_window_counts_match_a_batch_recount(seed):
             w = rng.uniform(0.1, 1)
             co.add_own(win, t, w, bucket)
             owns.append((t, w))
-    now = rng.randrange(0, 1300)
-    co.expire(win, now, window, bucket)
-    alive = lambda t: (t - t % bucket) + bucket > now - window  # noqa: E731
-    expected = {}
-    for j, t, w in pairs:
-        if alive(t):
-            expected[j] = expected.get(j, 0.0) + w
-    got = co.pair_counts(win)
-    assert got.keys() == expected.keys()
-    for j in expected:
-        assert got[j] == pytest.approx(expected[j])
-    assert co.own_count(win) == pytest.approx(sum(w for t, w in owns if alive(t)))
+        if rng.random() < 0.2:
+            expired_at = now - rng.randrange(0, 30)
+            co.expire(win, expired_at, window, bucket)
+            pairs = [p for p in pairs if alive(p[1], expired_at)]
+            owns = [o for o in owns if alive(o[0], expired_at)]
+        if step % 50 == 49:
+            for before in (None, now - now % bucket):
+                expected = {}
+                for j, t, w in pairs:
+                    if before is None or t - t % bucket < before:
+                        expected[j] = expected.get(j, 0.0) + w
+                got = co.pair_counts(win, before=before)
+                assert got.keys() == expected.keys()
+                for j in expected:
+                    assert got[j] == pytest.approx(expected[j])
+            assert co.own_count(win) == pytest.approx(sum(w for _, w in owns))
 
 
 def test_cosine_and_heavy_user_weight():
@@ -138,6 +145,7 @@ def test_prune_keeps_only_the_given_neighbors():
         co.add_pair(win, j, j * 10, 1.0, 10)
     co.prune(win, {2, 4})
     assert co.pair_counts(win) == {2: 1.0, 4: 1.0}
+    assert co.pair_counts(win, before=35) == {2: 1.0}
     assert len(win.pairs) == 2
 
 
