@@ -1,17 +1,20 @@
 # The two commands a new user needs:   make run    and    make test
 # Everything else is a step of those two, or a convenience.
-.PHONY: setup run test test-unit test-integration stack-up stack-down stack-status replay synth clean
+.PHONY: setup run job test test-unit test-integration stack-up stack-down stack-status replay synth clean
 
 PY := .venv/bin/python
 
 setup:
 	@bash deploy/setup.sh
 
-## Bring up Kafka and Redis on loopback, create the topics, replay the MovieLens sample.
+## Kafka and Redis on loopback, the job on the local Flink mini-cluster, the MovieLens
+## sample replayed, one user's top-10 shown as it changes. Kafka and Redis stay up after.
 run: setup stack-up
-	$(PY) -m flink_jobs.tools.replay
-	@echo "[run] The Flink job is not built yet (issue: the stateful recommender job)."
-	@echo "[run] The events are in Kafka: .venv/bin/reco-consume --topic reco.user-events.v1 --max 5"
+	$(PY) -m flink_jobs.tools.demo
+
+## The job alone against the running stack (Ctrl-C stops it); settings: see `--help`.
+job: setup stack-up
+	$(PY) -m flink_jobs.main --config deploy/local/demo.toml
 
 ## Every test: unit (seconds, no JVM) and integration (real Kafka and Redis, started and stopped by the tests).
 test: setup
@@ -19,6 +22,9 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
+
+test-job: setup
+	$(PY) -m pytest tests/job
 
 test-integration: setup
 	$(PY) -m pytest tests -m integration

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def connector_jars() -> list[str]:
 
 
 def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
+    # On the local mini-cluster PyFlink runs every Python operator inside this process
+    # ("loopback"), one core for the whole job; separate worker processes use them all.
+    os.environ.setdefault("_python_worker_execution_mode", "process")
     conf = Configuration()
     # The Python workers must run this interpreter (with this venv's packages): left to
     # PATH, a worker without them hangs the job with no error.

@@ -22,6 +22,7 @@ from udfs import cooccurrence as co
 from udfs.ranking import merge_fragments, rank
 from udfs.recent import add_recent
 from udfs.signals import InterestVector, add_interest, event_weight, interest_similarity
+from udfs.versioning import next_version
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
@@ -96,18 +97,6 @@ class DecodeCatalog(FlatMapFunction):
             self.invalid.inc()
             return
         yield "item", r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]
-
-
-VERSIONS_PER_MS = 1024
-
-
-def next_version(last: int | None, t: int) -> int:
-    """A user's next list version: strictly increasing, from state and event time only.
-
-    Event time x 1024 keeps versions increasing across a TTL expiry (when ``last`` is
-    gone) without a tombstone; ``last + 1`` keeps them increasing for late or same-ms events.
-    """
-    return max(t * VERSIONS_PER_MS, (last or 0) + 1)
 
 
 def touch(last_seen, ttl_timer, t: int, ttl_ms: int, ctx) -> None:
@@ -291,6 +280,8 @@ class ItemCooccurrence(KeyedProcessFunction):
         n_self = counts.get(item, 0.0)
         neighbors = co.top_neighbors(co.pair_counts(win, before=timestamp), n_self, counts,
                                      cfg.fragment_size)
+        if not neighbors:  # every pair is in a later bucket: that bucket's end publishes them
+            return
         yield ITEM_NEIGHBORS, {
             "item_id": item, "item_count": n_self, "event_time": timestamp,
             "neighbors": [{"item_id": j, "score": s, "co_count": c} for j, s, c in neighbors]}

@@ -25,19 +25,35 @@ def connect_admin(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
             time.sleep(0.5)
 
 
-def ensure_topics(bootstrap: str, event_partitions: int = 4, timeout_s: float = 60.0) -> list[str]:
-    """Create every missing topic; returns the names created now."""
+def ensure_topics(bootstrap: str, event_partitions: int = 4, timeout_s: float = 60.0,
+                  recreate: bool = False) -> list[str]:
+    """Create every missing topic (all of them, emptied, with ``recreate``); returns the names created now."""
     admin = connect_admin(bootstrap, timeout_s)
     try:
         existing = set(admin.list_topics())
+        if recreate:
+            doomed = [s.name for s in topic_specs(event_partitions) if s.name in existing]
+            if doomed:
+                admin.delete_topics(doomed)
+                deadline = time.monotonic() + timeout_s
+                while set(doomed) & set(admin.list_topics()):
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"topics not deleted within {timeout_s:.0f}s: {doomed}")
+                    time.sleep(0.3)
+            existing -= set(doomed)
         missing = [s for s in topic_specs(event_partitions) if s.name not in existing]
         created = []
         for spec in missing:
-            try:
-                admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.config)])
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.config)])
+                    created.append(spec.name)
+                    break
+                except TopicAlreadyExistsError:
+                    if not recreate or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)  # a deleted topic can linger for a moment
         return created
     finally:
         admin.close()
@@ -48,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bootstrap", default="127.0.0.1:9092")
     ap.add_argument("--event-partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker")
+    ap.add_argument("--recreate", action="store_true", help="delete and recreate them: all data is lost")
     args = ap.parse_args(argv)
     if args.event_partitions < 1:
         ap.error("--event-partitions must be >= 1")
-    created = ensure_topics(args.bootstrap, args.event_partitions, args.timeout)
+    created = ensure_topics(args.bootstrap, args.event_partitions, args.timeout, args.recreate)
     specs = topic_specs(args.event_partitions)
     for s in specs:
         print(f"[topics] {s.name:28s} {s.partitions} partition(s) {'created' if s.name in created else 'exists'}")

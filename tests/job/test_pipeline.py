@@ -8,7 +8,7 @@ import pytest
 
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import MINUTE, JobConfig
-from flink_jobs.operators import next_version
+from udfs.versioning import next_version
 from flink_jobs.tools.synth import Synth, SynthConfig, malformed_payloads
 from udfs import cooccurrence as co
 from udfs.recent import add_recent

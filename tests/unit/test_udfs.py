@@ -197,3 +197,14 @@ def test_pair_counts_before_a_time_uses_only_earlier_buckets():
     assert co.pair_counts(win, before=20) == {1: 3.0}
     assert co.pair_counts(win, before=10) == {1: 1.0}
     assert co.pair_counts(win) == {1: 3.0, 2: 4.0}
+
+
+def test_versions_increase_strictly_and_survive_a_reset():
+    from udfs.versioning import next_version
+
+    v1 = next_version(None, 1000)
+    v2 = next_version(v1, 1000)      # same millisecond
+    v3 = next_version(v2, 999)       # late event
+    v4 = next_version(None, 5000)    # state expired in between
+    assert v1 < v2 < v3 < v4
+    assert v4 == next_version(v3, 5000)  # with or without the old state: the same version

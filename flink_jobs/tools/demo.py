@@ -1,0 +1,183 @@
+"""The README's run command: the job on the local Flink mini-cluster, the MovieLens sample
+replayed into Kafka, and one user's top-10 shown as it changes.
+
+    python -m flink_jobs.tools.demo [--events 6000] [--user 86] [--keep-running]
+
+It recreates the topics and clears the ``reco:v1:*`` keys first, so every run starts
+from the same empty state. Kafka and Redis must be up (``deploy/local/stack.sh start``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from flink_jobs import contracts
+from flink_jobs.codec import AvroCodec
+from flink_jobs.tools import movielens
+from flink_jobs.tools.kafka_io import make_consumer, make_producer, produce
+from flink_jobs.tools.topics import ensure_topics
+from udfs.versioning import next_version
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DIR = Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run"))
+DEMO_CONFIG = ROOT / "deploy" / "local" / "demo.toml"
+
+
+def pick_user(events: list[dict]) -> int:
+    """The user with the most ratings in the replayed slice (a rich history to watch)."""
+    return Counter(e["user_id"] for e in events).most_common(1)[0][0]
+
+
+def start_job(bootstrap: str, redis_url: str, run_id: str, log_path: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "flink_jobs.main", "--config", str(DEMO_CONFIG),
+           "--kafka-bootstrap", bootstrap, "--redis-url", redis_url,
+           "--consumer-group", f"demo-{run_id}", "--transactional-id-prefix", f"demo-{run_id}"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
+    # its own process group, so that stopping it stops its Python workers too
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_job(job: subprocess.Popen) -> None:
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGTERM)
+        try:
+            job.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+
+
+def wait_for_committed(bootstrap: str, user: int, version: int, deadline: float) -> bool:
+    """True once a read_committed consumer sees ``user``'s list ``version``."""
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
+    consumer = make_consumer(bootstrap, contracts.RECOMMENDATIONS_TOPIC)
+    key = contracts.record_key(user)
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for rec in records:
+                    if rec.key == key and codec.decode(rec.value)["version"] == version:
+                        return True
+        return False
+    finally:
+        consumer.close()
+
+
+def show(doc: dict, titles: dict[int, str], n_events: int, total: int) -> None:
+    print(f"\n── user {doc['user_id']}: list version {doc['version']} after {n_events}/{total} of "
+          f"their events (event time {time.strftime('%Y-%m-%d', time.gmtime(doc['event_time'] / 1000))})")
+    if not doc["items"]:
+        print("   (no candidates yet)")
+    for rank, item in enumerate(doc["items"][:10], 1):
+        print(f"   {rank:2d}. {titles.get(item['item_id'], item['item_id'])[:48]:48s} "
+              f"{item['score']:.3f}  {item['reason'][:60]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bootstrap", default=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}")
+    ap.add_argument("--redis", default=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0")
+    ap.add_argument("--events", type=int, default=6000, help="replay the first N ratings (0 = all 100,004)")
+    ap.add_argument("--user", type=int, help="user to watch (default: the most active in the slice)")
+    ap.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    ap.add_argument("--keep-running", action="store_true", help="leave the job running at the end")
+    args = ap.parse_args(argv)
+
+    events = movielens.load_rating_events()
+    if args.events:
+        events = events[: args.events]
+    movies = movielens.load_movies()
+    titles = {m.item_id: m.title for m in movies.values()}
+    user = args.user if args.user is not None else pick_user(events)
+    versions = [e for e in events if e["user_id"] == user]
+    if not versions:
+        ap.error(f"user {user} has no events in the replayed slice")
+
+    print(f"[demo] fresh topics and Redis keys at {args.bootstrap}, {args.redis}")
+    ensure_topics(args.bootstrap, recreate=True)
+    store = redis.Redis.from_url(args.redis)
+    for key in store.scan_iter(f"{contracts.REDIS_PREFIX}:*", count=1000):
+        store.delete(key)
+
+    run_id = time.strftime("%Y%m%d%H%M%S")
+    log_path = RUN_DIR / "job" / "demo-job.log"
+    job = start_job(args.bootstrap, args.redis, run_id, log_path)
+    print(f"[demo] Flink job started on the local mini-cluster (pid {job.pid}, log {log_path})")
+    try:
+        producer = make_producer(args.bootstrap)
+        items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
+        produce(producer, contracts.ITEMS_TOPIC,
+                ((contracts.record_key(r["item_id"]), items.encode(r))
+                 for r in movielens.item_records(movies, events[0]["event_time"])),
+                total=len(movies), desc="catalog")
+        codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
+        produce(producer, contracts.USER_EVENTS_TOPIC,
+                ((contracts.record_key(e["user_id"]), codec.encode(e)) for e in events),
+                total=len(events), desc="ratings")
+        producer.close()
+        print(f"[demo] watching user {user} ({len(versions)} ratings in the slice, e.g. "
+              f"{', '.join(titles[e['item_id']] for e in versions[:3])}); Ctrl-C to stop")
+
+        key = contracts.user_recommendations_key(user)
+        by_version = {}
+        last_version, last_shown, deadline = None, 0.0, time.monotonic() + args.timeout
+        final = None
+        while time.monotonic() < deadline:
+            if job.poll() is not None:
+                print(f"[demo] the job exited with code {job.returncode}; see {log_path}")
+                return 1
+            raw = store.get(key)
+            if raw is not None:
+                doc = json.loads(raw)
+                if doc["version"] != last_version and time.monotonic() - last_shown > 2.0:
+                    if not by_version:
+                        v = None
+                        for n, e in enumerate(versions, 1):
+                            v = next_version(v, e["event_time"])
+                            by_version[v] = n
+                        final = v
+                    show(doc, titles, by_version.get(doc["version"], 0), len(versions))
+                    last_version, last_shown = doc["version"], time.monotonic()
+                if final is not None and doc["version"] == final:
+                    if last_version != final:
+                        show(doc, titles, len(versions), len(versions))
+                    break
+            time.sleep(0.5)
+        else:
+            print(f"[demo] gave up after {args.timeout:.0f}s; the job log is {log_path}")
+            return 1
+        print(f"[demo] Redis is up to date; waiting for the transaction that holds version {final} "
+              f"to commit in {contracts.RECOMMENDATIONS_TOPIC} (at the next checkpoint)")
+        if not wait_for_committed(args.bootstrap, user, final, deadline):
+            print(f"[demo] version {final} was not committed to Kafka in time; the job log is {log_path}")
+            return 1
+        print(f"\n[demo] user {user} is up to date in Redis and Kafka. Where to look:\n"
+              f"  Redis:  .venv/bin/reco-lookup user {user} --titles      (key {key})\n"
+              f"  Kafka:  .venv/bin/reco-consume --user {user} --titles   (topic {contracts.RECOMMENDATIONS_TOPIC})\n"
+              f"  Similar items: .venv/bin/reco-lookup item {versions[-1]['item_id']}\n"
+              f"  Dead letters:  .venv/bin/reco-consume --topic {contracts.DEAD_LETTER_TOPIC}")
+        if args.keep_running:
+            print(f"[demo] the job keeps running (pid {job.pid}); stop it with: kill -- -{job.pid}")
+            job = None
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if job is not None:
+            stop_job(job)
+            print("[demo] job stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
