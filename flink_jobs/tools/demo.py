@@ -38,10 +38,13 @@ def pick_user(events: list[dict]) -> int:
     return Counter(e["user_id"] for e in events).most_common(1)[0][0]
 
 
-def start_job(bootstrap: str, redis_url: str, run_id: str, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "flink_jobs.main", "--config", str(DEMO_CONFIG),
-           "--kafka-bootstrap", bootstrap, "--redis-url", redis_url,
-           "--consumer-group", f"demo-{run_id}", "--transactional-id-prefix", f"demo-{run_id}"]
+def start_job(bootstrap: str, redis_url: str, run_id: str, log_path: Path,
+              config: Path | None = DEMO_CONFIG, *flags: str) -> subprocess.Popen:
+    """The job on a local mini-cluster, in a child process (and process group) of its own."""
+    cmd = [sys.executable, "-m", "flink_jobs.main", "--kafka-bootstrap", bootstrap, "--redis-url", redis_url,
+           "--consumer-group", f"reco-{run_id}", "--transactional-id-prefix", f"reco-{run_id}", *flags]
+    if config is not None:
+        cmd += ["--config", str(config)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
     # its own process group, so that stopping it stops its Python workers too

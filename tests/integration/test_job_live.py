@@ -1,0 +1,127 @@
+"""The job on the local Flink mini-cluster against the real Kafka broker and Redis."""
+
+import json
+import time
+import uuid
+
+import pytest
+import redis
+
+from flink_jobs import contracts
+from flink_jobs.codec import AvroCodec
+from flink_jobs.tools.demo import start_job, stop_job, wait_for_committed
+from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce
+from flink_jobs.tools.synth import Synth, SynthConfig
+from flink_jobs.tools.topics import ensure_topics
+from udfs.versioning import next_version
+
+pytestmark = pytest.mark.integration
+EVENTS = AvroCodec("reco.UserEvent")
+
+
+def _wait_for(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def live_job(stack, tmp_path_factory):
+    ensure_topics(stack.bootstrap, recreate=True)
+    store = redis.Redis.from_url(stack.redis_url)
+    store.flushdb()
+    synth = Synth(SynthConfig(events=400, users=30, items=80, clusters=4, seed=9))
+    warmup = sorted(synth.events(), key=lambda e: e["event_time"])
+    producer = make_producer(stack.bootstrap)
+    items = AvroCodec("reco.ItemFeatures")
+    produce(producer, contracts.ITEMS_TOPIC, ((contracts.record_key(r["item_id"]), items.encode(r))
+                                              for r in synth.catalog()), progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, ((contracts.record_key(e["user_id"]), EVENTS.encode(e))
+                                                    for e in warmup), progress=False)
+    log = tmp_path_factory.mktemp("job") / "job.log"
+    job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], log, None,
+                    "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5")
+    try:
+        last = warmup[-1]
+        user_events = [e for e in warmup if e["user_id"] == last["user_id"]]
+        version = None
+        for e in user_events:
+            version = next_version(version, e["event_time"])
+        key = contracts.user_recommendations_key(last["user_id"])
+
+        def caught_up():
+            if job.poll() is not None:
+                pytest.fail(f"the job exited with {job.returncode}:\n{log.read_text()[-3000:]}")
+            raw = store.get(key)
+            return raw is not None and json.loads(raw)["version"] == version
+        _wait_for(caught_up, 240, "the job to process the warm-up events")
+        yield stack, store, producer, warmup, job, log
+    finally:
+        producer.close()
+        stop_job(job)
+
+
+def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
+    stack, store, producer, warmup, job, log = live_job
+    user = warmup[len(warmup) // 2]["user_id"]
+    history = [e for e in warmup if e["user_id"] == user]
+    version = None
+    for e in history:
+        version = next_version(version, e["event_time"])
+    key = contracts.user_recommendations_key(user)
+    before = json.loads(store.get(key))
+    assert before["version"] == version
+
+    t = warmup[-1]["event_time"] + 1_000
+    event = {"event_id": "live-1", "user_id": user, "item_id": history[-1]["item_id"] % 80 + 1,
+             "event_type": "PURCHASE", "value": None, "event_time": t}
+    produce(producer, contracts.USER_EVENTS_TOPIC, [(contracts.record_key(user), EVENTS.encode(event))],
+            progress=False)
+    expected = next_version(version, t)
+    sent = time.monotonic()
+    after = _wait_for(lambda: (lambda raw: raw and json.loads(raw)["version"] == expected and json.loads(raw))(
+        store.get(key)), 60, f"{key} to reach version {expected}")
+    latency = time.monotonic() - sent
+    print(f"\nRedis reflected the new event after {latency:.2f}s")
+    assert after["event_time"] == t
+    assert event["item_id"] not in {i["item_id"] for i in after["items"]}  # just consumed
+
+    assert wait_for_committed(stack.bootstrap, user, expected, time.monotonic() + 60)
+    codec = AvroCodec("reco.Recommendations")
+    consumer = make_consumer(stack.bootstrap, contracts.RECOMMENDATIONS_TOPIC)
+    records = [codec.decode(r.value) for r in consume(consumer, idle_timeout_s=3)
+               if r.key == contracts.record_key(user)]
+    consumer.close()
+    committed = [r for r in records if r["version"] == expected]
+    assert len(committed) == 1
+    assert committed[0]["items"] == after["items"]
+    versions = [r["version"] for r in records]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+
+
+def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_job_goes_on(live_job):
+    stack, store, producer, warmup, job, log = live_job
+    garbage = b"\xc3\x01not an avro body at all"
+    future = producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=garbage)
+    meta = future.get(timeout=10)
+    producer.flush()
+    dead = AvroCodec("reco.DeadLetter")
+    consumer = make_consumer(stack.bootstrap, contracts.DEAD_LETTER_TOPIC)
+    deadline = time.monotonic() + 60
+    found = None
+    while found is None and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            for r in records:
+                letter = dead.decode(r.value)
+                if letter["payload"] == garbage:
+                    found = letter
+    consumer.close()
+    assert found is not None, "no dead letter within 60s"
+    assert found["source_topic"] == contracts.USER_EVENTS_TOPIC
+    assert (found["source_partition"], found["source_offset"]) == (meta.partition, meta.offset)
+    assert "unknown writer schema fingerprint" in found["reason"]
+    assert job.poll() is None  # still running
