@@ -42,7 +42,7 @@ def make_events():
 
 @pytest.fixture(scope="module")
 def run():
-    from tests.job.harness import run_pipeline
+    from flink_jobs.inmemory import run_pipeline
 
     synth, events = make_events()
     codec = AvroCodec("reco.UserEvent")

@@ -1,4 +1,5 @@
-"""Run the pipeline on a local Flink environment from in-memory input, collect every output."""
+"""Run the pipeline on a local Flink environment from in-memory input and collect every output
+(the job tests and the benchmark use it)."""
 
 from __future__ import annotations
 
