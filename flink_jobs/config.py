@@ -41,9 +41,7 @@ class JobConfig:
     trending_size: int = 100
     # time
     max_out_of_orderness_ms: int = 5_000
-    # 0 = off. With PyFlink 2.2.1, a Python-assigned watermark strategy with idleness kept
-    # the watermark at Long.MIN_VALUE in our check, so no event-time timer ever fired.
-    idle_source_timeout_ms: int = 0
+    idle_source_timeout_ms: int = 10_000  # a source subtask without records this long stops holding event time back (0 = never)
     # engine
     parallelism: int = 2
     checkpoint_interval_ms: int = 10_000

@@ -59,11 +59,12 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Output
     assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
     """
     decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
-    watermarks = (WatermarkStrategy
-                  .for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
-                  .with_timestamp_assigner(EventTime()))
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
     if cfg.idle_source_timeout_ms:
+        # before the assigner: PyFlink 2.2.1's with_idleness() returns a strategy without
+        # the Python timestamp assigner set on the one it was called on
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
+    watermarks = watermarks.with_timestamp_assigner(EventTime())
     events = decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
 
     activity = (events.key_by(lambda e: e["user_id"], key_type=Types.LONG())

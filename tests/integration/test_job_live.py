@@ -46,19 +46,16 @@ def live_job(stack, tmp_path_factory):
     job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], log, None,
                     "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5")
     try:
-        last = warmup[-1]
-        user_events = [e for e in warmup if e["user_id"] == last["user_id"]]
-        version = None
-        for e in user_events:
-            version = next_version(version, e["event_time"])
-        key = contracts.user_recommendations_key(last["user_id"])
+        finals = {}
+        for e in warmup:
+            finals[e["user_id"]] = next_version(finals.get(e["user_id"]), e["event_time"])
 
         def caught_up():
             if job.poll() is not None:
                 pytest.fail(f"the job exited with {job.returncode}:\n{log.read_text()[-3000:]}")
-            raw = store.get(key)
-            return raw is not None and json.loads(raw)["version"] == version
-        _wait_for(caught_up, 240, "the job to process the warm-up events")
+            docs = store.mget([contracts.user_recommendations_key(u) for u in finals])
+            return all(d is not None and json.loads(d)["version"] == finals[u] for u, d in zip(finals, docs))
+        _wait_for(caught_up, 240, "the job to answer every warm-up event")
         yield stack, store, producer, warmup, job, log
     finally:
         producer.close()

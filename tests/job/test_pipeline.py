@@ -19,7 +19,8 @@ pytestmark = pytest.mark.job
 CFG = JobConfig(parallelism=2, top_n=5, recent_items=5, seeds=3, pair_span_ms=30 * MINUTE,
                 neighbors_per_item=500, fragment_size=500, bucket_ms=10 * MINUTE,
                 cooccurrence_window_ms=60 * MINUTE, user_ttl_ms=120 * MINUTE,
-                trending_window_ms=60 * MINUTE, max_out_of_orderness_ms=0, idle_source_timeout_ms=0)
+                trending_window_ms=60 * MINUTE, max_out_of_orderness_ms=0,
+                idle_source_timeout_ms=60_000)  # on, so the test covers how the strategy is composed
 COLD_USER, TTL_USER, NEW_ITEM = 9_001, 9_002, 7_777
 
 
