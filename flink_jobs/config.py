@@ -35,6 +35,7 @@ class JobConfig:
     bucket_ms: int = HOUR                # granularity of that window
     interest_half_life_ms: int = 7 * DAY
     interest_weight: float = 0.2         # alpha: share of interest similarity in the score
+    debounce_ms: int = 0                 # event time a burst of a user's events waits for one list (0 = a list per event)
     max_consumed: int = 5_000            # consumed items remembered for exclusion, per user
     user_ttl_ms: int = 30 * DAY          # event-time inactivity after which a user's state is dropped
     trending_window_ms: int = DAY
@@ -64,7 +65,7 @@ class JobConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 errors.append(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("max_out_of_orderness_ms", "idle_source_timeout_ms", "redis_ttl_ms"):
+        for name in ("max_out_of_orderness_ms", "idle_source_timeout_ms", "redis_ttl_ms", "debounce_ms"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.interest_weight <= 1.0:

@@ -22,6 +22,7 @@ from udfs import cooccurrence as co
 from udfs.ranking import merge_fragments, rank
 from udfs.recent import add_recent
 from udfs.signals import InterestVector, add_interest, event_weight, interest_similarity
+from udfs.debounce import add_event
 from udfs.versioning import next_version
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
@@ -123,8 +124,11 @@ def expired(last_seen, ttl_timer, timestamp: int, ttl_ms: int, ctx) -> bool:
 class UserActivity(KeyedProcessFunction):
     """Keyed by user: recent items, per-user version, event-time TTL.
 
-    Main output: ``("occ", item, t, weight, partners, user, version, seeds)`` for the item
-    side. Side output RANKING_REQUESTS: ``("req", user, version, t, item, weight, n_seeds)``.
+    Main output, for the item side: ``("occ", item, t, weight, partners)`` per event and
+    ``("flush", item, user, version, seeds)`` when a list is due (keyed by the burst's last
+    item, so it follows that event's pair updates). Side output RANKING_REQUESTS:
+    ``("req", user, version, t, events, n_seeds)``, ``events`` being every (item, weight, t)
+    since the previous request. With ``debounce_ms`` > 0 a burst of events gets one list.
     """
 
     def __init__(self, cfg: JobConfig):
@@ -135,6 +139,7 @@ class UserActivity(KeyedProcessFunction):
         self.version = runtime_context.get_state(ValueStateDescriptor("version", Types.LONG()))
         self.last_seen = runtime_context.get_state(ValueStateDescriptor("last-seen", Types.LONG()))
         self.ttl_timer = runtime_context.get_state(ValueStateDescriptor("ttl-timer", Types.LONG()))
+        self.burst = runtime_context.get_state(ValueStateDescriptor("burst", PICKLED))
 
     def process_element(self, ev, ctx):
         cfg = self.cfg
@@ -149,13 +154,32 @@ class UserActivity(KeyedProcessFunction):
         if weight > 0:  # a low rating is consumed (and excluded) but is no interest signal
             recent, partners = add_recent(recent, item, t, weight, cfg.recent_items, cfg.pair_span_ms)
             self.recent.update(recent)
+        yield "occ", item, t, weight, partners
         seeds = [(i, w) for i, _, w in recent[-cfg.seeds:]]
-        yield "occ", item, t, weight, partners, user, version, seeds
-        yield RANKING_REQUESTS, ("req", user, version, t, item, weight, len(seeds))
+        burst, flushed, new = add_event(self.burst.value(), version, t, item, weight, seeds, cfg.debounce_ms)
+        if flushed is not None:
+            yield from self._flush(user, flushed)
+        if cfg.debounce_ms == 0:
+            yield from self._flush(user, burst)
+            self.burst.clear()
+        else:
+            if new:
+                ctx.timer_service().register_event_time_timer(burst.due)
+            self.burst.update(burst)
+
+    @staticmethod
+    def _flush(user: int, burst):
+        last_item = burst.events[-1][0]
+        yield "flush", last_item, user, burst.version, burst.seeds
+        yield RANKING_REQUESTS, ("req", user, burst.version, burst.t, burst.events, len(burst.seeds))
 
     def on_timer(self, timestamp, ctx):
+        burst = self.burst.value()
+        if burst is not None and burst.due == timestamp:
+            self.burst.clear()
+            yield from self._flush(ctx.get_current_key(), burst)
         if expired(self.last_seen, self.ttl_timer, timestamp, self.cfg.user_ttl_ms, ctx):
-            for handle in (self.recent, self.version, self.last_seen, self.ttl_timer):
+            for handle in (self.recent, self.version, self.last_seen, self.ttl_timer, self.burst):
                 handle.clear()
             yield EXPIRED_USERS, (ctx.get_current_key(), timestamp)
 
@@ -176,7 +200,12 @@ class ItemCount(KeyedProcessFunction):
         self.window = runtime_context.get_state(ValueStateDescriptor("own-window", PICKLED))
 
     def process_element(self, msg, ctx):
-        _, item, t, weight, partners, user, version, seeds = msg
+        if msg[0] == "flush":
+            _, _, user, version, seeds = msg
+            for seed, seed_weight in seeds:
+                yield "seed", seed, user, version, seed_weight
+            return
+        _, item, t, weight, partners = msg
         cfg = self.cfg
         if weight > 0:
             win = self.window.value() or co.ItemWindow()
@@ -192,8 +221,6 @@ class ItemCount(KeyedProcessFunction):
                 yield "pairs", item, partners, t, w
                 for j in partners:
                     yield "pair", j, item, t, w, n_self
-        for seed, seed_weight in seeds:
-            yield "seed", seed, user, version, seed_weight
 
     def on_timer(self, timestamp, ctx):
         win = self.window.value()
@@ -297,8 +324,8 @@ class Trending(KeyedProcessFunction):
         self.window = runtime_context.get_state(ValueStateDescriptor("trending-window", PICKLED))
 
     def process_element(self, msg, ctx):
-        _, item, t, weight = msg[:4]
-        if weight > 0:
+        if msg[0] == "occ" and msg[3] > 0:
+            _, item, t = msg[:3]
             self._count(item, t, ctx)
         yield from ()
 
@@ -352,9 +379,8 @@ class Ranker(KeyedBroadcastProcessFunction):
     def process_element(self, msg, ctx):
         pending = self.pending.value() or {}
         if msg[0] == "req":
-            _, user, version, t, item, weight, n_seeds = msg
-            pending.setdefault(version, {"frags": []}).update(
-                user=user, t=t, item=item, weight=weight, expected=n_seeds)
+            _, user, version, t, events, n_seeds = msg
+            pending.setdefault(version, {"frags": []}).update(user=user, t=t, events=events, expected=n_seeds)
             touch(self.last_seen, self.ttl_timer, t, self.cfg.user_ttl_ms, ctx)
         else:
             _, user, version, seed, seed_weight, neighbors = msg
@@ -365,19 +391,21 @@ class Ranker(KeyedBroadcastProcessFunction):
             if "expected" not in req or len(req["frags"]) < req["expected"]:
                 break
             del pending[version]
-            self._apply_event(ctx, req)
+            self._apply_events(ctx, req)
             self.lists.inc()
             yield self._recommend(ctx, version, req)
         self.pending.update(pending)
 
-    def _apply_event(self, ctx, req: dict) -> None:
+    def _apply_events(self, ctx, req: dict) -> None:
         cfg = self.cfg
-        entry = ctx.get_broadcast_state(CATALOG_STATE).get(req["item"])
+        catalog = ctx.get_broadcast_state(CATALOG_STATE)
         vec = self.interest.value() or InterestVector()
-        self.interest.update(add_interest(vec, entry[1] if entry else (), req["weight"], req["t"],
-                                          cfg.interest_half_life_ms))
         consumed = self.consumed.value() or {}
-        consumed[req["item"]] = max(consumed.get(req["item"], 0), req["t"])
+        for item, weight, t in req["events"]:
+            entry = catalog.get(item)
+            vec = add_interest(vec, entry[1] if entry else (), weight, t, cfg.interest_half_life_ms)
+            consumed[item] = max(consumed.get(item, 0), t)
+        self.interest.update(vec)
         if len(consumed) > cfg.max_consumed:
             consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
         self.consumed.update(consumed)

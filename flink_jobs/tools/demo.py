@@ -48,7 +48,10 @@ def start_job(bootstrap: str, redis_url: str, run_id: str, log_path: Path,
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w")
     # its own process group, so that stopping it stops its Python workers too
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # A PyFlink job that ran in this process (loopback mode) leaves PYFLINK_GATEWAY_DISABLED
+    # set; inherited, it stops the child from starting its own JVM.
+    env = {k: v for k, v in os.environ.items() if k != "PYFLINK_GATEWAY_DISABLED"}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def stop_job(job: subprocess.Popen) -> None:

@@ -41,8 +41,8 @@ def make_events():
     return synth, events
 
 
-@pytest.fixture(scope="module")
-def run():
+@pytest.fixture(scope="module", params=[0, 10 * MINUTE], ids=["list-per-event", "debounced"])
+def run(request):
     from flink_jobs.inmemory import run_pipeline
 
     synth, events = make_events()
@@ -51,8 +51,9 @@ def run():
     good = raw[0]
     bad = [malformed_payloads(codec, good, k) for k in range(6)]
     raw = raw[:50] + bad + raw[50:]
-    out = run_pipeline(raw, synth.catalog(), CFG)
-    return events, bad, out
+    cfg = CFG.replace(debounce_ms=request.param)
+    out = run_pipeline(raw, synth.catalog(), cfg)
+    return events, bad, out, cfg
 
 
 def expected_versions(events):
@@ -64,15 +65,33 @@ def expected_versions(events):
     return versions
 
 
+def expected_lists(events, debounce_ms):
+    """user -> the versions that get a list: all, or the last of each burst (a burst takes
+    the user's events before its first event's time + debounce_ms)."""
+    if not debounce_ms:
+        return expected_versions(events)
+    out = {}
+    for user, versions in expected_versions(events).items():
+        times = [e["event_time"] for e in events if e["user_id"] == user]
+        lists, start = [], None
+        for n, t in enumerate(times):
+            if start is None or t >= start + debounce_ms:
+                if n:
+                    lists.append(versions[n - 1])
+                start = t
+        out[user] = lists + [versions[-1]]
+    return out
+
+
 def test_malformed_records_go_to_dead_letters_and_valid_ones_all_count(run):
-    events, bad, out = run
+    events, bad, out, cfg = run
     assert sorted(d["payload"] for d in out["dead_letters"]) == sorted(bad)
     assert all(d["reason"] for d in out["dead_letters"])
     emitted = defaultdict(list)
     for r in out["recommendations"]:
         emitted[r["user_id"]].append(r["version"])
-    # every valid event counted and answered: one list per event, in version order
-    assert dict(emitted) == dict(expected_versions(events))
+    # every valid event counted and answered: a list per event (or per burst), in order
+    assert dict(emitted) == dict(expected_lists(events, cfg.debounce_ms))
 
 
 def batch_recount(events):
@@ -92,7 +111,7 @@ def batch_recount(events):
 
 
 def test_published_cooccurrence_counts_equal_a_batch_recount(run):
-    events, _, out = run
+    events, _, out, cfg = run
     pairs = batch_recount(events)
     assert out["item_neighbors"], "no neighbor lists were published"
     checked = 0
@@ -111,12 +130,12 @@ def test_published_cooccurrence_counts_equal_a_batch_recount(run):
 
 
 def test_recommendations_never_contain_consumed_items(run):
-    events, _, out = run
+    events, _, out, cfg = run
     consumed = defaultdict(list)
     for e in events:
         consumed[e["user_id"]].append(e["item_id"])
     versions = expected_versions(events)
-    assert len(out["recommendations"]) > 100
+    assert len(out["recommendations"]) == sum(map(len, expected_lists(events, cfg.debounce_ms).values())) > 50
     for r in out["recommendations"]:
         if r["user_id"] == TTL_USER:
             continue
@@ -128,7 +147,7 @@ def test_recommendations_never_contain_consumed_items(run):
 
 
 def test_user_without_history_gets_trending_items(run):
-    _, _, out = run
+    _, _, out, cfg = run
     cold = [r for r in out["recommendations"] if r["user_id"] == COLD_USER]
     assert len(cold) == 1
     items = cold[0]["items"]
@@ -139,7 +158,7 @@ def test_user_without_history_gets_trending_items(run):
 
 
 def test_user_state_is_gone_after_ttl(run):
-    events, _, out = run
+    events, _, out, cfg = run
     first = next(e["event_time"] for e in events if e["user_id"] == TTL_USER)
     expired = [(u, t) for u, t in out["expired_users"] if u == TTL_USER]
     assert expired[0] == (TTL_USER, first + CFG.user_ttl_ms)

@@ -208,3 +208,35 @@ def test_versions_increase_strictly_and_survive_a_reset():
     v4 = next_version(None, 5000)    # state expired in between
     assert v1 < v2 < v3 < v4
     assert v4 == next_version(v3, 5000)  # with or without the old state: the same version
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_debounce_flushes_the_last_event_of_each_burst(seed):
+    from udfs.debounce import add_event
+
+    rng = random.Random(seed)
+    window = rng.choice([5, 20, 60])
+    t, events = 0, []
+    for v in range(rng.randint(1, 40)):
+        t += rng.choice([0, 1, 3, 10, 30, 100])
+        events.append((v, t))
+    # reference: bursts start at an event and take every event before start + window
+    expected, start = [], None
+    for n, (v, t) in enumerate(events):
+        if start is None or t >= start + window:
+            if n:
+                expected.append(events[n - 1][0])
+            start = t
+    expected.append(events[-1][0])
+
+    flushed, burst, timers = [], None, []
+    for v, t in events:
+        burst, done, new = add_event(burst, v, t, item=v, weight=1.0, seeds=[], window_ms=window)
+        if done is not None:
+            flushed.append(done.version)
+            assert [e[0] for e in done.events] == [x for x, tt in events if done.due - window <= tt < done.due]
+        if new:
+            timers.append(burst.due)
+    flushed.append(burst.version)  # the last burst's timer
+    assert flushed == expected
+    assert timers == sorted(set(timers))  # one timer per burst
