@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# A standalone Flink cluster on loopback from the PyFlink distribution in .venv:
+#
+#   deploy/flink/cluster.sh start                  JobManager + one TaskManager (idempotent)
+#   deploy/flink/cluster.sh stop                   every process this script started
+#   deploy/flink/cluster.sh status
+#   deploy/flink/cluster.sh start-taskmanager      one more TaskManager (after one was killed)
+#   deploy/flink/cluster.sh taskmanager-pids
+#   deploy/flink/cluster.sh submit [--from DIR] [main.py flags]   flink run -d the job (from a checkpoint)
+#
+# Settings (environment): RECO_FLINK_REST_PORT (8081), RECO_FLINK_RPC_PORT (6123),
+# RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RUN_DIR="${RECO_RUN_DIR:-$ROOT/.run}/flink"
+VENV="$ROOT/.venv"
+REST_PORT="${RECO_FLINK_REST_PORT:-8081}"
+RPC_PORT="${RECO_FLINK_RPC_PORT:-6123}"
+
+say() { printf '[flink] %s\n' "$*"; }
+die() { printf '[flink] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[ -x "$VENV/bin/python" ] || die "no .venv: run deploy/setup.sh"
+FLINK_HOME="$("$VENV/bin/python" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')"
+# lib/ of our own: the distribution's jars plus opt/flink-python, which a cluster running
+# Python jobs needs on its classpath and the pip package leaves out of lib/.
+export FLINK_HOME FLINK_CONF_DIR="$RUN_DIR/conf" FLINK_LOG_DIR="$RUN_DIR/log" FLINK_PID_DIR="$RUN_DIR" FLINK_LIB_DIR="$RUN_DIR/lib"
+export PATH="$VENV/bin:$PATH"  # anything that still asks PATH for python finds the project's
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# flink-daemon.sh keeps pids in $FLINK_PID_DIR/flink-$USER-<daemon>.pid ($USER may be empty)
+pids_of() { cat "$RUN_DIR"/flink-*-"$1".pid 2>/dev/null | grep -E '^[0-9]+$' | while read -r p; do kill -0 "$p" 2>/dev/null && echo "$p"; done; true; }
+
+write_conf() {
+  mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$RUN_DIR/checkpoints" "$RUN_DIR/savepoints"
+  { grep -E '^env\.java\.opts\.all:' "$FLINK_HOME/conf/config.yaml" 2>/dev/null \
+      || "$VENV/bin/python" - "$FLINK_HOME/conf/config.yaml" <<'PY'
+import sys, yaml
+opts = yaml.safe_load(open(sys.argv[1]))["env"]["java"]["opts"]["all"]
+print(f"env.java.opts.all: {opts}")
+PY
+    sed -e "s#@RUN_DIR@#$RUN_DIR#g" -e "s#@VENV@#$VENV#g" -e "s#@REST_PORT@#$REST_PORT#g" \
+        -e "s#@RPC_PORT@#$RPC_PORT#g" "$ROOT/deploy/flink/config.yaml"; } >"$FLINK_CONF_DIR/config.yaml"
+  cp "$FLINK_HOME"/conf/log4j*.properties "$FLINK_CONF_DIR/"
+  rm -rf "$FLINK_LIB_DIR" && mkdir -p "$FLINK_LIB_DIR"
+  ln -s "$FLINK_HOME"/lib/*.jar "$FLINK_HOME"/opt/flink-python-*.jar "$FLINK_LIB_DIR/"
+  echo "localhost:$REST_PORT" >"$FLINK_CONF_DIR/masters"
+  echo "localhost" >"$FLINK_CONF_DIR/workers"
+}
+
+rest() { "$VENV/bin/python" -c "import json,sys,urllib.request; print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:$REST_PORT$1', timeout=5))))"; }
+
+wait_for_taskmanagers() {  # count seconds
+  local deadline=$((SECONDS + $2))
+  until [ "$(rest /taskmanagers 2>/dev/null | "$VENV/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)["taskmanagers"]))' 2>/dev/null)" -ge "$1" ] 2>/dev/null; do
+    (( SECONDS < deadline )) || { tail -n 40 "$FLINK_LOG_DIR"/*taskexecutor*.log >&2 || true; die "no $1 TaskManager(s) registered after ${2}s"; }
+    sleep 0.5
+  done
+}
+
+start() {
+  if [ -n "$(pids_of standalonesession)" ]; then
+    say "jobmanager already running (pid $(pids_of standalonesession | tr '\n' ' '), http://127.0.0.1:$REST_PORT)"
+  else
+    port_open "$REST_PORT" && die "port $REST_PORT is in use by a process this script did not start; set RECO_FLINK_REST_PORT"
+    port_open "$RPC_PORT" && die "port $RPC_PORT is in use by a process this script did not start; set RECO_FLINK_RPC_PORT"
+    write_conf
+    "$FLINK_HOME/bin/jobmanager.sh" start >/dev/null
+    local deadline=$((SECONDS + 60))
+    until rest /overview >/dev/null 2>&1; do
+      (( SECONDS < deadline )) || { tail -n 40 "$FLINK_LOG_DIR"/*standalonesession*.log >&2 || true; die "jobmanager not up after 60s"; }
+      sleep 0.5
+    done
+    say "jobmanager up (pid $(pids_of standalonesession | tr '\n' ' '), http://127.0.0.1:$REST_PORT)"
+  fi
+  if [ -z "$(pids_of taskexecutor)" ]; then start_taskmanager; else say "taskmanager already running (pid $(pids_of taskexecutor | tr '\n' ' '))"; fi
+}
+
+start_taskmanager() {
+  "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
+  wait_for_taskmanagers 1 90
+  say "taskmanager up (pids $(pids_of taskexecutor | tr '\n' ' '))"
+}
+
+stop() {
+  local p
+  for p in $(pids_of taskexecutor) $(pids_of standalonesession); do
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$p" 2>/dev/null && kill -KILL "$p"
+    say "stopped pid $p"
+  done
+  rm -f "$RUN_DIR"/flink-*.pid
+  # Python workers of killed TaskManagers are children of their own shells; end ours only.
+  pkill -f "beam_boot.*$RUN_DIR" 2>/dev/null || true
+}
+
+submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [main.py flags]
+  local jar from=()
+  if [ "${1:-}" = "--from" ]; then from=(-s "$2"); shift 2; fi
+  jar="$(ls "$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar 2>/dev/null | head -1)"
+  [ -n "$jar" ] || die "no Kafka connector jar: run deploy/setup.sh"
+  cd "$ROOT"
+  "$FLINK_HOME/bin/flink" run -m "localhost:$REST_PORT" -d "${from[@]}" \
+    -py flink_jobs/main.py -pyfs flink_jobs,udfs,schemas \
+    -pyexec "$VENV/bin/python" -pyclientexec "$VENV/bin/python" -j "$jar" "$@"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  start-taskmanager) start_taskmanager ;;
+  taskmanager-pids) pids_of taskexecutor ;;
+  status)
+    if rest /overview >/dev/null 2>&1; then say "up: $(rest /overview)"; else say "DOWN"; exit 1; fi ;;
+  submit) shift; submit "$@" ;;
+  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
