@@ -52,6 +52,7 @@ class JobConfig:
     consumer_group: str = "reco-job"
     transactional_id_prefix: str = "reco-job"
     transaction_timeout_ms: int = 600_000   # must stay below the broker's transaction.max.timeout.ms
+    delivery_guarantee: str = "exactly-once"  # of the Kafka outputs; at-least-once only to show what breaks
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_ttl_ms: int = 7 * DAY
 
@@ -81,6 +82,8 @@ class JobConfig:
         if self.transaction_timeout_ms <= 2 * self.checkpoint_interval_ms:
             errors.append(f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be well above "
                           f"checkpoint_interval_ms ({self.checkpoint_interval_ms}) plus restart time")
+        if self.delivery_guarantee not in ("exactly-once", "at-least-once"):
+            errors.append(f"delivery_guarantee must be exactly-once or at-least-once, got {self.delivery_guarantee!r}")
         if not self.transactional_id_prefix.strip():
             errors.append("transactional_id_prefix must not be empty (unique per deployment)")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

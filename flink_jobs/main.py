@@ -138,7 +138,7 @@ class WriteRedis(ProcessFunction):
 
 def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig):
     statements = t_env.create_statement_set()
-    write = {"sink.delivery-guarantee": "exactly-once",
+    write = {"sink.delivery-guarantee": cfg.delivery_guarantee,
              "properties.transaction.timeout.ms": str(cfg.transaction_timeout_ms),
              "value.format": "raw"}
     keyed = {"key.format": "raw", "key.fields": "k", "value.fields-include": "EXCEPT_KEY"}

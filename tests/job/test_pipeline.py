@@ -8,11 +8,8 @@ import pytest
 
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import MINUTE, JobConfig
-from udfs.versioning import next_version
+from flink_jobs.verify import batch_pairs, expected_lists, expected_versions, window_counts
 from flink_jobs.tools.synth import Synth, SynthConfig, malformed_payloads
-from udfs import cooccurrence as co
-from udfs.recent import add_recent
-from udfs.signals import event_weight
 
 pytestmark = pytest.mark.job
 
@@ -56,33 +53,6 @@ def run(request):
     return events, bad, out, cfg
 
 
-def expected_versions(events):
-    """user -> the version of each of its events, in order (the job's rule, replayed)."""
-    versions = defaultdict(list)
-    for e in events:
-        last = versions[e["user_id"]][-1] if versions[e["user_id"]] else None
-        versions[e["user_id"]].append(next_version(last, e["event_time"]))
-    return versions
-
-
-def expected_lists(events, debounce_ms):
-    """user -> the versions that get a list: all, or the last of each burst (a burst takes
-    the user's events before its first event's time + debounce_ms)."""
-    if not debounce_ms:
-        return expected_versions(events)
-    out = {}
-    for user, versions in expected_versions(events).items():
-        times = [e["event_time"] for e in events if e["user_id"] == user]
-        lists, start = [], None
-        for n, t in enumerate(times):
-            if start is None or t >= start + debounce_ms:
-                if n:
-                    lists.append(versions[n - 1])
-                start = t
-        out[user] = lists + [versions[-1]]
-    return out
-
-
 def test_malformed_records_go_to_dead_letters_and_valid_ones_all_count(run):
     events, bad, out, cfg = run
     assert sorted(d["payload"] for d in out["dead_letters"]) == sorted(bad)
@@ -94,37 +64,17 @@ def test_malformed_records_go_to_dead_letters_and_valid_ones_all_count(run):
     assert dict(emitted) == dict(expected_lists(events, cfg.debounce_ms))
 
 
-def batch_recount(events):
-    """Pairs (i, j, t, w) exactly as the job forms them, from the same events."""
-    recent, pairs = defaultdict(list), []
-    for e in events:
-        w = event_weight(e["event_type"], e["value"])
-        if w <= 0:
-            continue
-        recent[e["user_id"]], partners = add_recent(recent[e["user_id"]], e["item_id"], e["event_time"], w,
-                                                    CFG.recent_items, CFG.pair_span_ms)
-        pw = co.pair_weight(len(partners))
-        for j in partners:
-            pairs.append((e["item_id"], j, e["event_time"], pw))
-            pairs.append((j, e["item_id"], e["event_time"], pw))
-    return pairs
-
-
 def test_published_cooccurrence_counts_equal_a_batch_recount(run):
     events, _, out, cfg = run
-    pairs = batch_recount(events)
+    pairs = batch_pairs(events, CFG)
     assert out["item_neighbors"], "no neighbor lists were published"
     checked = 0
     for nb in out["item_neighbors"]:
-        end = nb["event_time"]
-        expected = defaultdict(float)
-        for i, j, t, w in pairs:
-            if i == nb["item_id"] and t < end and co.bucket_of(t, CFG.bucket_ms) + CFG.bucket_ms > end - CFG.cooccurrence_window_ms:
-                expected[j] += w
+        expected = window_counts(pairs[nb["item_id"]], nb["event_time"], CFG)
         got = {n["item_id"]: n["co_count"] for n in nb["neighbors"]}
-        assert got.keys() == expected.keys(), (nb["item_id"], end)
+        assert got.keys() == expected.keys(), (nb["item_id"], nb["event_time"])
         for j in expected:
-            assert got[j] == pytest.approx(expected[j]), (nb["item_id"], j, end)
+            assert got[j] == pytest.approx(expected[j]), (nb["item_id"], j, nb["event_time"])
         checked += 1
     assert checked > 20
 

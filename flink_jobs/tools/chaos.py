@@ -1,0 +1,276 @@
+"""Exactly-once under failure: stream events through Kafka while the job runs on the
+standalone cluster, kill -9 the TaskManager (and its Python workers) at random moments,
+cancel the job once and resume it from its last retained checkpoint, then check the
+committed outputs against what the events imply (``flink_jobs.verify``).
+
+    python -m flink_jobs.tools.chaos --events 20000 --kills 2 --seed 7
+
+Needs the local stack (``deploy/local/stack.sh start``) and the cluster
+(``deploy/flink/cluster.sh start``) on the same RECO_* settings. Prints a verdict table;
+exits 0 only when every check holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from flink_jobs import contracts
+from flink_jobs.codec import AvroCodec
+from flink_jobs.config import JobConfig
+from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce
+from flink_jobs.tools.synth import Synth, SynthConfig, encoded_stream
+from flink_jobs.tools.topics import ensure_topics
+from flink_jobs.verify import batch_pairs, expected_versions, window_counts
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
+# Settings of the job under test: full neighbor lists (no pruning) so that counts can be
+# compared with a batch recount; short checkpoints so that commits come often.
+JOB = JobConfig(neighbors_per_item=100_000, fragment_size=100_000, checkpoint_interval_ms=3_000,
+                bucket_ms=10 * 60_000, cooccurrence_window_ms=2 * 3_600_000, max_out_of_orderness_ms=600_000)
+
+
+@dataclass
+class Scenario:
+    events: int = 20_000
+    kills: int = 2
+    seed: int = 7
+    rate: float = 250.0          # events/s produced while the job runs
+    malformed_every: int = 1_000
+    bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    rest_port: int = 8081
+    run_dir: Path = ROOT / ".run"
+    delivery_guarantee: str = "exactly-once"   # at-least-once shows what the checks catch
+    timeout_s: float = 900.0
+    log: list = field(default_factory=list)
+
+    def say(self, msg: str) -> None:
+        line = f"[chaos {time.strftime('%H:%M:%S')}] {msg}"
+        self.log.append(line)
+        print(line, flush=True)
+
+
+def _rest(s: Scenario, path: str, method: str = "GET"):
+    req = urllib.request.Request(f"http://127.0.0.1:{s.rest_port}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body = resp.read()
+    return json.loads(body) if body else {}
+
+
+def _cluster(s: Scenario, *args: str) -> str:
+    env = {**os.environ, "RECO_RUN_DIR": str(s.run_dir), "RECO_FLINK_REST_PORT": str(s.rest_port)}
+    env.pop("PYFLINK_GATEWAY_DISABLED", None)
+    proc = subprocess.run([str(CLUSTER), *args], env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str:
+    flags = ["--kafka-bootstrap", s.bootstrap, "--redis-url", s.redis_url,
+             "--consumer-group", f"chaos-{run_id}", "--transactional-id-prefix", f"chaos-{run_id}",
+             "--delivery-guarantee", s.delivery_guarantee]
+    for name in ("neighbors_per_item", "fragment_size", "checkpoint_interval_ms", "bucket_ms",
+                 "cooccurrence_window_ms", "max_out_of_orderness_ms"):
+        flags += [f"--{name.replace('_', '-')}", str(getattr(JOB, name))]
+    out = _cluster(s, "submit", *(["--from", from_checkpoint] if from_checkpoint else []), *flags)
+    match = re.search(r"JobID ([0-9a-f]{32})", out)
+    if not match:
+        raise RuntimeError(f"no job id in:\n{out}")
+    return match.group(1)
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    children: dict[int, list[int]] = {}
+    for line in out.split("\n"):
+        if line.strip():
+            p, pp = map(int, line.split())
+            children.setdefault(pp, []).append(p)
+    found, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            found.append(c)
+            todo.append(c)
+    return found
+
+
+def _kill_taskmanager(s: Scenario) -> None:
+    pids = [int(p) for p in _cluster(s, "taskmanager-pids").split()]
+    for pid in pids:
+        victims = [pid] + _descendants(pid)
+        for v in victims:
+            try:
+                os.kill(v, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        s.say(f"kill -9 TaskManager {pid} and its {len(victims) - 1} child process(es)")
+    _cluster(s, "start-taskmanager")
+    s.say("new TaskManager registered")
+
+
+def _wait_state(s: Scenario, job_id: str, states: set[str], timeout_s: float = 120) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = _rest(s, f"/jobs/{job_id}")["state"]
+        if state in states:
+            return state
+        time.sleep(0.5)
+    raise RuntimeError(f"job {job_id} not in {states} after {timeout_s}s")
+
+
+def _latest_checkpoint(s: Scenario, job_id: str) -> str:
+    base = s.run_dir / "flink" / "checkpoints" / job_id
+    chks = sorted(base.glob("chk-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not chks:
+        raise RuntimeError(f"no retained checkpoint in {base}")
+    return str(chks[-1])
+
+
+def run(s: Scenario) -> dict:
+    rng = random.Random(s.seed)
+    run_id = f"{s.seed}-{int(time.time())}"
+    ensure_topics(s.bootstrap, recreate=True)
+    redis.Redis.from_url(s.redis_url).flushdb()
+    synth = Synth(SynthConfig(events=s.events, users=max(50, s.events // 40), items=max(50, s.events // 50),
+                              clusters=10, seed=s.seed))
+    rows = list(encoded_stream(synth, s.malformed_every))
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
+    valid = [codec.decode(v) for _, v, bad in rows if not bad]
+    malformed = sorted(v for _, v, bad in rows if bad)
+
+    producer = make_producer(s.bootstrap)
+    items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
+    produce(producer, contracts.ITEMS_TOPIC, ((contracts.record_key(r["item_id"]), items.encode(r))
+                                              for r in synth.catalog()), progress=False)
+    job_id = _submit(s, run_id)
+    s.say(f"job {job_id} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
+          f"({len(malformed)} malformed)")
+    _wait_state(s, job_id, {"RUNNING"})
+
+    failure: list[BaseException] = []
+
+    def stream():
+        try:
+            produce(producer, contracts.USER_EVENTS_TOPIC, ((k, v) for k, v, _ in rows), rate=s.rate,
+                    progress=False)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            failure.append(exc)
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    produce_s = len(rows) / s.rate
+    actions = ["kill"] * s.kills + ["cancel"]
+    rng.shuffle(actions)
+    for action in actions:
+        time.sleep(rng.uniform(0.08, 0.25) * produce_s)
+        if action == "kill":
+            _kill_taskmanager(s)
+        else:
+            _rest(s, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+            _wait_state(s, job_id, {"CANCELED"})
+            checkpoint = _latest_checkpoint(s, job_id)
+            s.say(f"cancelled job {job_id}; resuming from {Path(checkpoint).name}")
+            job_id = _submit(s, run_id, checkpoint)
+            _wait_state(s, job_id, {"RUNNING"})
+            s.say(f"resumed as job {job_id}")
+    streamer.join()
+    producer.close()
+    if failure:
+        raise failure[0]
+    s.say("all records produced; waiting for every user's last list to be committed")
+
+    expected = expected_versions(valid)
+    finals = {u: v[-1] for u, v in expected.items()}
+    recos = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
+    seen: dict[int, list[int]] = {}
+    last_record: dict[int, dict] = {}
+    consumer = make_consumer(s.bootstrap, contracts.RECOMMENDATIONS_TOPIC)
+    deadline = time.monotonic() + s.timeout_s
+    while time.monotonic() < deadline and any(last_record.get(u, {}).get("version") != v for u, v in finals.items()):
+        for batch in consumer.poll(timeout_ms=1000).values():
+            for r in batch:
+                rec = recos.decode(r.value)
+                seen.setdefault(rec["user_id"], []).append(rec["version"])
+                last_record[rec["user_id"]] = rec
+    consumer.close()
+    s.say(f"{sum(map(len, seen.values()))} committed lists read")
+
+    neighbors = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEM_NEIGHBORS_TOPIC])
+    nb_consumer = make_consumer(s.bootstrap, contracts.ITEM_NEIGHBORS_TOPIC)
+    published = [neighbors.decode(r.value) for r in consume(nb_consumer, idle_timeout_s=5)]
+    nb_consumer.close()
+    dead = AvroCodec(contracts.TOPIC_RECORDS[contracts.DEAD_LETTER_TOPIC])
+    dlq_consumer = make_consumer(s.bootstrap, contracts.DEAD_LETTER_TOPIC)
+    letters = [dead.decode(r.value) for r in consume(dlq_consumer, idle_timeout_s=5)]
+    dlq_consumer.close()
+    store = redis.Redis.from_url(s.redis_url)
+    cached = {u: json.loads(raw) if raw else None
+              for u, raw in zip(finals, store.mget([contracts.user_recommendations_key(u) for u in finals]))}
+
+    checks = {}
+    dup_or_order = [u for u, vs in seen.items() if vs != sorted(set(vs))]
+    checks["versions strictly increasing, no duplicates"] = (not dup_or_order, f"{len(dup_or_order)} users break it")
+    wrong_set = [u for u in expected if seen.get(u) != expected[u]]
+    checks["same versions as a failure-free run"] = (not wrong_set, f"{len(wrong_set)} of {len(expected)} users differ")
+    pairs = batch_pairs(valid, JOB)
+    keys = [(n["item_id"], n["event_time"]) for n in published]
+    bad_counts = 0
+    for n in published:
+        want = window_counts(pairs.get(n["item_id"], []), n["event_time"], JOB)
+        got = {x["item_id"]: x["co_count"] for x in n["neighbors"]}
+        if got.keys() != want.keys() or any(abs(got[j] - want[j]) > 1e-6 for j in want):
+            bad_counts += 1
+    checks["co-occurrence lists equal a batch recount, once each"] = (
+        bool(published) and bad_counts == 0 and len(keys) == len(set(keys)),
+        f"{len(published)} lists, {bad_counts} wrong, {len(keys) - len(set(keys))} duplicates")
+    mismatch = [u for u in finals if cached[u] is None or u not in last_record
+                or (cached[u]["version"], cached[u]["items"]) != (last_record[u]["version"], last_record[u]["items"])]
+    checks["Redis equals the last committed Kafka record"] = (not mismatch, f"{len(mismatch)} of {len(finals)} users differ")
+    payloads = sorted(d["payload"] for d in letters)
+    checks["dead letters are exactly the malformed records"] = (
+        payloads == malformed, f"{len(letters)} letters for {len(malformed)} malformed records")
+
+    width = max(map(len, checks))
+    print(f"\n{'check':{width}}  verdict  detail")
+    for name, (ok, detail) in checks.items():
+        print(f"{name:{width}}  {'PASS' if ok else 'FAIL':7}  {detail}")
+    _rest(s, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+    return {name: ok for name, (ok, _) in checks.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--kills", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--rate", type=float, default=250.0)
+    ap.add_argument("--delivery-guarantee", choices=("exactly-once", "at-least-once"), default="exactly-once")
+    args = ap.parse_args(argv)
+    s = Scenario(events=args.events, kills=args.kills, seed=args.seed, rate=args.rate,
+                 delivery_guarantee=args.delivery_guarantee,
+                 bootstrap=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}",
+                 redis_url=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",
+                 rest_port=int(os.environ.get("RECO_FLINK_REST_PORT", "8081")),
+                 run_dir=Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run")))
+    verdict = run(s)
+    return 0 if all(verdict.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
