@@ -75,13 +75,19 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
     read = {"properties.group.id": cfg.consumer_group, "scan.startup.mode": "group-offsets",
             "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
             "value.format": "raw"}
+    # Event time for watermarks is the record timestamp, which producers set to the event's
+    # event_time (flink_jobs.tools.kafka_io.event_message). The source then tracks it per
+    # partition, so a partition read ahead after a restart does not make others late, and
+    # marks idle partitions itself.
+    idle = {"scan.watermark.idle-timeout": f"{cfg.idle_source_timeout_ms} ms"} if cfg.idle_source_timeout_ms else {}
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE user_events (
             v BYTES,
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
-            kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
-        ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read)})""")
+            kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
+            WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '{cfg.max_out_of_orderness_ms / 1000:.3f}' SECOND
+        ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read, **idle)})""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE items (v BYTES)
         WITH ({_kafka_options(cfg, contracts.ITEMS_TOPIC, **{**read, "scan.startup.mode": "earliest-offset"})})""")
@@ -165,7 +171,7 @@ def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, 
 def build_job(cfg: JobConfig):
     env, t_env = create_environment(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
-    outputs = pipeline.build(raw, catalog, cfg)
+    outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
     attach_sinks(env, t_env, outputs, cfg)
     return env
 

@@ -49,9 +49,22 @@ def _by_second_field(stream: DataStream) -> DataStream:
     return stream.key_by(lambda m: m[1], key_type=Types.LONG())
 
 
-def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Outputs:
+def _event_time(decoded: DataStream, cfg: JobConfig) -> DataStream:
+    """Timestamps and watermarks from the payload's event_time."""
+    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
+    if cfg.idle_source_timeout_ms:
+        # before the assigner: PyFlink 2.2.1's with_idleness() returns a strategy without
+        # the Python timestamp assigner set on the one it was called on
+        watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
+    watermarks = watermarks.with_timestamp_assigner(EventTime())
+    return decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
+
+
+def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_watermarks: bool = True) -> Outputs:
     """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
-    ``catalog``: reco.ItemFeatures records as Avro bytes.
+    ``catalog``: reco.ItemFeatures records as Avro bytes. ``assign_watermarks=False`` when
+    the source already stamps records and emits watermarks (the Kafka source does, per
+    partition, from record timestamps); otherwise they come from the payload's event_time.
 
     Each user's events must reach UserActivity in their source order, so nothing may
     redistribute them between the source and the key-by on user: ``raw_events`` must run
@@ -59,14 +72,7 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig) -> Output
     assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
     """
     decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
-    if cfg.idle_source_timeout_ms:
-        # before the assigner: PyFlink 2.2.1's with_idleness() returns a strategy without
-        # the Python timestamp assigner set on the one it was called on
-        watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
-    watermarks = watermarks.with_timestamp_assigner(EventTime())
-    events = decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
-
+    events = _event_time(decoded, cfg) if assign_watermarks else decoded
     activity = (events.key_by(lambda e: e["user_id"], key_type=Types.LONG())
                 .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity").name("UserActivity"))
     item_updates = (_by_second_field(activity).process(ItemCount(cfg), output_type=PICKLED)

@@ -41,7 +41,7 @@ CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 # Settings of the job under test: full neighbor lists (no pruning) so that counts can be
 # compared with a batch recount; short checkpoints so that commits come often.
 JOB = JobConfig(neighbors_per_item=100_000, fragment_size=100_000, checkpoint_interval_ms=3_000,
-                bucket_ms=10 * 60_000, cooccurrence_window_ms=2 * 3_600_000, max_out_of_orderness_ms=600_000)
+                bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000, max_out_of_orderness_ms=900_000)
 
 
 @dataclass
@@ -124,14 +124,36 @@ def _kill_taskmanager(s: Scenario) -> None:
     s.say("new TaskManager registered")
 
 
+def _ensure_taskmanager(s: Scenario) -> None:
+    """Start a TaskManager when none is registered (one can also die of a cancel)."""
+    if _rest(s, "/overview")["taskmanagers"] == 0:
+        s.say("no TaskManager registered: starting one")
+        _cluster(s, "start-taskmanager")
+
+
 def _wait_state(s: Scenario, job_id: str, states: set[str], timeout_s: float = 120) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         state = _rest(s, f"/jobs/{job_id}")["state"]
         if state in states:
             return state
-        time.sleep(0.5)
+        if "RUNNING" in states:
+            # With RocksDB, PyFlink 2.2.1's TaskManager can die ("pthread lock: Invalid
+            # argument") while a cancelled job's tasks close: a waiting job needs a new one.
+            _ensure_taskmanager(s)
+        time.sleep(1.0)
     raise RuntimeError(f"job {job_id} not in {states} after {timeout_s}s")
+
+
+def _wait_checkpoint(s: Scenario, job_id: str, timeout_s: float = 180) -> None:
+    """Until the job has completed a checkpoint since it (re)started: something to resume from."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        latest = _rest(s, f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed")
+        if latest:
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"job {job_id} completed no checkpoint in {timeout_s}s")
 
 
 def _latest_checkpoint(s: Scenario, job_id: str) -> str:
@@ -151,13 +173,14 @@ def run(s: Scenario) -> dict:
                               clusters=10, seed=s.seed))
     rows = list(encoded_stream(synth, s.malformed_every))
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
-    valid = [codec.decode(v) for _, v, bad in rows if not bad]
-    malformed = sorted(v for _, v, bad in rows if bad)
+    valid = [codec.decode(v) for _, v, _, bad in rows if not bad]
+    malformed = sorted(v for _, v, _, bad in rows if bad)
 
     producer = make_producer(s.bootstrap)
     items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
     produce(producer, contracts.ITEMS_TOPIC, ((contracts.record_key(r["item_id"]), items.encode(r))
                                               for r in synth.catalog()), progress=False)
+    _ensure_taskmanager(s)
     job_id = _submit(s, run_id)
     s.say(f"job {job_id} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
           f"({len(malformed)} malformed)")
@@ -167,7 +190,7 @@ def run(s: Scenario) -> dict:
 
     def stream():
         try:
-            produce(producer, contracts.USER_EVENTS_TOPIC, ((k, v) for k, v, _ in rows), rate=s.rate,
+            produce(producer, contracts.USER_EVENTS_TOPIC, ((k, v, ts) for k, v, ts, _ in rows), rate=s.rate,
                     progress=False)
         except BaseException as exc:  # noqa: BLE001 (reported below)
             failure.append(exc)
@@ -182,10 +205,12 @@ def run(s: Scenario) -> dict:
         if action == "kill":
             _kill_taskmanager(s)
         else:
+            _wait_checkpoint(s, job_id)
             _rest(s, f"/jobs/{job_id}?mode=cancel", method="PATCH")
             _wait_state(s, job_id, {"CANCELED"})
             checkpoint = _latest_checkpoint(s, job_id)
             s.say(f"cancelled job {job_id}; resuming from {Path(checkpoint).name}")
+            _ensure_taskmanager(s)
             job_id = _submit(s, run_id, checkpoint)
             _wait_state(s, job_id, {"RUNNING"})
             s.say(f"resumed as job {job_id}")

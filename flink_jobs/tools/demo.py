@@ -24,7 +24,7 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import make_consumer, make_producer, produce
+from flink_jobs.tools.kafka_io import event_message, make_consumer, make_producer, produce
 from flink_jobs.tools.topics import ensure_topics
 from udfs.versioning import next_version
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 total=len(movies), desc="catalog")
         codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
         produce(producer, contracts.USER_EVENTS_TOPIC,
-                ((contracts.record_key(e["user_id"]), codec.encode(e)) for e in events),
+                (event_message(codec, e) for e in events),
                 total=len(events), desc="ratings")
         producer.close()
         print(f"[demo] watching user {user} ({len(versions)} ratings in the slice, e.g. "

@@ -8,6 +8,8 @@ from typing import Iterable, Iterator
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tqdm import tqdm
 
+from flink_jobs import contracts
+
 
 def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     settings = dict(
@@ -24,10 +26,17 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     return KafkaProducer(**settings)
 
 
-def produce(producer: KafkaProducer, topic: str, records: Iterable[tuple[bytes, bytes]],
+def event_message(codec, event: dict) -> tuple[bytes, bytes, int]:
+    """A user event as the job expects it on Kafka: keyed by user, Avro single-object
+    value, and the record timestamp set to the event time (the job's watermarks come from
+    record timestamps, per partition)."""
+    return contracts.record_key(event["user_id"]), codec.encode(event), event["event_time"]
+
+
+def produce(producer: KafkaProducer, topic: str, records: Iterable[tuple],
             total: int | None = None, desc: str | None = None, rate: float = 0.0,
             progress: bool = True) -> int:
-    """Send ``(key, value)`` records in order, optionally paced to ``rate`` records/s.
+    """Send ``(key, value[, timestamp_ms])`` records in order, optionally paced to ``rate`` records/s.
 
     Returns the number sent; raises the first delivery error after flushing.
     """
@@ -36,8 +45,9 @@ def produce(producer: KafkaProducer, topic: str, records: Iterable[tuple[bytes, 
     start = time.monotonic()
     bar = tqdm(total=total, desc=desc or topic, unit="ev", disable=not progress, smoothing=0.1)
     try:
-        for key, value in records:
-            producer.send(topic, key=key, value=value).add_errback(errors.append)
+        for key, value, *timestamp in records:
+            producer.send(topic, key=key, value=value, timestamp_ms=timestamp[0] if timestamp else None
+                          ).add_errback(errors.append)
             sent += 1
             bar.update(1)
             if errors:

@@ -18,7 +18,7 @@ from pathlib import Path
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import make_producer, produce
+from flink_jobs.tools.kafka_io import event_message, make_producer, produce
 
 
 def paced_by_event_time(events: list[dict], speedup: float):
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
         stream = paced_by_event_time(events, args.speedup) if args.speedup else events
         n_events = produce(producer, contracts.USER_EVENTS_TOPIC,
-                           ((contracts.record_key(e["user_id"]), codec.encode(e)) for e in stream),
+                           (event_message(codec, e) for e in stream),
                            total=len(events), desc="events", rate=args.rate,
                            progress=not args.no_progress)
     finally:

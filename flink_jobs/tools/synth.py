@@ -26,7 +26,7 @@ import numpy as np
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools.kafka_io import make_producer, produce
+from flink_jobs.tools.kafka_io import event_message, make_producer, produce
 
 EVENT_TYPES = ("VIEW", "CLICK", "ADD_TO_CART", "PURCHASE")
 FUNNEL = (0.70, 0.20, 0.06, 0.04)
@@ -125,17 +125,17 @@ def malformed_payloads(codec: AvroCodec, good: bytes, n: int) -> bytes:
     return kinds[n % len(kinds)]()
 
 
-def encoded_stream(synth: Synth, malformed_every: int = 0) -> Iterator[tuple[bytes, bytes, bool]]:
-    """``(key, value, is_malformed)`` for every record to send, in order."""
+def encoded_stream(synth: Synth, malformed_every: int = 0) -> Iterator[tuple[bytes, bytes, int, bool]]:
+    """``(key, value, timestamp_ms, is_malformed)`` for every record to send, in order; a
+    malformed record carries the timestamp of the event before it."""
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     n_bad = 0
     for i, ev in enumerate(synth.events()):
-        key = contracts.record_key(ev["user_id"])
-        value = codec.encode(ev)
+        key, value, ts = event_message(codec, ev)
         if malformed_every and i % malformed_every == malformed_every - 1:
-            yield key, malformed_payloads(codec, value, n_bad), True
+            yield key, malformed_payloads(codec, value, n_bad), ts, True
             n_bad += 1
-        yield key, value, False
+        yield key, value, ts, False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
         def records():
             nonlocal bad
-            for key, value, is_bad in encoded_stream(synth, args.malformed_every):
+            for key, value, ts, is_bad in encoded_stream(synth, args.malformed_every):
                 bad += is_bad
-                yield key, value
+                yield key, value, ts
 
         total = cfg.events + (cfg.events // args.malformed_every if args.malformed_every else 0)
         sent = produce(producer, contracts.USER_EVENTS_TOPIC, records(), total=total,

@@ -10,7 +10,7 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.tools.demo import start_job, stop_job, wait_for_committed
-from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce
+from flink_jobs.tools.kafka_io import consume, event_message, make_consumer, make_producer, produce
 from flink_jobs.tools.synth import Synth, SynthConfig
 from flink_jobs.tools.topics import ensure_topics
 from udfs.versioning import next_version
@@ -40,8 +40,7 @@ def live_job(stack, tmp_path_factory):
     items = AvroCodec("reco.ItemFeatures")
     produce(producer, contracts.ITEMS_TOPIC, ((contracts.record_key(r["item_id"]), items.encode(r))
                                               for r in synth.catalog()), progress=False)
-    produce(producer, contracts.USER_EVENTS_TOPIC, ((contracts.record_key(e["user_id"]), EVENTS.encode(e))
-                                                    for e in warmup), progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup), progress=False)
     log = tmp_path_factory.mktemp("job") / "job.log"
     job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], log, None,
                     "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5")
@@ -76,8 +75,7 @@ def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
     t = warmup[-1]["event_time"] + 1_000
     event = {"event_id": "live-1", "user_id": user, "item_id": history[-1]["item_id"] % 80 + 1,
              "event_type": "PURCHASE", "value": None, "event_time": t}
-    produce(producer, contracts.USER_EVENTS_TOPIC, [(contracts.record_key(user), EVENTS.encode(event))],
-            progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, [event_message(EVENTS, event)], progress=False)
     expected = next_version(version, t)
     sent = time.monotonic()
     after = _wait_for(lambda: (lambda raw: raw and json.loads(raw)["version"] == expected and json.loads(raw))(
@@ -103,7 +101,8 @@ def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
 def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_job_goes_on(live_job):
     stack, store, producer, warmup, job, log = live_job
     garbage = b"\xc3\x01not an avro body at all"
-    future = producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=garbage)
+    future = producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=garbage,
+                           timestamp_ms=warmup[-1]["event_time"] + 2_000)
     meta = future.get(timeout=10)
     producer.flush()
     dead = AvroCodec("reco.DeadLetter")

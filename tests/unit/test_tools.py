@@ -66,8 +66,8 @@ def test_synth_config_rejects_bad_values(bad):
 def test_malformed_records_are_marked_and_undecodable_or_invalid():
     codec = AvroCodec("reco.UserEvent")
     rows = list(encoded_stream(Synth(SynthConfig(events=600, seed=2)), malformed_every=50))
-    bad = [v for _, v, is_bad in rows if is_bad]
-    good = [v for _, v, is_bad in rows if not is_bad]
+    bad = [v for _, v, _, is_bad in rows if is_bad]
+    good = [v for _, v, _, is_bad in rows if not is_bad]
     assert len(good) == 600 and len(bad) == 12
     for v in good:
         codec.decode(v)
