@@ -70,6 +70,14 @@ def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
     return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
 
 
+def _day_to_second(ms: int) -> str:
+    """Milliseconds as a SQL DAY TO SECOND literal: 'D HH:MM:SS.mmm'."""
+    days, rest = divmod(ms, 86_400_000)
+    hours, rest = divmod(rest, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{days} {hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+
+
 def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
     """(raw events as pipeline.RAW_EVENT tuples, catalog records as bytes)."""
     read = {"properties.group.id": cfg.consumer_group, "scan.startup.mode": "group-offsets",
@@ -86,7 +94,7 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
             kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
-            WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '{cfg.max_out_of_orderness_ms / 1000:.3f}' SECOND
+            WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '{_day_to_second(cfg.max_out_of_orderness_ms)}' DAY TO SECOND(3)
         ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read, **idle)})""")
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE items (v BYTES)

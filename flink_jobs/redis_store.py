@@ -2,9 +2,10 @@
 
 Redis takes no part in Flink's checkpoints, so after a restore the job replays records
 it may already have written. Every write is therefore a compare-and-set on the
-document's ``version`` (in one Lua script, atomic on the server): a replayed or late
-write with a version not above the stored one changes nothing, and a key can never move
-backwards. Keys come from :mod:`flink_jobs.contracts`; TTL comes from configuration.
+document's ``version`` (in one Lua script, atomic on the server): a write with an older
+version than the stored one changes nothing, so a key never moves backwards, while the
+same version is written again, so that the attempt whose output Kafka committed is the
+one Redis keeps (a list's items may differ between attempts; its version never does). Keys come from :mod:`flink_jobs.contracts`; TTL comes from configuration.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from typing import Any, Iterable, Mapping
 import redis
 
 # KEYS[1] key; ARGV[1] version, ARGV[2] JSON document, ARGV[3] TTL in ms (0 = none).
-# Returns 1 when written, 0 when the stored version is the same or newer.
+# Returns 1 when written, 0 when the stored version is newer.
 _UPSERT_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, doc = pcall(cjson.decode, current)
   if ok and type(doc) == 'table' then
     local stored = tonumber(doc['version'])
-    if stored and stored >= tonumber(ARGV[1]) then
+    if stored and stored > tonumber(ARGV[1]) then
       return 0
     end
   end
@@ -56,7 +57,7 @@ class VersionedStore:
         return cls(redis.Redis.from_url(url), ttl_ms)
 
     def upsert(self, key: str, doc: Mapping[str, Any]) -> bool:
-        """Write ``doc`` under ``key`` unless Redis holds the same or a newer version."""
+        """Write ``doc`` under ``key`` unless Redis holds a newer version."""
         return bool(self._upsert(keys=[key], args=self._args(doc)))
 
     def upsert_many(self, writes: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]:
