@@ -26,6 +26,9 @@ test-unit: setup
 test-job: setup
 	$(PY) -m pytest tests/job
 
+test-chaos: setup
+	$(PY) -m pytest tests -m chaos -s
+
 test-integration: setup
 	$(PY) -m pytest tests -m integration
 

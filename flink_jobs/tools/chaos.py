@@ -157,11 +157,12 @@ def _wait_checkpoint(s: Scenario, job_id: str, timeout_s: float = 180) -> None:
 
 
 def _latest_checkpoint(s: Scenario, job_id: str) -> str:
+    """The newest completed, retained checkpoint of a job (one with its _metadata written)."""
     base = s.run_dir / "flink" / "checkpoints" / job_id
-    chks = sorted(base.glob("chk-*"), key=lambda p: int(p.name.split("-")[1]))
-    if not chks:
-        raise RuntimeError(f"no retained checkpoint in {base}")
-    return str(chks[-1])
+    done = [p for p in base.glob("chk-*") if (p / "_metadata").is_file()]
+    if not done:
+        raise RuntimeError(f"no completed checkpoint in {base}")
+    return str(max(done, key=lambda p: int(p.name.split("-")[1])))
 
 
 def run(s: Scenario) -> dict:
