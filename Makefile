@@ -16,9 +16,10 @@ run: setup stack-up
 job: setup stack-up
 	$(PY) -m flink_jobs.main --config deploy/local/demo.toml
 
-## Every test: unit (seconds, no JVM) and integration (real Kafka and Redis, started and stopped by the tests).
+## Unit (seconds, no JVM), job (local Flink) and integration tests (real Kafka, Redis and Flink,
+## started and stopped by the tests). The chaos test runs alone: make test-chaos.
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not chaos"
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
