@@ -29,7 +29,7 @@ export PATH="$VENV/bin:$PATH"  # anything that still asks PATH for python finds 
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # flink-daemon.sh keeps pids in $FLINK_PID_DIR/flink-$USER-<daemon>.pid ($USER may be empty)
-pids_of() { cat "$RUN_DIR"/flink-*-"$1".pid 2>/dev/null | grep -E '^[0-9]+$' | while read -r p; do kill -0 "$p" 2>/dev/null && echo "$p"; done; true; }
+pids_of() { { cat "$RUN_DIR"/flink-*-"$1".pid 2>/dev/null | grep -E '^[0-9]+$' | while read -r p; do kill -0 "$p" 2>/dev/null && echo "$p"; done; } || true; }
 
 write_conf() {
   mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$RUN_DIR/checkpoints" "$RUN_DIR/savepoints"

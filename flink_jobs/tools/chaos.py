@@ -41,7 +41,8 @@ CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 # Settings of the job under test: full neighbor lists (no pruning) so that counts can be
 # compared with a batch recount; short checkpoints so that commits come often.
 JOB = JobConfig(neighbors_per_item=100_000, fragment_size=100_000, checkpoint_interval_ms=3_000,
-                bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000, max_out_of_orderness_ms=900_000)
+                bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000, max_out_of_orderness_ms=900_000,
+                idle_source_timeout_ms=0)
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str
              "--consumer-group", f"chaos-{run_id}", "--transactional-id-prefix", f"chaos-{run_id}",
              "--delivery-guarantee", s.delivery_guarantee]
     for name in ("neighbors_per_item", "fragment_size", "checkpoint_interval_ms", "bucket_ms",
-                 "cooccurrence_window_ms", "max_out_of_orderness_ms"):
+                 "cooccurrence_window_ms", "max_out_of_orderness_ms", "idle_source_timeout_ms"):
         flags += [f"--{name.replace('_', '-')}", str(getattr(JOB, name))]
     out = _cluster(s, "submit", *(["--from", from_checkpoint] if from_checkpoint else []), *flags)
     match = re.search(r"JobID ([0-9a-f]{32})", out)
@@ -111,6 +112,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _kill_taskmanager(s: Scenario) -> None:
+    _ensure_taskmanager(s)
     pids = [int(p) for p in _cluster(s, "taskmanager-pids").split()]
     for pid in pids:
         victims = [pid] + _descendants(pid)
