@@ -91,8 +91,11 @@ stop() {
     say "stopped pid $p"
   done
   rm -f "$RUN_DIR"/flink-*.pid
-  # Python workers of killed TaskManagers are children of their own shells; end ours only.
-  pkill -f "beam_boot.*$RUN_DIR" 2>/dev/null || true
+  # Python workers outlive a TaskManager that was killed or crashed: they are re-parented
+  # to init. End those orphans of this project's PyFlink, and only those.
+  ps -eo pid=,ppid=,args= | awk -v home="$FLINK_HOME" -v py="$VENV/bin/python" \
+    '$2 == 1 && (index($0, home "/bin/pyflink-udf-runner.sh") || index($0, py " -m pyflink.fn_execution.beam.beam_boot")) {print $1}' \
+    | while read -r p; do kill "$p" 2>/dev/null && say "stopped orphaned Python worker $p"; done
 }
 
 submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [main.py flags]
