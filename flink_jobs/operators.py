@@ -251,8 +251,12 @@ class ItemCooccurrence(KeyedProcessFunction):
     def process_element(self, msg, ctx):
         cfg = self.cfg
         kind, item = msg[0], msg[1]
-        win = self.window.value() or co.ItemWindow()
         counts = self.counts.value() or {}
+        if kind == "self":
+            counts[item] = msg[3]
+            self.counts.update(counts)
+            return
+        win = self.window.value() or co.ItemWindow()
         if kind in ("pair", "pairs"):
             t = msg[3]
             bucket = co.bucket_of(t, cfg.bucket_ms)
@@ -276,10 +280,6 @@ class ItemCooccurrence(KeyedProcessFunction):
                 co.prune(win, keep)
                 counts = {j: n for j, n in counts.items() if j in keep or j == item}
             self.window.update(win)
-            self.counts.update(counts)
-        elif kind == "self":
-            _, _, t, n_self = msg
-            counts[item] = n_self
             self.counts.update(counts)
         else:  # seed request
             _, _, user, version, seed_weight = msg

@@ -31,7 +31,7 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
-from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce
+from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
 from flink_jobs.tools.synth import Synth, SynthConfig, encoded_stream
 from flink_jobs.tools.topics import ensure_topics
 from flink_jobs.verify import batch_pairs, expected_versions, window_counts
@@ -180,9 +180,7 @@ def run(s: Scenario) -> dict:
     malformed = sorted(v for _, v, _, bad in rows if bad)
 
     producer = make_producer(s.bootstrap)
-    items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
-    produce(producer, contracts.ITEMS_TOPIC, ((contracts.record_key(r["item_id"]), items.encode(r))
-                                              for r in synth.catalog()), progress=False)
+    produce_catalog(producer, synth.catalog(), progress=False)
     _ensure_taskmanager(s)
     job_id = _submit(s, run_id)
     s.say(f"job {job_id} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "

@@ -24,9 +24,9 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import event_message, make_consumer, make_producer, produce
+from flink_jobs.tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog
 from flink_jobs.tools.topics import ensure_topics
-from udfs.versioning import next_version
+from flink_jobs.verify import expected_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_DIR = Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run"))
@@ -122,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] Flink job started on the local mini-cluster (pid {job.pid}, log {log_path})")
     try:
         producer = make_producer(args.bootstrap)
-        items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
-        produce(producer, contracts.ITEMS_TOPIC,
-                ((contracts.record_key(r["item_id"]), items.encode(r))
-                 for r in movielens.item_records(movies, events[0]["event_time"])),
-                total=len(movies), desc="catalog")
+        produce_catalog(producer, movielens.item_records(movies, events[0]["event_time"]))
         codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
         produce(producer, contracts.USER_EVENTS_TOPIC,
                 (event_message(codec, e) for e in events),
@@ -136,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(titles[e['item_id']] for e in versions[:3])}); Ctrl-C to stop")
 
         key = contracts.user_recommendations_key(user)
-        by_version = {}
+        by_version = {v: n for n, v in enumerate(expected_versions(versions)[user], 1)}
+        final = max(by_version)
         last_version, last_shown, deadline = None, 0.0, time.monotonic() + args.timeout
-        final = None
         while time.monotonic() < deadline:
             if job.poll() is not None:
                 print(f"[demo] the job exited with code {job.returncode}; see {log_path}")
@@ -147,15 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             if raw is not None:
                 doc = json.loads(raw)
                 if doc["version"] != last_version and time.monotonic() - last_shown > 2.0:
-                    if not by_version:
-                        v = None
-                        for n, e in enumerate(versions, 1):
-                            v = next_version(v, e["event_time"])
-                            by_version[v] = n
-                        final = v
                     show(doc, titles, by_version.get(doc["version"], 0), len(versions))
                     last_version, last_shown = doc["version"], time.monotonic()
-                if final is not None and doc["version"] == final:
+                if doc["version"] == final:
                     if last_version != final:
                         show(doc, titles, len(versions), len(versions))
                     break

@@ -9,6 +9,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from tqdm import tqdm
 
 from flink_jobs import contracts
+from flink_jobs.codec import AvroCodec
 
 
 def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
@@ -31,6 +32,14 @@ def event_message(codec, event: dict) -> tuple[bytes, bytes, int]:
     value, and the record timestamp set to the event time (the job's watermarks come from
     record timestamps, per partition)."""
     return contracts.record_key(event["user_id"]), codec.encode(event), event["event_time"]
+
+
+def produce_catalog(producer: KafkaProducer, items: list[dict], progress: bool = True) -> int:
+    """ItemFeatures records to the catalog topic, keyed by item id; returns the number sent."""
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
+    return produce(producer, contracts.ITEMS_TOPIC,
+                   ((contracts.record_key(r["item_id"]), codec.encode(r)) for r in items),
+                   total=len(items), desc="catalog", progress=progress)
 
 
 def produce(producer: KafkaProducer, topic: str, records: Iterable[tuple],

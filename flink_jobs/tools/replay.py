@@ -18,7 +18,7 @@ from pathlib import Path
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import event_message, make_producer, produce
+from flink_jobs.tools.kafka_io import event_message, make_producer, produce, produce_catalog
 
 
 def paced_by_event_time(events: list[dict], speedup: float):
@@ -68,12 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.skip_items:
             movies = movielens.load_movies(args.data_dir)
-            items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
             first = events[0]["event_time"] if events else 0
-            n_items = produce(producer, contracts.ITEMS_TOPIC,
-                              ((contracts.record_key(r["item_id"]), items.encode(r))
-                               for r in movielens.item_records(movies, first)),
-                              total=len(movies), desc="catalog", progress=not args.no_progress)
+            n_items = produce_catalog(producer, movielens.item_records(movies, first), not args.no_progress)
         codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
         stream = paced_by_event_time(events, args.speedup) if args.speedup else events
         n_events = produce(producer, contracts.USER_EVENTS_TOPIC,

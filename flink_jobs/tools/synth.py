@@ -26,7 +26,7 @@ import numpy as np
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools.kafka_io import event_message, make_producer, produce
+from flink_jobs.tools.kafka_io import event_message, make_producer, produce, produce_catalog
 
 EVENT_TYPES = ("VIEW", "CLICK", "ADD_TO_CART", "PURCHASE")
 FUNNEL = (0.70, 0.20, 0.06, 0.04)
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = 0
     try:
         if not args.skip_items:
-            items = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
-            produce(producer, contracts.ITEMS_TOPIC,
-                    ((contracts.record_key(r["item_id"]), items.encode(r)) for r in synth.catalog()),
-                    total=cfg.items, desc="catalog", progress=not args.no_progress)
+            produce_catalog(producer, synth.catalog(), not args.no_progress)
 
         def records():
             nonlocal bad

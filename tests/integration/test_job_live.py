@@ -10,7 +10,8 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.tools.demo import start_job, stop_job, wait_for_committed
-from flink_jobs.tools.kafka_io import consume, event_message, make_consumer, make_producer, produce
+from flink_jobs.tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
+from flink_jobs.verify import expected_versions
 from flink_jobs.tools.synth import Synth, SynthConfig
 from flink_jobs.tools.topics import ensure_topics
 from udfs.versioning import next_version
@@ -37,17 +38,13 @@ def live_job(stack, tmp_path_factory):
     synth = Synth(SynthConfig(events=400, users=30, items=80, clusters=4, seed=9))
     warmup = sorted(synth.events(), key=lambda e: e["event_time"])
     producer = make_producer(stack.bootstrap)
-    items = AvroCodec("reco.ItemFeatures")
-    produce(producer, contracts.ITEMS_TOPIC, ((contracts.record_key(r["item_id"]), items.encode(r))
-                                              for r in synth.catalog()), progress=False)
+    produce_catalog(producer, synth.catalog(), progress=False)
     produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup), progress=False)
     log = tmp_path_factory.mktemp("job") / "job.log"
     job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], log, None,
                     "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5")
     try:
-        finals = {}
-        for e in warmup:
-            finals[e["user_id"]] = next_version(finals.get(e["user_id"]), e["event_time"])
+        finals = {u: v[-1] for u, v in expected_versions(warmup).items()}
 
         def caught_up():
             if job.poll() is not None:
@@ -65,9 +62,7 @@ def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
     stack, store, producer, warmup, job, log = live_job
     user = warmup[len(warmup) // 2]["user_id"]
     history = [e for e in warmup if e["user_id"] == user]
-    version = None
-    for e in history:
-        version = next_version(version, e["event_time"])
+    version = expected_versions(warmup)[user][-1]
     key = contracts.user_recommendations_key(user)
     before = json.loads(store.get(key))
     assert before["version"] == version
