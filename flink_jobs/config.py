@@ -42,7 +42,10 @@ class JobConfig:
     trending_size: int = 100
     # time
     max_out_of_orderness_ms: int = 5_000
-    idle_source_timeout_ms: int = 10_000  # a source subtask without records this long stops holding event time back (0 = never)
+    # A partition without records this long stops holding event time back (0 = never). Off by
+    # default: it is a processing-time decision that changes which records are late, so a
+    # replay after a restore could publish different co-occurrence lists.
+    idle_source_timeout_ms: int = 0
     # engine
     parallelism: int = 2
     checkpoint_interval_ms: int = 10_000
@@ -55,6 +58,7 @@ class JobConfig:
     delivery_guarantee: str = "exactly-once"  # of the Kafka outputs; at-least-once only to show what breaks
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_ttl_ms: int = 7 * DAY
+    redis_write: str = "versioned"       # unconditional only to show what breaks (readers see lists go back)
 
     def __post_init__(self):
         errors = []
@@ -84,6 +88,8 @@ class JobConfig:
                           f"checkpoint_interval_ms ({self.checkpoint_interval_ms}) plus restart time")
         if self.delivery_guarantee not in ("exactly-once", "at-least-once"):
             errors.append(f"delivery_guarantee must be exactly-once or at-least-once, got {self.delivery_guarantee!r}")
+        if self.redis_write not in ("versioned", "unconditional"):
+            errors.append(f"redis_write must be versioned or unconditional, got {self.redis_write!r}")
         if not self.transactional_id_prefix.strip():
             errors.append("transactional_id_prefix must not be empty (unique per deployment)")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -128,11 +128,12 @@ class WriteRedis(ProcessFunction):
 
     def __init__(self, cfg: JobConfig, kind: str):
         self.url, self.ttl_ms, self.kind = cfg.redis_url, cfg.redis_ttl_ms, kind
+        self.versioned = cfg.redis_write == "versioned"
 
     def open(self, runtime_context):
         from flink_jobs.redis_store import VersionedStore
 
-        self.store = VersionedStore.from_url(self.url, self.ttl_ms)
+        self.store = VersionedStore.from_url(self.url, self.ttl_ms, self.versioned)
         self.written = runtime_context.get_metrics_group().counter("redisWrites")
 
     def process_element(self, value, ctx):

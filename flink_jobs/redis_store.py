@@ -17,6 +17,15 @@ import redis
 
 # KEYS[1] key; ARGV[1] version, ARGV[2] JSON document, ARGV[3] TTL in ms (0 = none).
 # Returns 1 when written, 0 when the stored version is newer.
+_SET = """
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+return 1
+"""
 _UPSERT_IF_NEWER = """
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -28,14 +37,7 @@ if current then
     end
   end
 end
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
-return 1
-"""
+""" + _SET
 
 
 def dumps(doc: Mapping[str, Any]) -> str:
@@ -45,16 +47,18 @@ def dumps(doc: Mapping[str, Any]) -> str:
 class VersionedStore:
     """Writes ``{"version": n, ...}`` documents so that only newer versions land."""
 
-    def __init__(self, client: redis.Redis, ttl_ms: int = 0):
+    def __init__(self, client: redis.Redis, ttl_ms: int = 0, versioned: bool = True):
+        """``versioned=False`` writes unconditionally: wrong after a restore (a replay moves
+        keys back to older lists); it exists so that the chaos test can show it catches that."""
         if ttl_ms < 0:
             raise ValueError(f"ttl_ms must be >= 0, got {ttl_ms}")
         self.client = client
         self.ttl_ms = int(ttl_ms)
-        self._upsert = client.register_script(_UPSERT_IF_NEWER)
+        self._upsert = client.register_script(_UPSERT_IF_NEWER if versioned else _SET)
 
     @classmethod
-    def from_url(cls, url: str, ttl_ms: int = 0) -> "VersionedStore":
-        return cls(redis.Redis.from_url(url), ttl_ms)
+    def from_url(cls, url: str, ttl_ms: int = 0, versioned: bool = True) -> "VersionedStore":
+        return cls(redis.Redis.from_url(url), ttl_ms, versioned)
 
     def upsert(self, key: str, doc: Mapping[str, Any]) -> bool:
         """Write ``doc`` under ``key`` unless Redis holds a newer version."""

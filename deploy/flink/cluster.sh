@@ -12,7 +12,7 @@
 # RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RUN_DIR="${RECO_RUN_DIR:-$ROOT/.run}/flink"
+RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")/flink"  # absolute: Flink needs file:///
 VENV="$ROOT/.venv"
 REST_PORT="${RECO_FLINK_REST_PORT:-8081}"
 RPC_PORT="${RECO_FLINK_RPC_PORT:-6123}"

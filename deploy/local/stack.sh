@@ -13,8 +13,8 @@
 # RECO_KAFKA_HEAP (512m), RECO_EVENT_PARTITIONS (4).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-RUN_DIR="${RECO_RUN_DIR:-$ROOT/.run}"
-JARS_DIR="${RECO_JARS_DIR:-$ROOT/.cache/jars}"
+RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")"
+JARS_DIR="$(realpath -m "${RECO_JARS_DIR:-$ROOT/.cache/jars}")"
 KAFKA_PORT="${RECO_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${RECO_KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${RECO_REDIS_PORT:-6379}"

@@ -57,6 +57,7 @@ class Scenario:
     rest_port: int = 8081
     run_dir: Path = ROOT / ".run"
     delivery_guarantee: str = "exactly-once"   # at-least-once shows what the checks catch
+    redis_write: str = "versioned"             # unconditional shows what the checks catch
     timeout_s: float = 900.0
     log: list = field(default_factory=list)
 
@@ -85,7 +86,7 @@ def _cluster(s: Scenario, *args: str) -> str:
 def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str:
     flags = ["--kafka-bootstrap", s.bootstrap, "--redis-url", s.redis_url,
              "--consumer-group", f"chaos-{run_id}", "--transactional-id-prefix", f"chaos-{run_id}",
-             "--delivery-guarantee", s.delivery_guarantee]
+             "--delivery-guarantee", s.delivery_guarantee, "--redis-write", s.redis_write]
     for name in ("neighbors_per_item", "fragment_size", "checkpoint_interval_ms", "bucket_ms",
                  "cooccurrence_window_ms", "max_out_of_orderness_ms", "idle_source_timeout_ms"):
         flags += [f"--{name.replace('_', '-')}", str(getattr(JOB, name))]
@@ -167,6 +168,37 @@ def _latest_checkpoint(s: Scenario, job_id: str) -> str:
     return str(max(done, key=lambda p: int(p.name.split("-")[1])))
 
 
+class RedisWatcher(threading.Thread):
+    """Polls the users' Redis keys while the job runs and counts every time a key is seen
+    holding an older version than it held before: what a frontend would show as a list
+    going back in time (a replay after a restore written without the version check)."""
+
+    def __init__(self, url: str, users: list[int], every_s: float = 0.1):
+        super().__init__(daemon=True)
+        self.client = redis.Redis.from_url(url)
+        self.keys = [contracts.user_recommendations_key(u) for u in users]
+        self.every_s = every_s
+        self.highest: dict[str, int] = {}
+        self.regressed: set[str] = set()
+        self.polls = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            for key, raw in zip(self.keys, self.client.mget(self.keys)):
+                if raw is not None:
+                    version = json.loads(raw)["version"]
+                    if version < self.highest.get(key, version):
+                        self.regressed.add(key)
+                    self.highest[key] = max(version, self.highest.get(key, version))
+            self.polls += 1
+            self.done.wait(self.every_s)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
+
+
 def run(s: Scenario) -> dict:
     rng = random.Random(s.seed)
     run_id = f"{s.seed}-{int(time.time())}"
@@ -179,6 +211,10 @@ def run(s: Scenario) -> dict:
     valid = [codec.decode(v) for _, v, _, bad in rows if not bad]
     malformed = sorted(v for _, v, _, bad in rows if bad)
 
+    expected = expected_versions(valid)
+    finals = {u: v[-1] for u, v in expected.items()}
+    watcher = RedisWatcher(s.redis_url, sorted(finals))
+    watcher.start()
     producer = make_producer(s.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
     _ensure_taskmanager(s)
@@ -220,9 +256,6 @@ def run(s: Scenario) -> dict:
     if failure:
         raise failure[0]
     s.say("all records produced; waiting for every user's last list to be committed")
-
-    expected = expected_versions(valid)
-    finals = {u: v[-1] for u, v in expected.items()}
     recos = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
     seen: dict[int, list[int]] = {}
     last_record: dict[int, dict] = {}
@@ -235,7 +268,8 @@ def run(s: Scenario) -> dict:
                 seen.setdefault(rec["user_id"], []).append(rec["version"])
                 last_record[rec["user_id"]] = rec
     consumer.close()
-    s.say(f"{sum(map(len, seen.values()))} committed lists read")
+    watcher.stop()
+    s.say(f"{sum(map(len, seen.values()))} committed lists read; Redis polled {watcher.polls} times")
 
     neighbors = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEM_NEIGHBORS_TOPIC])
     nb_consumer = make_consumer(s.bootstrap, contracts.ITEM_NEIGHBORS_TOPIC)
@@ -268,6 +302,8 @@ def run(s: Scenario) -> dict:
     mismatch = [u for u in finals if cached[u] is None or u not in last_record
                 or (cached[u]["version"], cached[u]["items"]) != (last_record[u]["version"], last_record[u]["items"])]
     checks["Redis equals the last committed Kafka record"] = (not mismatch, f"{len(mismatch)} of {len(finals)} users differ")
+    checks["Redis never went back to an older version"] = (
+        not watcher.regressed, f"{len(watcher.regressed)} of {len(finals)} users seen going back")
     payloads = sorted(d["payload"] for d in letters)
     checks["dead letters are exactly the malformed records"] = (
         payloads == malformed, f"{len(letters)} letters for {len(malformed)} malformed records")
@@ -286,10 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kills", type=int, default=2)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rate", type=float, default=250.0)
-    ap.add_argument("--delivery-guarantee", choices=("exactly-once", "at-least-once"), default="exactly-once")
+    ap.add_argument("--delivery-guarantee", choices=("exactly-once", "at-least-once"), default="exactly-once",
+                    help="at-least-once breaks the guarantee on purpose: the checks must fail")
+    ap.add_argument("--redis-write", choices=("versioned", "unconditional"), default="versioned",
+                    help="unconditional breaks the guarantee on purpose: the checks must fail")
     args = ap.parse_args(argv)
     s = Scenario(events=args.events, kills=args.kills, seed=args.seed, rate=args.rate,
-                 delivery_guarantee=args.delivery_guarantee,
+                 delivery_guarantee=args.delivery_guarantee, redis_write=args.redis_write,
                  bootstrap=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}",
                  redis_url=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",
                  rest_port=int(os.environ.get("RECO_FLINK_REST_PORT", "8081")),

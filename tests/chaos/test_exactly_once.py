@@ -35,6 +35,6 @@ def test_outputs_survive_kills_and_a_cancel_resume_exactly_once(cluster):
                         bootstrap=stack.bootstrap, redis_url=stack.redis_url, rest_port=REST_PORT,
                         run_dir=Path(stack.env["RECO_RUN_DIR"]))
     verdict = run(scenario)
-    assert len(verdict) == 5
+    assert len(verdict) == 6
     failed = [name for name, ok in verdict.items() if not ok]
     assert not failed, f"failed: {failed}\n" + "\n".join(scenario.log)

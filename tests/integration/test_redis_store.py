@@ -55,3 +55,14 @@ def test_ttl_zero_means_no_expiry(stack):
 def test_documents_need_an_integer_version(store, doc):
     with pytest.raises(ValueError, match="version"):
         store.upsert(contracts.TRENDING_KEY, doc)
+
+
+def test_unconditional_writes_let_a_replay_move_a_key_back(stack):
+    # The mode the chaos test uses to show it catches a broken guarantee.
+    client = redis.Redis.from_url(stack.redis_url)
+    store = VersionedStore(client, ttl_ms=0, versioned=False)
+    key = contracts.user_recommendations_key(9)
+    client.delete(key)
+    store.upsert(key, {"version": 5})
+    assert store.upsert(key, {"version": 4}) is True
+    assert store.get(key) == {"version": 4}

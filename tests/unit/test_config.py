@@ -7,6 +7,8 @@ def test_defaults_are_the_documented_ones():
     cfg = JobConfig()
     assert (cfg.top_n, cfg.recent_items, cfg.pair_span_ms, cfg.neighbors_per_item) == (20, 20, 3_600_000, 200)
     assert cfg.cooccurrence_window_ms == 7 * 24 * 3_600_000
+    # exactly-once as documented: no processing-time idleness, versioned Redis writes
+    assert (cfg.idle_source_timeout_ms, cfg.redis_write, cfg.delivery_guarantee) == (0, "versioned", "exactly-once")
 
 
 def test_layers_file_then_environment_then_flags(tmp_path):
@@ -22,10 +24,12 @@ def test_layers_file_then_environment_then_flags(tmp_path):
 
 def test_every_bad_value_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
-        JobConfig(top_n=0, interest_weight=1.5, seeds=30, redis_url="localhost:6379")
+        JobConfig(top_n=0, interest_weight=1.5, seeds=30, redis_url="localhost:6379", redis_write="maybe",
+                  delivery_guarantee="exactly-twice")
     message = str(err.value)
     for fragment in ("top_n must be > 0", "interest_weight must be within [0, 1]",
-                     "seeds (30) cannot exceed recent_items (20)", "redis_url must start with"):
+                     "seeds (30) cannot exceed recent_items (20)", "redis_url must start with",
+                     "redis_write must be versioned or unconditional", "delivery_guarantee must be"):
         assert fragment in message
 
 
