@@ -139,7 +139,7 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One --flag per setting (e.g. --top-n), defaulting to None so lower layers apply."""
-    parser.add_argument("--config", help="TOML file with settings (see deploy/flink/job.toml)")
+    parser.add_argument("--config", help="TOML file with settings (e.g. deploy/local/demo.toml, deploy/k8s/job.toml)")
     for f in fields(JobConfig):
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
                             type={"int": int, "float": float}.get(f.type, str),
