@@ -199,29 +199,91 @@ class RedisWatcher(threading.Thread):
         self.join()
 
 
-def run(s: Scenario) -> dict:
-    rng = random.Random(s.seed)
-    run_id = f"{s.seed}-{int(time.time())}"
-    ensure_topics(s.bootstrap, recreate=True)
-    redis.Redis.from_url(s.redis_url).flushdb()
+# The verdict's checks: id -> what must hold.
+CHECKS = {
+    "increasing": "versions strictly increasing, no duplicates",
+    "same-versions": "same versions as a failure-free run",
+    "cooccurrence": "co-occurrence lists equal a batch recount, once each",
+    "redis-equals-kafka": "Redis equals the last committed Kafka record",
+    "redis-never-back": "Redis never went back to an older version",
+    "dead-letters": "dead letters are exactly the malformed records",
+}
+
+
+def run(s: Scenario) -> dict[str, bool]:
+    """The scenario, then the checks: {check id: held}. Cancels its job however it ends."""
     synth = Synth(SynthConfig(events=s.events, users=max(50, s.events // 40), items=max(50, s.events // 50),
                               clusters=10, seed=s.seed))
     rows = list(encoded_stream(synth, s.malformed_every))
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     valid = [codec.decode(v) for _, v, _, bad in rows if not bad]
     malformed = sorted(v for _, v, _, bad in rows if bad)
-
     expected = expected_versions(valid)
-    finals = {u: v[-1] for u, v in expected.items()}
-    watcher = RedisWatcher(s.redis_url, sorted(finals))
+
+    ensure_topics(s.bootstrap, recreate=True)
+    redis.Redis.from_url(s.redis_url).flushdb()
+    watcher = RedisWatcher(s.redis_url, sorted(expected))
     watcher.start()
+    job = []   # the current job id, for the cancel at the end
+    try:
+        _stream_with_failures(s, synth, rows, job)
+        s.say("all records produced; waiting for every user's last list to be committed")
+        seen, last_record = _read_recommendations(s, {u: v[-1] for u, v in expected.items()})
+        watcher.stop()
+        s.say(f"{sum(map(len, seen.values()))} committed lists read; Redis polled {watcher.polls} times")
+        published = _read_all(s, contracts.ITEM_NEIGHBORS_TOPIC)
+        letters = _read_all(s, contracts.DEAD_LETTER_TOPIC)
+        store = redis.Redis.from_url(s.redis_url)
+        cached = {u: json.loads(raw) if raw else None
+                  for u, raw in zip(expected, store.mget([contracts.user_recommendations_key(u) for u in expected]))}
+    finally:
+        watcher.stop()
+        if job:
+            _rest(s, f"/jobs/{job[-1]}?mode=cancel", method="PATCH")
+
+    results = {}
+    dup_or_order = [u for u, vs in seen.items() if vs != sorted(set(vs))]
+    results["increasing"] = (not dup_or_order, f"{len(dup_or_order)} users break it")
+    wrong_set = [u for u in expected if seen.get(u) != expected[u]]
+    results["same-versions"] = (not wrong_set, f"{len(wrong_set)} of {len(expected)} users differ")
+    pairs = batch_pairs(valid, JOB)
+    keys = [(n["item_id"], n["event_time"]) for n in published]
+    bad_counts = 0
+    for n in published:
+        want = window_counts(pairs.get(n["item_id"], []), n["event_time"], JOB)
+        got = {x["item_id"]: x["co_count"] for x in n["neighbors"]}
+        if got.keys() != want.keys() or any(abs(got[j] - want[j]) > 1e-6 for j in want):
+            bad_counts += 1
+    results["cooccurrence"] = (
+        bool(published) and bad_counts == 0 and len(keys) == len(set(keys)),
+        f"{len(published)} lists, {bad_counts} wrong, {len(keys) - len(set(keys))} duplicates")
+    mismatch = [u for u in expected if cached[u] is None or u not in last_record
+                or (cached[u]["version"], cached[u]["items"]) != (last_record[u]["version"], last_record[u]["items"])]
+    results["redis-equals-kafka"] = (not mismatch, f"{len(mismatch)} of {len(expected)} users differ")
+    results["redis-never-back"] = (not watcher.regressed,
+                                   f"{len(watcher.regressed)} of {len(expected)} users seen going back")
+    payloads = sorted(d["payload"] for d in letters)
+    results["dead-letters"] = (payloads == malformed, f"{len(letters)} letters for {len(malformed)} malformed records")
+
+    width = max(map(len, CHECKS.values()))
+    print(f"\n{'check':{width}}  verdict  detail")
+    for check, (ok, detail) in results.items():
+        print(f"{CHECKS[check]:{width}}  {'PASS' if ok else 'FAIL':7}  {detail}")
+    return {check: ok for check, (ok, _) in results.items()}
+
+
+def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str]) -> None:
+    """Submit the job, produce the rows at the scenario's rate, and meanwhile kill the
+    TaskManager and cancel/resume the job at moments drawn from the seed."""
+    rng = random.Random(s.seed)
+    run_id = f"{s.seed}-{int(time.time())}"
     producer = make_producer(s.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
     _ensure_taskmanager(s)
-    job_id = _submit(s, run_id)
-    s.say(f"job {job_id} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
-          f"({len(malformed)} malformed)")
-    _wait_state(s, job_id, {"RUNNING"})
+    job.append(_submit(s, run_id))
+    s.say(f"job {job[-1]} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
+          f"({sum(bad for *_, bad in rows)} malformed)")
+    _wait_state(s, job[-1], {"RUNNING"})
 
     failure: list[BaseException] = []
 
@@ -229,7 +291,7 @@ def run(s: Scenario) -> dict:
         try:
             produce(producer, contracts.USER_EVENTS_TOPIC, ((k, v, ts) for k, v, ts, _ in rows), rate=s.rate,
                     progress=False)
-        except BaseException as exc:  # noqa: BLE001 (reported below)
+        except BaseException as exc:  # noqa: BLE001 (raised below)
             failure.append(exc)
 
     streamer = threading.Thread(target=stream, daemon=True)
@@ -242,20 +304,23 @@ def run(s: Scenario) -> dict:
         if action == "kill":
             _kill_taskmanager(s)
         else:
-            _wait_checkpoint(s, job_id)
-            _rest(s, f"/jobs/{job_id}?mode=cancel", method="PATCH")
-            _wait_state(s, job_id, {"CANCELED"})
-            checkpoint = _latest_checkpoint(s, job_id)
-            s.say(f"cancelled job {job_id}; resuming from {Path(checkpoint).name}")
+            _wait_checkpoint(s, job[-1])
+            _rest(s, f"/jobs/{job[-1]}?mode=cancel", method="PATCH")
+            _wait_state(s, job[-1], {"CANCELED"})
+            checkpoint = _latest_checkpoint(s, job[-1])
+            s.say(f"cancelled job {job[-1]}; resuming from {Path(checkpoint).name}")
             _ensure_taskmanager(s)
-            job_id = _submit(s, run_id, checkpoint)
-            _wait_state(s, job_id, {"RUNNING"})
-            s.say(f"resumed as job {job_id}")
+            job.append(_submit(s, run_id, checkpoint))
+            _wait_state(s, job[-1], {"RUNNING"})
+            s.say(f"resumed as job {job[-1]}")
     streamer.join()
     producer.close()
     if failure:
         raise failure[0]
-    s.say("all records produced; waiting for every user's last list to be committed")
+
+
+def _read_recommendations(s: Scenario, finals: dict[int, int]) -> tuple[dict[int, list[int]], dict[int, dict]]:
+    """Committed lists until every user's last one (version in ``finals``) has been read."""
     recos = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
     seen: dict[int, list[int]] = {}
     last_record: dict[int, dict] = {}
@@ -268,52 +333,16 @@ def run(s: Scenario) -> dict:
                 seen.setdefault(rec["user_id"], []).append(rec["version"])
                 last_record[rec["user_id"]] = rec
     consumer.close()
-    watcher.stop()
-    s.say(f"{sum(map(len, seen.values()))} committed lists read; Redis polled {watcher.polls} times")
+    return seen, last_record
 
-    neighbors = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEM_NEIGHBORS_TOPIC])
-    nb_consumer = make_consumer(s.bootstrap, contracts.ITEM_NEIGHBORS_TOPIC)
-    published = [neighbors.decode(r.value) for r in consume(nb_consumer, idle_timeout_s=5)]
-    nb_consumer.close()
-    dead = AvroCodec(contracts.TOPIC_RECORDS[contracts.DEAD_LETTER_TOPIC])
-    dlq_consumer = make_consumer(s.bootstrap, contracts.DEAD_LETTER_TOPIC)
-    letters = [dead.decode(r.value) for r in consume(dlq_consumer, idle_timeout_s=5)]
-    dlq_consumer.close()
-    store = redis.Redis.from_url(s.redis_url)
-    cached = {u: json.loads(raw) if raw else None
-              for u, raw in zip(finals, store.mget([contracts.user_recommendations_key(u) for u in finals]))}
 
-    checks = {}
-    dup_or_order = [u for u, vs in seen.items() if vs != sorted(set(vs))]
-    checks["versions strictly increasing, no duplicates"] = (not dup_or_order, f"{len(dup_or_order)} users break it")
-    wrong_set = [u for u in expected if seen.get(u) != expected[u]]
-    checks["same versions as a failure-free run"] = (not wrong_set, f"{len(wrong_set)} of {len(expected)} users differ")
-    pairs = batch_pairs(valid, JOB)
-    keys = [(n["item_id"], n["event_time"]) for n in published]
-    bad_counts = 0
-    for n in published:
-        want = window_counts(pairs.get(n["item_id"], []), n["event_time"], JOB)
-        got = {x["item_id"]: x["co_count"] for x in n["neighbors"]}
-        if got.keys() != want.keys() or any(abs(got[j] - want[j]) > 1e-6 for j in want):
-            bad_counts += 1
-    checks["co-occurrence lists equal a batch recount, once each"] = (
-        bool(published) and bad_counts == 0 and len(keys) == len(set(keys)),
-        f"{len(published)} lists, {bad_counts} wrong, {len(keys) - len(set(keys))} duplicates")
-    mismatch = [u for u in finals if cached[u] is None or u not in last_record
-                or (cached[u]["version"], cached[u]["items"]) != (last_record[u]["version"], last_record[u]["items"])]
-    checks["Redis equals the last committed Kafka record"] = (not mismatch, f"{len(mismatch)} of {len(finals)} users differ")
-    checks["Redis never went back to an older version"] = (
-        not watcher.regressed, f"{len(watcher.regressed)} of {len(finals)} users seen going back")
-    payloads = sorted(d["payload"] for d in letters)
-    checks["dead letters are exactly the malformed records"] = (
-        payloads == malformed, f"{len(letters)} letters for {len(malformed)} malformed records")
-
-    width = max(map(len, checks))
-    print(f"\n{'check':{width}}  verdict  detail")
-    for name, (ok, detail) in checks.items():
-        print(f"{name:{width}}  {'PASS' if ok else 'FAIL':7}  {detail}")
-    _rest(s, f"/jobs/{job_id}?mode=cancel", method="PATCH")
-    return {name: ok for name, (ok, _) in checks.items()}
+def _read_all(s: Scenario, topic: str) -> list[dict]:
+    codec = AvroCodec(contracts.TOPIC_RECORDS[topic])
+    consumer = make_consumer(s.bootstrap, topic)
+    try:
+        return [codec.decode(r.value) for r in consume(consumer, idle_timeout_s=5)]
+    finally:
+        consumer.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Exactly-once under failure, on a standalone Flink cluster: see flink_jobs/tools/chaos.py.
 
-Run alone with `make test-chaos` (about 7 minutes on this machine); the seed can be set
-with RECO_CHAOS_SEED.
+Part of `make test`; alone: `make test-chaos` (two scenarios of about 8 minutes each on
+this machine). The seed can be set with RECO_CHAOS_SEED.
 """
 
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flink_jobs.tools.chaos import CLUSTER, Scenario, run
+from flink_jobs.tools.chaos import CHECKS, CLUSTER, Scenario, run
 
 pytestmark = pytest.mark.chaos
 REST_PORT, RPC_PORT = 18081, 16123
@@ -29,12 +29,25 @@ def cluster(stack):
         subprocess.run([str(CLUSTER), "stop"], env=env, capture_output=True, text=True, timeout=300)
 
 
+def _scenario(stack, **changes) -> Scenario:
+    return Scenario(events=20_000, kills=2, seed=int(os.environ.get("RECO_CHAOS_SEED", "7")),
+                    bootstrap=stack.bootstrap, redis_url=stack.redis_url, rest_port=REST_PORT,
+                    run_dir=Path(stack.env["RECO_RUN_DIR"]), **changes)
+
+
 def test_outputs_survive_kills_and_a_cancel_resume_exactly_once(cluster):
-    stack = cluster
-    scenario = Scenario(events=20_000, kills=2, seed=int(os.environ.get("RECO_CHAOS_SEED", "7")),
-                        bootstrap=stack.bootstrap, redis_url=stack.redis_url, rest_port=REST_PORT,
-                        run_dir=Path(stack.env["RECO_RUN_DIR"]))
+    scenario = _scenario(cluster)
     verdict = run(scenario)
-    assert len(verdict) == 6
-    failed = [name for name, ok in verdict.items() if not ok]
+    assert verdict.keys() == CHECKS.keys()
+    failed = [CHECKS[c] for c, ok in verdict.items() if not ok]
     assert not failed, f"failed: {failed}\n" + "\n".join(scenario.log)
+
+
+def test_the_checks_catch_a_broken_guarantee(cluster):
+    # The same scenario with both halves of the guarantee broken on purpose: a Kafka sink
+    # that only promises at-least-once, and Redis writes without the version check.
+    scenario = _scenario(cluster, delivery_guarantee="at-least-once", redis_write="unconditional")
+    verdict = run(scenario)
+    log = "\n".join(scenario.log)
+    assert not verdict["increasing"], "replayed records after a kill must show up as duplicates\n" + log
+    assert not verdict["redis-never-back"], "replays written unconditionally must move keys back\n" + log
