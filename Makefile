@@ -16,10 +16,11 @@ run: setup stack-up
 job: setup stack-up
 	$(PY) -m flink_jobs.main --config deploy/local/demo.toml
 
-## Unit (seconds, no JVM), job (local Flink) and integration tests (real Kafka, Redis and Flink,
-## started and stopped by the tests). The chaos test runs alone: make test-chaos.
+## Unit (seconds, no JVM), job (local Flink), integration (real Kafka, Redis and Flink) and
+## chaos tests (a standalone Flink cluster under kills); services are started and stopped by
+## the tests. About 20 minutes, most of it the chaos tests.
 test: setup
-	$(PY) -m pytest tests -m "not chaos"
+	$(PY) -m pytest tests
 
 test-unit: setup
 	$(PY) -m pytest tests/unit

@@ -54,7 +54,15 @@ def test_job_arguments_and_settings_pass_the_jobs_validation(deployment):
     assert parsed.config == "/opt/reco/conf/job.toml"
     # the file the ConfigMap mounts there
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert kustomization["configMapGenerator"][0]["files"] == ["job.toml"]
+    generated = kustomization["configMapGenerator"][0]
+    assert generated["files"] == ["job.toml"]
+    volumes = deployment["spec"]["podTemplate"]["spec"]["volumes"]
+    assert volumes[0]["configMap"]["name"] == generated["name"]
+    # kustomize renames the generated ConfigMap; it must be told that a FlinkDeployment refers to it
+    references = [yaml.safe_load((K8S / f).read_text()) for f in kustomization["configurations"]]
+    paths = [(spec["kind"], spec["path"]) for ref in references for name in ref["nameReference"]
+             if name["kind"] == "ConfigMap" for spec in name["fieldSpecs"]]
+    assert ("FlinkDeployment", "spec/podTemplate/spec/volumes/configMap/name") in paths
     cfg = job_config.JobConfig.load(K8S / "job.toml", env={})
     assert cfg.parallelism == job["parallelism"]
     assert cfg.delivery_guarantee == "exactly-once" and cfg.redis_write == "versioned"
@@ -73,6 +81,8 @@ def test_image_matches_the_pinned_versions_and_paths(deployment):
     spec = deployment["spec"]
     assert spec["flinkVersion"] == "v" + "_".join(flink.split(".")[:2])
     assert spec["job"]["jarURI"] == f"local:///opt/flink/opt/flink-python-{flink}.jar"
+    env = {e["name"]: e.get("value") for e in spec["podTemplate"]["spec"]["containers"][0]["env"]}
+    assert env["ENABLE_BUILT_IN_PLUGINS"] == f"flink-s3-fs-presto-{flink}.jar"  # checkpoints go to s3://
     python = spec["flinkConfiguration"]["python.executable"]
     assert python == spec["flinkConfiguration"]["python.client.executable"]
     assert python == "/opt/reco/.venv/bin/python" and "uv venv --python 3.11 /opt/reco/.venv" in dockerfile
