@@ -92,10 +92,18 @@ stop() {
   done
   rm -f "$RUN_DIR"/flink-*.pid
   # Python workers outlive a TaskManager that was killed or crashed: they are re-parented
-  # to init. End those orphans of this project's PyFlink, and only those.
-  ps -eo pid=,ppid=,args= | awk -v home="$FLINK_HOME" -v py="$VENV/bin/python" \
-    '$2 == 1 && (index($0, home "/bin/pyflink-udf-runner.sh") || index($0, py " -m pyflink.fn_execution.beam.beam_boot")) {print $1}' \
-    | while read -r p; do kill "$p" 2>/dev/null && say "stopped orphaned Python worker $p"; done
+  # to init. End those orphans of this project's PyFlink and everything they started (a
+  # worker's own children would otherwise be orphaned in turn), and only those.
+  local orphans
+  orphans="$(ps -eo pid=,ppid=,args= | awk -v home="$FLINK_HOME" -v py="$VENV/bin/python" \
+    '$2 == 1 && (index($0, home "/bin/pyflink-udf-runner.sh") || index($0, py " -m pyflink.fn_execution.beam.beam_boot")) {print $1}')"
+  [ -n "$orphans" ] || return 0
+  ps -eo pid=,ppid= | awk -v roots="$orphans" '
+    BEGIN { n = split(roots, r); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
+    { parent[$1] = $2 }
+    END { do { grew = 0; for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; grew = 1 } } while (grew)
+          for (p in keep) print p }' \
+    | while read -r p; do kill "$p" 2>/dev/null && say "stopped orphaned Python worker process $p"; done
 }
 
 submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [main.py flags]
