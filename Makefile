@@ -1,6 +1,6 @@
 # The two commands a new user needs:   make run    and    make test
 # Everything else is a step of those two, or a convenience.
-.PHONY: setup run job test test-unit test-integration stack-up stack-down stack-status replay synth clean
+.PHONY: setup run job test test-unit test-job test-chaos test-integration chaos stack-up stack-down stack-status synth clean
 
 PY := .venv/bin/python
 
@@ -34,6 +34,15 @@ test-chaos: setup
 test-integration: setup
 	$(PY) -m pytest tests -m integration
 
+## The chaos scenario by hand, on the stack and a standalone cluster (both left running):
+##   make chaos SEED=11 EVENTS=20000 KILLS=2 [CHAOS_FLAGS="--redis-write unconditional"]
+SEED ?= 7
+EVENTS ?= 20000
+KILLS ?= 2
+chaos: setup stack-up
+	@bash deploy/flink/cluster.sh start
+	$(PY) -m flink_jobs.tools.chaos --seed $(SEED) --events $(EVENTS) --kills $(KILLS) $(CHAOS_FLAGS)
+
 stack-up: setup
 	@bash deploy/local/stack.sh start
 
@@ -47,4 +56,5 @@ synth: setup stack-up
 	$(PY) -m flink_jobs.tools.synth --events 100000
 
 clean: stack-down
+	@bash deploy/flink/cluster.sh stop
 	rm -rf .run

@@ -223,6 +223,12 @@ def run(s: Scenario) -> dict[str, bool]:
     valid = [codec.decode(v) for _, v, _, bad in rows if not bad]
     malformed = sorted(v for _, v, _, bad in rows if bad)
     expected = expected_versions(valid)
+    span_ms = max(e["event_time"] for e in valid) - min(e["event_time"] for e in valid)
+    needed_ms = JOB.bucket_ms + JOB.max_out_of_orderness_ms
+    if span_ms <= needed_ms:
+        raise ValueError(f"{s.events} events span {span_ms / 60_000:.0f} min of event time: no co-occurrence "
+                         f"list is published before {needed_ms / 60_000:.0f} min (a bucket plus the "
+                         f"out-of-orderness bound), so that check could not hold; use more events")
 
     ensure_topics(s.bootstrap, recreate=True)
     redis.Redis.from_url(s.redis_url).flushdb()
@@ -381,7 +387,10 @@ def main(argv: list[str] | None = None) -> int:
                  redis_url=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",
                  rest_port=int(os.environ.get("RECO_FLINK_REST_PORT", "8081")),
                  run_dir=Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run")))
-    verdict = run(s)
+    try:
+        verdict = run(s)
+    except ValueError as exc:
+        ap.exit(2, f"chaos: {exc}\n")
     return 0 if all(verdict.values()) else 1
 
 

@@ -80,3 +80,13 @@ def test_malformed_records_are_marked_and_undecodable_or_invalid():
         assert rec["user_id"] < 0  # decodes, but no valid event has a negative id
         semantic += 1
     assert semantic == 2  # one of each six kinds, twice
+
+
+
+def test_chaos_refuses_too_few_events_before_touching_any_service():
+    from flink_jobs.tools import chaos
+
+    # nothing listens on port 1: had it reached Kafka or Redis, the error would differ
+    scenario = chaos.Scenario(events=2000, bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match=r"2000 events span 10 min of event time.*before 20 min"):
+        chaos.run(scenario)
