@@ -33,12 +33,15 @@ pids_of() { { cat "$RUN_DIR"/flink-*-"$1".pid 2>/dev/null | grep -E '^[0-9]+$' |
 
 write_conf() {
   mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$RUN_DIR/checkpoints" "$RUN_DIR/savepoints"
-  { grep -E '^env\.java\.opts\.all:' "$FLINK_HOME/conf/config.yaml" 2>/dev/null \
+  # The distribution's JVM options, plus: a JVM that crashes (see README: RocksDB during a
+  # cancel) writes its report beside the logs, not into the directory it was started from.
+  { { grep -E '^env\.java\.opts\.all:' "$FLINK_HOME/conf/config.yaml" 2>/dev/null \
       || "$VENV/bin/python" - "$FLINK_HOME/conf/config.yaml" <<'PY'
 import sys, yaml
 opts = yaml.safe_load(open(sys.argv[1]))["env"]["java"]["opts"]["all"]
 print(f"env.java.opts.all: {opts}")
 PY
+    } | sed "s#\$# -XX:ErrorFile=$FLINK_LOG_DIR/hs_err_pid%p.log#"
     sed -e "s#@RUN_DIR@#$RUN_DIR#g" -e "s#@VENV@#$VENV#g" -e "s#@REST_PORT@#$REST_PORT#g" \
         -e "s#@RPC_PORT@#$RPC_PORT#g" "$ROOT/deploy/flink/config.yaml"; } >"$FLINK_CONF_DIR/config.yaml"
   cp "$FLINK_HOME"/conf/log4j*.properties "$FLINK_CONF_DIR/"
