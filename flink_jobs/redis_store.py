@@ -61,7 +61,7 @@ class VersionedStore:
         return cls(redis.Redis.from_url(url), ttl_ms, versioned)
 
     def upsert(self, key: str, doc: Mapping[str, Any]) -> bool:
-        """Write ``doc`` under ``key`` unless Redis holds a newer version."""
+        """Write ``doc`` under ``key`` unless Redis holds a newer version (versioned store)."""
         return bool(self._upsert(keys=[key], args=self._args(doc)))
 
     def upsert_many(self, writes: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]:

@@ -5,7 +5,7 @@
 #   deploy/flink/cluster.sh stop                   every process this script started
 #   deploy/flink/cluster.sh status
 #   deploy/flink/cluster.sh start-taskmanager      one more TaskManager (after one was killed)
-#   deploy/flink/cluster.sh taskmanager-pids
+#   deploy/flink/cluster.sh kill-taskmanager       kill -9 every TaskManager and its Python workers (chaos)
 #   deploy/flink/cluster.sh submit [--from DIR] [main.py flags]   flink run -d the job (from a checkpoint)
 #
 # Settings (environment): RECO_FLINK_REST_PORT (8081), RECO_FLINK_RPC_PORT (6123),
@@ -101,12 +101,24 @@ stop() {
   orphans="$(ps -eo pid=,ppid=,args= | awk -v home="$FLINK_HOME" -v py="$VENV/bin/python" \
     '$2 == 1 && (index($0, home "/bin/pyflink-udf-runner.sh") || index($0, py " -m pyflink.fn_execution.beam.beam_boot")) {print $1}')"
   [ -n "$orphans" ] || return 0
-  ps -eo pid=,ppid= | awk -v roots="$orphans" '
+  with_descendants $orphans | while read -r p; do kill "$p" 2>/dev/null && say "stopped orphaned Python worker process $p"; done
+}
+
+with_descendants() {  # PID... -> those pids and every process below them, one a line
+  ps -eo pid=,ppid= | awk -v roots="$*" '
     BEGIN { n = split(roots, r); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
     { parent[$1] = $2 }
     END { do { grew = 0; for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; grew = 1 } } while (grew)
-          for (p in keep) print p }' \
-    | while read -r p; do kill "$p" 2>/dev/null && say "stopped orphaned Python worker process $p"; done
+          for (p in keep) print p }'
+}
+
+kill_taskmanager() {  # what a crashed machine does: no shutdown, Python workers included
+  local tms all
+  tms="$(pids_of taskexecutor | tr '\n' ' ')"
+  [ -n "$tms" ] || die "no TaskManager running"
+  all="$(with_descendants $tms | tr '\n' ' ')"
+  kill -KILL $all 2>/dev/null || true
+  say "kill -9 TaskManager(s) ${tms% } and $(( $(wc -w <<<"$all") - $(wc -w <<<"$tms") )) process(es) below them"
 }
 
 submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [main.py flags]
@@ -124,7 +136,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   start-taskmanager) start_taskmanager ;;
-  taskmanager-pids) pids_of taskexecutor ;;
+  kill-taskmanager) kill_taskmanager ;;
   status)
     if rest /overview >/dev/null 2>&1; then say "up: $(rest /overview)"; else say "DOWN"; exit 1; fi ;;
   submit) shift; submit "$@" ;;

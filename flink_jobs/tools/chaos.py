@@ -17,13 +17,12 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import redis
@@ -41,8 +40,7 @@ CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 # Settings of the job under test: full neighbor lists (no pruning) so that counts can be
 # compared with a batch recount; short checkpoints so that commits come often.
 JOB = JobConfig(neighbors_per_item=100_000, fragment_size=100_000, checkpoint_interval_ms=3_000,
-                bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000, max_out_of_orderness_ms=900_000,
-                idle_source_timeout_ms=0)
+                bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000, max_out_of_orderness_ms=900_000)
 
 
 @dataclass
@@ -87,9 +85,9 @@ def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str
     flags = ["--kafka-bootstrap", s.bootstrap, "--redis-url", s.redis_url,
              "--consumer-group", f"chaos-{run_id}", "--transactional-id-prefix", f"chaos-{run_id}",
              "--delivery-guarantee", s.delivery_guarantee, "--redis-write", s.redis_write]
-    for name in ("neighbors_per_item", "fragment_size", "checkpoint_interval_ms", "bucket_ms",
-                 "cooccurrence_window_ms", "max_out_of_orderness_ms", "idle_source_timeout_ms"):
-        flags += [f"--{name.replace('_', '-')}", str(getattr(JOB, name))]
+    for f in fields(JobConfig):   # every setting JOB changes
+        if getattr(JOB, f.name) != f.default:
+            flags += [f"--{f.name.replace('_', '-')}", str(getattr(JOB, f.name))]
     out = _cluster(s, "submit", *(["--from", from_checkpoint] if from_checkpoint else []), *flags)
     match = re.search(r"JobID ([0-9a-f]{32})", out)
     if not match:
@@ -97,32 +95,9 @@ def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str
     return match.group(1)
 
 
-def _descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
-    children: dict[int, list[int]] = {}
-    for line in out.split("\n"):
-        if line.strip():
-            p, pp = map(int, line.split())
-            children.setdefault(pp, []).append(p)
-    found, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            found.append(c)
-            todo.append(c)
-    return found
-
-
 def _kill_taskmanager(s: Scenario) -> None:
     _ensure_taskmanager(s)
-    pids = [int(p) for p in _cluster(s, "taskmanager-pids").split()]
-    for pid in pids:
-        victims = [pid] + _descendants(pid)
-        for v in victims:
-            try:
-                os.kill(v, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        s.say(f"kill -9 TaskManager {pid} and its {len(victims) - 1} child process(es)")
+    s.say(_cluster(s, "kill-taskmanager").strip().removeprefix("[flink] "))
     _cluster(s, "start-taskmanager")
     s.say("new TaskManager registered")
 
