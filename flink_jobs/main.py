@@ -143,9 +143,8 @@ class WriteRedis(ProcessFunction):
             key = contracts.item_similar_key(value["item_id"])
             doc = {**value, "version": value["event_time"]}
         else:
-            _, _, t, top = value
-            key, doc = contracts.TRENDING_KEY, {"version": t, "event_time": t,
-                                                 "items": [{"item_id": i, "count": c} for i, c in top]}
+            key, doc = contracts.TRENDING_KEY, {"version": value.t, "event_time": value.t,
+                                                 "items": [{"item_id": i, "count": c} for i, c in value.top]}
         if self.store.upsert(key, doc):
             self.written.inc()
         yield from ()

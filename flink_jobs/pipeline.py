@@ -4,12 +4,17 @@ It knows nothing of Kafka or Redis: ``main`` attaches sources and sinks, the job
 attach in-memory collections. Every stateful operator has a stable uid (savepoint
 compatibility: never change one after a release) and a readable name.
 
-    raw events ─► DecodeEvents ─► watermarks ─► keyBy(user) UserActivity ──► keyBy(item) ItemCount
-                     │ bad ─► dead letters         │ requests                       │ self / pair / seed
-                                                   │              keyBy(item) ItemCooccurrence ─► item neighbors
-                                                   │                              │ fragments
-                                                   └──────► keyBy(user) Ranker ◄──┘ ◄── broadcast: catalog, trending
-                                                                   └─► recommendations
+    raw events ─► DecodeEvents ─► watermarks ─► keyBy(user) UserActivity ── requests ──► keyBy(user) Ranker ─► recommendations
+                     │ bad ─► dead letters            │ item deltas (at bucket end)          ▲    └─► item neighbors
+                                                      ▼                                      │ broadcast
+                                          keyBy(item) ItemCooccurrence ── neighbor counts ──►┤
+                                                      │ bucket counts                        │
+                                                      ▼                                      │
+                                               Trending (p=1) ─────────── trending ─────────►┤
+                                               catalog ─► DecodeCatalog ─────────────────────┘
+
+Per event, two keyed Python operators (UserActivity, Ranker) touch state; the item side
+works once per (user, item, bucket) and each item once per bucket end.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream
 
 from flink_jobs.config import JobConfig
-from flink_jobs.operators import (CATALOG_STATE, DEAD_LETTERS, EXPIRED_USERS, ITEM_NEIGHBORS, PICKLED,
-                                  RANKING_REQUESTS, TRENDING_STATE, DecodeCatalog, DecodeEvents, ItemCooccurrence,
-                                  ItemCount, Ranker, Trending, UserActivity)
+from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, DEAD_LETTERS, EXPIRED_USERS, ITEM_DELTAS,
+                                  ITEM_NEIGHBORS, PICKLED, DecodeCatalog, DecodeEvents, ItemCooccurrence, Ranker,
+                                  TrendingItems, UserActivity)
 
 
 # What a source hands the pipeline for each input event. -1 marks an unknown field.
@@ -36,21 +41,17 @@ class Outputs:
     recommendations: DataStream   # dicts shaped like reco.Recommendations
     item_neighbors: DataStream    # dicts shaped like reco.ItemNeighbors
     dead_letters: DataStream      # dicts shaped like reco.DeadLetter
-    trending: DataStream          # ("trending", 0, event_time, [(item, count), ...])
-    expired_users: DataStream     # (user, event_time) when a user's state passed its TTL
+    trending: DataStream          # udfs.records.Trending
+    expired_users: DataStream     # udfs.records.Expired, when a user's state passed its TTL
 
 
 class EventTime(TimestampAssigner):
     def extract_timestamp(self, value, record_timestamp) -> int:
-        return value["event_time"]
-
-
-def _by_second_field(stream: DataStream) -> DataStream:
-    return stream.key_by(lambda m: m[1], key_type=Types.LONG())
+        return value.t
 
 
 def _event_time(decoded: DataStream, cfg: JobConfig) -> DataStream:
-    """Timestamps and watermarks from the payload's event_time."""
+    """Timestamps and watermarks from the events' time."""
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
     if cfg.idle_source_timeout_ms:
         # before the assigner: PyFlink 2.2.1's with_idleness() returns a strategy without
@@ -73,23 +74,20 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     """
     decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
     events = _event_time(decoded, cfg) if assign_watermarks else decoded
-    activity = (events.key_by(lambda e: e["user_id"], key_type=Types.LONG())
-                .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity").name("UserActivity"))
-    item_updates = (_by_second_field(activity).process(ItemCount(cfg), output_type=PICKLED)
-                    .uid("item-count").name("ItemCount"))
-    cooccurrence = (_by_second_field(item_updates).process(ItemCooccurrence(cfg), output_type=PICKLED)
-                    .uid("item-cooccurrence").name("ItemCooccurrence"))
-    trending = (activity.key_by(lambda m: 0, key_type=Types.INT())
-                .process(Trending(cfg), output_type=PICKLED).uid("trending").name("Trending")
+    activity = (events.key_by(lambda e: e.user, key_type=Types.LONG())
+                .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity-v2").name("UserActivity"))
+    neighbor_counts = (activity.get_side_output(ITEM_DELTAS).key_by(lambda d: d.item, key_type=Types.LONG())
+                       .process(ItemCooccurrence(cfg), output_type=PICKLED)
+                       .uid("item-cooccurrence-v2").name("ItemCooccurrence"))
+    trending = (neighbor_counts.get_side_output(BUCKET_COUNTS).key_by(lambda c: 0, key_type=Types.INT())
+                .process(TrendingItems(cfg), output_type=PICKLED).uid("trending-v2").name("Trending")
                 .set_parallelism(1))
-
     items = catalog.flat_map(DecodeCatalog(), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
-    broadcast = items.union(trending).broadcast(CATALOG_STATE, TRENDING_STATE)
-    to_rank = activity.get_side_output(RANKING_REQUESTS).union(cooccurrence)
-    recommendations = (_by_second_field(to_rank).connect(broadcast)
-                       .process(Ranker(cfg), output_type=PICKLED).uid("ranker").name("Ranker"))
+    broadcast = items.union(neighbor_counts, trending).broadcast(*(d for d, _ in BROADCAST_STATES))
+    recommendations = (activity.key_by(lambda r: r.user, key_type=Types.LONG()).connect(broadcast)
+                       .process(Ranker(cfg), output_type=PICKLED).uid("ranker-v2").name("Ranker"))
     return Outputs(recommendations=recommendations,
-                   item_neighbors=cooccurrence.get_side_output(ITEM_NEIGHBORS),
+                   item_neighbors=recommendations.get_side_output(ITEM_NEIGHBORS),
                    dead_letters=decoded.get_side_output(DEAD_LETTERS),
                    trending=trending,
                    expired_users=activity.get_side_output(EXPIRED_USERS))

@@ -33,6 +33,14 @@ class ItemWindow:
     totals: dict[int, float] = field(default_factory=dict)
     own_total: float = 0.0
 
+    def plain(self) -> tuple:
+        """As plain data, for state (no class in a savepoint)."""
+        return self.pairs, self.own, self.totals, self.own_total
+
+    @classmethod
+    def of(cls, plain: tuple | None) -> "ItemWindow":
+        return cls() if plain is None else cls(*plain)
+
 
 def add_pair(win: ItemWindow, other: int, t: int, w: float, bucket_ms: int) -> None:
     bucket = win.pairs.setdefault(bucket_of(t, bucket_ms), {})
@@ -78,8 +86,11 @@ def pair_counts(win: ItemWindow, before: int | None = None) -> dict[int, float]:
     return totals
 
 
-def own_count(win: ItemWindow) -> float:
-    return win.own_total
+def own_count(win: ItemWindow, before: int | None = None) -> float:
+    """The item's own count, over the buckets that start before ``before`` if given."""
+    if before is None:
+        return win.own_total
+    return sum(c for b, c in win.own.items() if b < before)
 
 
 def cosine(c_ij: float, n_i: float, n_j: float) -> float:

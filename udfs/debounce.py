@@ -4,23 +4,18 @@ A burst starts with an event at t0 and takes every event of the user before t0 +
 only the burst's last event gets a list (the others' events still count: they travel with
 the request). Decided from event time and the user's event order alone, so a replay makes
 the same decisions whatever the watermark did.
+
+A burst is plain data, ``(due, version, t, seeds, events)``: ``due`` is the event time at
+which its list is computed, ``version`` and ``t`` those of its newest event, ``events``
+every (item, weight, t) in it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+Burst = tuple
 
 
-@dataclass
-class Burst:
-    due: int                      # event time at which the burst's list is computed
-    version: int = 0              # newest version in the burst
-    t: int = 0                    # its event time
-    seeds: list = field(default_factory=list)
-    events: list = field(default_factory=list)  # (item, weight, t) of every event in the burst
-
-
-def add_event(burst: Burst | None, version: int, t: int, item: int, weight: float, seeds: list,
+def add_event(burst: Burst | None, version: int, t: int, item: int, weight: float, seeds: tuple,
               window_ms: int) -> tuple[Burst, Burst | None, bool]:
     """``(open burst, burst to flush now or None, whether a timer at the open burst's due is needed)``.
 
@@ -28,11 +23,8 @@ def add_event(burst: Burst | None, version: int, t: int, item: int, weight: floa
     would have been had the watermark already passed it.
     """
     flushed = None
-    if burst is not None and burst.due <= t:
+    if burst is not None and burst[0] <= t:
         flushed, burst = burst, None
     new = burst is None
-    if new:
-        burst = Burst(due=t + window_ms)
-    burst.version, burst.t, burst.seeds = version, t, seeds
-    burst.events.append((item, weight, t))
-    return burst, flushed, new
+    due, events = (t + window_ms, ()) if new else (burst[0], burst[4])
+    return (due, version, t, seeds, events + ((item, weight, t),)), flushed, new

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Callable, Iterable
+from typing import Callable, Container, Iterable
 
 # (seed item, seed weight, [(neighbor, similarity, count), ...])
 Fragment = tuple[int, float, list[tuple[int, float, float]]]
@@ -31,7 +31,7 @@ def blend(co_score: float, interest: float, alpha: float) -> float:
 
 
 def rank(candidates: dict[int, tuple[float, int]], interest: Callable[[int], float],
-         exclude: set[int] | frozenset[int], n: int, alpha: float,
+         exclude: Container[int], n: int, alpha: float,
          trending: Iterable[tuple[int, float]] = (),
          title: Callable[[int], str] = str) -> list[tuple[int, float, str]]:
     """Top-N ``(item, score, reason)``, best first, never an excluded item.
@@ -44,11 +44,11 @@ def rank(candidates: dict[int, tuple[float, int]], interest: Callable[[int], flo
     best = heapq.nsmallest(n, scored, key=lambda r: (-r[0], r[1]))
     out = [(item, score, f"because you liked {title(seed)}") for score, item, seed in best]
     if len(out) < n:
-        taken = {item for item, _, _ in out} | set(exclude)
+        taken = {item for item, _, _ in out}
         for item, _ in trending:
             if len(out) >= n:
                 break
-            if item not in taken:
+            if item not in taken and item not in exclude:
                 out.append((item, 0.0, "trending now"))
                 taken.add(item)
     return out

@@ -233,10 +233,11 @@ def test_debounce_flushes_the_last_event_of_each_burst(seed):
     for v, t in events:
         burst, done, new = add_event(burst, v, t, item=v, weight=1.0, seeds=[], window_ms=window)
         if done is not None:
-            flushed.append(done.version)
-            assert [e[0] for e in done.events] == [x for x, tt in events if done.due - window <= tt < done.due]
+            due, version, _, _, done_events = done
+            flushed.append(version)
+            assert [e[0] for e in done_events] == [x for x, tt in events if due - window <= tt < due]
         if new:
-            timers.append(burst.due)
-    flushed.append(burst.version)  # the last burst's timer
+            timers.append(burst[0])
+    flushed.append(burst[1])  # the last burst's timer
     assert flushed == expected
     assert timers == sorted(set(timers))  # one timer per burst

@@ -1,0 +1,472 @@
+"""Offline quality of recommendation lists: prequential, full-ranking HR@10 and NDCG@10.
+
+    .venv/bin/python bench/quality.py [--events N] [--json out.json] [--plot out.png]
+
+Protocol (one pass over the events in the order given, i.e. event-time order as
+``flink_jobs.tools.movielens.load_rating_events`` returns them):
+
+- The first ``cut = int(len(events) * warmup)`` events (``warmup`` 0.5 by default, by count)
+  are warm-up. Every later event that is a ``RATING`` with ``value >= 4.0`` is a test case.
+- A test case is scored against the list its user had JUST BEFORE that event, i.e. after
+  every earlier event of that user and of everyone else. From that list the evaluator drops
+  the items the user already consumed (any earlier event of theirs; for MovieLens: any
+  earlier rating, any stars) and repeated items, then keeps the first ``k`` = 10.
+  HR@10 is 1 if the rated item is among them, NDCG@10 is ``1/log2(rank + 1)`` (rank
+  1-based), 0 when absent. A user without a list (``None``) is a miss.
+- Catalog coverage: distinct items in the scored (filtered, top-10) lists over the number
+  of items in the catalog (``movies.csv``).
+- For list items that carry a ``reason``, the hits are split by reason class: a reason
+  starting with "because you liked" is ``co-occurrence``, "trending now" is ``trending``,
+  any other reason is its own class.
+
+A method is a ``lists_for_case(i) -> list[dict] | None`` callable: ``i`` is the index of a
+test case in ``events``, the answer is the method's list just before that event, best
+first, items as dicts with at least ``item_id`` (``score`` and ``reason`` optional).
+``score_lists`` calls it once per test case, in increasing ``i``. The three baselines
+(``popularity_lists``, ``itemknn_lists``, ``itemcf_lists``) compute all their lists in one
+pass when built and return such a callable (a dictionary lookup). ``lists_from_records``
+makes one from the job's emitted recommendation records. To add the job as a row::
+
+    from bench.quality import evaluate_methods, lists_from_records, print_table
+    methods = baseline_methods(events, movies) | {"job": lists_from_records(events, records)}
+    print_table(evaluate_methods(events, methods, catalog_size=len(movies)))
+
+This module is deliberately independent of ``udfs/`` (the code under evaluation): the
+baselines and the version rule are written here from their definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flink_jobs.tools import movielens  # noqa: E402
+
+K = 10
+POSITIVE = 4.0          # a rating >= 4 stars is a positive (test case after the cut, profile item)
+PROFILE_ITEMS = 20      # item-kNN / item-CF: the user's last 20 positively rated items
+
+ListsForCase = Callable[[int], "list[dict] | None"]
+
+
+# ---------------------------------------------------------------------------------------
+# Protocol helpers
+
+def cut_index(n_events: int, warmup: float = 0.5) -> int:
+    """Index of the first event after the warm-up: events[:cut] are warm-up."""
+    if not 0.0 <= warmup <= 1.0:
+        raise ValueError(f"warmup must be in [0, 1], got {warmup}")
+    return int(n_events * warmup)
+
+
+def is_positive(event: dict) -> bool:
+    value = event.get("value")
+    return event.get("event_type", "RATING") == "RATING" and value is not None and value >= POSITIVE
+
+
+def case_indices(events: list[dict], warmup: float = 0.5) -> list[int]:
+    """Indices of the test cases: positive ratings at or after the cut."""
+    cut = cut_index(len(events), warmup)
+    return [i for i in range(cut, len(events)) if is_positive(events[i])]
+
+
+def reason_class(reason: str) -> str:
+    if reason.startswith("because you liked"):
+        return "co-occurrence"
+    if reason.startswith("trending now"):
+        return "trending"
+    return reason
+
+
+def ndcg_at(rank: int | None) -> float:
+    """Gain of one relevant item at 1-based ``rank`` (None: not in the list)."""
+    return 0.0 if rank is None else 1.0 / math.log2(rank + 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Scoring
+
+def score_lists(events: list[dict], lists_for_case: ListsForCase, warmup: float = 0.5, *,
+                k: int = K, catalog_size: int | None = None) -> dict:
+    """HR@k, NDCG@k, coverage and hits by reason of one method's lists (see module doc).
+
+    ``catalog_size`` is the coverage denominator (default: the number of MovieLens movies).
+    Returns a JSON-ready dict: hr, ndcg, coverage, cases, hits, cases_without_list,
+    recommended_items, catalog_size, k, warmup, hits_by_reason (class -> share of the hits
+    whose item carries a reason), hit_reason_counts (class -> count).
+    """
+    if catalog_size is None:
+        catalog_size = len(movielens.load_movies())
+    cut = cut_index(len(events), warmup)
+    consumed: dict[int, set] = defaultdict(set)
+    cases = hits = without_list = 0
+    ndcg_sum = 0.0
+    recommended: set = set()
+    reason_counts: dict[str, int] = defaultdict(int)
+    for i, e in enumerate(events):
+        user, item = e["user_id"], e["item_id"]
+        if i >= cut and is_positive(e):
+            cases += 1
+            seen = consumed[user]
+            raw = lists_for_case(i)
+            if raw is None:
+                without_list += 1
+            else:
+                top, kept = [], set()
+                for entry in raw:
+                    j = entry["item_id"]
+                    if j in seen or j in kept:
+                        continue
+                    top.append(entry)
+                    kept.add(j)
+                    if len(top) == k:
+                        break
+                recommended.update(kept)
+                for rank, entry in enumerate(top, start=1):
+                    if entry["item_id"] == item:
+                        hits += 1
+                        ndcg_sum += ndcg_at(rank)
+                        if entry.get("reason") is not None:
+                            reason_counts[reason_class(entry["reason"])] += 1
+                        break
+        consumed[user].add(item)
+    with_reason = sum(reason_counts.values())
+    return {
+        "k": k, "warmup": warmup, "cases": cases, "hits": hits,
+        "hr": hits / cases if cases else 0.0,
+        "ndcg": ndcg_sum / cases if cases else 0.0,
+        "cases_without_list": without_list,
+        "recommended_items": len(recommended), "catalog_size": catalog_size,
+        "coverage": len(recommended) / catalog_size if catalog_size else 0.0,
+        "hits_by_reason": {c: n / with_reason for c, n in sorted(reason_counts.items())},
+        "hit_reason_counts": dict(sorted(reason_counts.items())),
+    }
+
+
+def evaluate_methods(events: list[dict], methods: Mapping[str, ListsForCase], warmup: float = 0.5, *,
+                     k: int = K, catalog_size: int | None = None) -> dict[str, dict]:
+    """``score_lists`` for each method; returns {name: result} (result["method"] = name,
+    result["score_seconds"] = time spent scoring, including lazy list computation)."""
+    if catalog_size is None:
+        catalog_size = len(movielens.load_movies())
+    results = {}
+    for name, lists_for_case in methods.items():
+        start = time.perf_counter()
+        r = score_lists(events, lists_for_case, warmup, k=k, catalog_size=catalog_size)
+        results[name] = {"method": name, **r, "score_seconds": time.perf_counter() - start}
+    return results
+
+
+def print_table(results: Mapping[str, dict] | Iterable[dict], file=None) -> None:
+    """One row per method: HR@k, NDCG@k, coverage, test cases; then hits by reason, if any."""
+    file = file or sys.stdout
+    rows = list(results.values()) if isinstance(results, Mapping) else list(results)
+    if not rows:
+        print("(no results)", file=file)
+        return
+    k = rows[0].get("k", K)
+    width = max(len("method"), *(len(r["method"]) for r in rows))
+    head = f"{'method':<{width}}  {f'HR@{k}':>7}  {f'NDCG@{k}':>7}  {'coverage':>8}  {'test cases':>10}"
+    print(head, file=file)
+    print("-" * len(head), file=file)
+    for r in rows:
+        print(f"{r['method']:<{width}}  {r['hr']:>7.4f}  {r['ndcg']:>7.4f}  {r['coverage']:>8.4f}  "
+              f"{r['cases']:>10,}", file=file)
+    for r in rows:
+        if r.get("hits_by_reason"):
+            shares = ", ".join(f"{c} {s:.1%}" for c, s in r["hits_by_reason"].items())
+            print(f"hits by reason, {r['method']}: {shares}", file=file)
+
+
+# ---------------------------------------------------------------------------------------
+# The job's records
+
+def event_versions(events: list[dict]) -> list[int]:
+    """Per event: version = max(event_time * 1024, previous version of that user + 1)."""
+    last: dict[int, int] = {}
+    out = []
+    for e in events:
+        user = e["user_id"]
+        v = e["event_time"] * 1024
+        if user in last and last[user] + 1 > v:
+            v = last[user] + 1
+        last[user] = v
+        out.append(v)
+    return out
+
+
+def lists_from_records(events: list[dict], records: Iterable[dict]) -> ListsForCase:
+    """``lists_for_case`` from emitted recommendation records.
+
+    The list just before event ``i`` (user u, version v) is the ``items`` of u's record with
+    the largest version strictly below v, or None if u has none. Items come back as emitted;
+    ``score_lists`` drops consumed items and keeps the first ``k``. The same (user, version)
+    emitted twice must carry the same items (else ValueError: the run was not exactly-once).
+    """
+    by_user: dict[int, dict[int, list]] = defaultdict(dict)
+    for r in records:
+        versions = by_user[r["user_id"]]
+        v = int(r["version"])
+        items = list(r["items"])
+        if v in versions and [x["item_id"] for x in versions[v]] != [x["item_id"] for x in items]:
+            raise ValueError(f"user {r['user_id']} version {v} emitted twice with different items")
+        versions[v] = items
+    index = {u: (sorted(vs), vs) for u, vs in by_user.items()}
+    versions = event_versions(events)
+
+    def lists_for_case(i: int) -> list[dict] | None:
+        entry = index.get(events[i]["user_id"])
+        if entry is None:
+            return None
+        sorted_versions, items = entry
+        pos = bisect.bisect_left(sorted_versions, versions[i])
+        return items[sorted_versions[pos - 1]] if pos else None
+
+    return lists_for_case
+
+
+# ---------------------------------------------------------------------------------------
+# Baselines. Each builds every test case's list in one pass over the events and returns a
+# lists_for_case callable (a lookup in the precomputed lists). Lists hold up to k items
+# with a positive score, ties broken by the smaller item id; items the user consumed before
+# the event are never in them.
+
+def _as_list(items: Iterable[int], scores: Iterable[float]) -> list[dict]:
+    return [{"item_id": int(j), "score": float(s)} for j, s in zip(items, scores)]
+
+
+def _top_k(scores: np.ndarray, item_ids: np.ndarray, k: int) -> list[dict]:
+    """The k best positive scores (ties: smaller item id first). ``item_ids`` ascending."""
+    positive = scores > 0
+    n_pos = int(np.count_nonzero(positive))
+    if n_pos == 0:
+        return []
+    if n_pos > k:
+        kth = np.partition(scores, scores.size - k)[scores.size - k]   # k-th largest
+        cand = np.flatnonzero(scores >= kth)                          # all ties included
+    else:
+        cand = np.flatnonzero(positive)
+    order = np.lexsort((item_ids[cand], -scores[cand]))[:k]           # score desc, id asc
+    best = cand[order]
+    return _as_list(item_ids[best], scores[best])
+
+
+def _lookup(lists: dict[int, list | None]) -> ListsForCase:
+    def lists_for_case(i: int) -> list[dict] | None:
+        return lists.get(i)
+    lists_for_case.lists = lists   # the precomputed lists, for inspection
+    return lists_for_case
+
+
+def popularity_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: int = K) -> ListsForCase:
+    """Most popular items not yet consumed; popularity = number of ratings >= 4 in the
+    warm-up, counted once at the cut and then fixed. ``movies`` is not needed (accepted for
+    a uniform signature)."""
+    cut = cut_index(len(events), warmup)
+    counts: dict[int, int] = defaultdict(int)
+    for e in events[:cut]:
+        if is_positive(e):
+            counts[e["item_id"]] += 1
+    ranking = sorted(counts, key=lambda j: (-counts[j], j))
+    consumed: dict[int, set] = defaultdict(set)
+    lists: dict[int, list | None] = {}
+    for i, e in enumerate(events):
+        user = e["user_id"]
+        if i >= cut and is_positive(e):
+            seen, top = consumed[user], []
+            for j in ranking:
+                if j not in seen:
+                    top.append({"item_id": j, "score": float(counts[j])})
+                    if len(top) == k:
+                        break
+            lists[i] = top
+        consumed[user].add(e["item_id"])
+    return _lookup(lists)
+
+
+def _push_recent(recent: list[int], item: int, limit: int = PROFILE_ITEMS) -> list[int]:
+    """Previous profile (the pair partners), and the profile updated in place."""
+    partners = [j for j in recent if j != item]
+    recent[:] = (partners + [item])[-limit:]
+    return partners
+
+
+def itemknn_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: int = K,
+                  profile: int = PROFILE_ITEMS) -> ListsForCase:
+    """Batch item-kNN: cosine similarities from the warm-up ratings >= 4 (C(i,j) = users who
+    rated both, N(i) = users who rated i), computed once at the cut. Score of j for a user =
+    sum of sim(i, j) over the user's last ``profile`` positively rated items so far (the
+    profile keeps growing after the cut). A user with no positive rating yet has no list."""
+    cut = cut_index(len(events), warmup)
+    pairs = {(e["user_id"], e["item_id"]) for e in events[:cut] if is_positive(e)}
+    item_ids = np.array(sorted({j for _, j in pairs}), dtype=np.int64)
+    col = {int(j): c for c, j in enumerate(item_ids)}
+    users = sorted({u for u, _ in pairs})
+    row = {u: r for r, u in enumerate(users)}
+    x = np.zeros((len(users), len(item_ids)), dtype=np.float32)
+    for u, j in pairs:
+        x[row[u], col[j]] = 1.0
+    sim = (x.T @ x).astype(np.float64)                 # C(i, j), exact small integers
+    n = np.diag(sim).copy()                            # N(i)
+    inv = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1.0)), 0.0)
+    sim *= inv[:, None]
+    sim *= inv[None, :]
+    np.fill_diagonal(sim, 0.0)
+    del x
+
+    recent: dict[int, list[int]] = defaultdict(list)
+    consumed: dict[int, list[int]] = defaultdict(list)   # columns of consumed items
+    lists: dict[int, list | None] = {}
+    for i, e in enumerate(events):
+        user, item = e["user_id"], e["item_id"]
+        pos = is_positive(e)
+        if i >= cut and pos:
+            seeds = [col[j] for j in recent[user] if j in col]
+            if not recent[user]:
+                lists[i] = None
+            elif not seeds:
+                lists[i] = []
+            else:
+                scores = sim[seeds].sum(axis=0)
+                scores[consumed[user]] = 0.0
+                lists[i] = _top_k(scores, item_ids, k)
+        if pos:
+            _push_recent(recent[user], item, profile)
+        if item in col:
+            consumed[user].append(col[item])
+    return _lookup(lists)
+
+
+def itemcf_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: int = K,
+                 profile: int = PROFILE_ITEMS) -> ListsForCase:
+    """Streaming item-CF: the item-kNN scoring, but C and N are updated on every rating >= 4
+    in event order (from the first event): N(i) += 1, and C(i, j) += 1 for the user's previous
+    (up to ``profile``) positively rated items j. The list before an event uses everything
+    before it. A user with no positive rating yet has no list."""
+    cut = cut_index(len(events), warmup)
+    item_ids = np.array(sorted({e["item_id"] for e in events if is_positive(e)}), dtype=np.int64)
+    col = {int(j): c for c, j in enumerate(item_ids)}   # an index only; counts start at zero
+    c = np.zeros((len(item_ids), len(item_ids)), dtype=np.float32)  # exact up to 2**24
+    n = np.zeros(len(item_ids), dtype=np.float64)
+    recent: dict[int, list[int]] = defaultdict(list)      # columns of the last positive items
+    consumed: dict[int, list[int]] = defaultdict(list)
+    lists: dict[int, list | None] = {}
+    for i, e in enumerate(events):
+        user, item = e["user_id"], e["item_id"]
+        pos = is_positive(e)
+        if i >= cut and pos:
+            seeds = recent[user]
+            if not seeds:
+                lists[i] = None
+            else:
+                inv = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1.0)), 0.0)
+                scores = (inv[seeds] @ c[seeds]) * inv
+                scores[seeds] = 0.0
+                scores[consumed[user]] = 0.0
+                lists[i] = _top_k(scores, item_ids, k)
+        if pos:
+            ci = col[item]
+            partners = _push_recent(recent[user], ci, profile)
+            n[ci] += 1.0
+            if partners:
+                c[ci, partners] += 1.0
+                c[partners, ci] += 1.0
+        if item in col:
+            consumed[user].append(col[item])
+    return _lookup(lists)
+
+
+BASELINES = {
+    "popularity": popularity_lists,
+    "item-knn (batch)": itemknn_lists,
+    "item-cf (streaming)": itemcf_lists,
+}
+
+
+def baseline_methods(events: list[dict], movies=None, warmup: float = 0.5, *, k: int = K,
+                     timings: dict | None = None) -> dict[str, ListsForCase]:
+    """The three baselines built on ``events``: {name: lists_for_case}. Build times in
+    seconds go to ``timings`` if given."""
+    out = {}
+    for name, build in BASELINES.items():
+        start = time.perf_counter()
+        out[name] = build(events, movies, warmup, k=k)
+        if timings is not None:
+            timings[name] = time.perf_counter() - start
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+def plot(results: Mapping[str, dict], path: str) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed; skipping the plot", file=sys.stderr)
+        return False
+    rows = list(results.values())
+    k = rows[0]["k"]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(rows), 4))
+    ax.bar(x - 0.2, [r["hr"] for r in rows], 0.4, label=f"HR@{k}")
+    ax.bar(x + 0.2, [r["ndcg"] for r in rows], 0.4, label=f"NDCG@{k}")
+    ax.set_xticks(x, [r["method"] for r in rows])
+    ax.set_title(f"MovieLens, prequential, {rows[0]['cases']:,} test cases")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=0, help="first N ratings only (default: all)")
+    p.add_argument("--warmup", type=float, default=0.5, help="warm-up share of the events (0.5)")
+    p.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    p.add_argument("--plot", metavar="PATH", help="bar plot of HR/NDCG (needs matplotlib)")
+    args = p.parse_args(argv)
+
+    start = time.perf_counter()
+    movies = movielens.load_movies()
+    events = movielens.load_rating_events()
+    if args.events > 0:
+        events = events[:args.events]
+    timings: dict[str, float] = {}
+    methods = baseline_methods(events, movies, args.warmup, timings=timings)
+    results = evaluate_methods(events, methods, args.warmup, catalog_size=len(movies))
+    for name, r in results.items():
+        r["build_seconds"] = timings.get(name)
+    total = time.perf_counter() - start
+    print(f"{len(events):,} events, warm-up {cut_index(len(events), args.warmup):,}, "
+          f"catalog {len(movies):,} items")
+    print_table(results)
+    print("seconds (build + score): " + ", ".join(
+        f"{n} {r['build_seconds']:.1f}+{r['score_seconds']:.1f}" for n, r in results.items())
+        + f"; total {total:.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"events": len(events), "warmup": args.warmup,
+                                               "seconds": total, "results": results}, indent=2))
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Keyed by item: the windowed co-occurrence counts C(i, j) and own count N(i), fed by
+users' per-bucket ``ItemDelta``s; and trending, fed by the items' closed buckets.
+
+At each bucket end (event time) an item publishes its counts as ``NeighborCounts``: by
+then every delta of earlier buckets has arrived (users send a bucket's deltas when the
+watermark passes its end, before forwarding that watermark), so the published counts are
+exactly those of the window (end - L, end).
+
+Item state is ``ItemWindow.plain()``; trending state is {bucket start: {item: count}}.
+"""
+
+from __future__ import annotations
+
+from udfs import cooccurrence as co
+from udfs.records import BucketCount, ItemDelta, NeighborCounts, Trending
+
+
+def on_delta(state: tuple | None, d: ItemDelta, cfg) -> tuple[tuple, list, list[int]]:
+    """``(state, [], timers)``: one user's bucket of counts added to the item's window."""
+    win = co.ItemWindow.of(state)
+    timers = []
+    if d.bucket not in win.own and d.bucket not in win.pairs:
+        end = d.bucket + cfg.bucket_ms
+        timers = [end, end + cfg.cooccurrence_window_ms]  # publish; expire
+    if d.own:
+        win.own[d.bucket] = win.own.get(d.bucket, 0.0) + d.own
+        win.own_total += d.own
+    for j, w in d.pairs.items():
+        co.add_pair(win, j, d.bucket, w, cfg.bucket_ms)
+    if len(win.totals) > cfg.neighbors_per_item:
+        # prune to 3/4 of M so that the sort is paid once per M/4 new neighbors
+        keep = sorted(win.totals.items(), key=lambda kv: (-kv[1], kv[0]))[: max(1, cfg.neighbors_per_item * 3 // 4)]
+        co.prune(win, {j for j, _ in keep})
+    return win.plain(), [], timers
+
+
+def on_item_timer(state: tuple | None, item: int, ts: int, cfg) -> tuple[tuple | None, list, list[int]]:
+    """At a bucket end: expire old buckets, count the closed one for trending, and publish
+    the window as of ``ts``. ``(state or None when empty, [BucketCount, NeighborCounts], [])``."""
+    if state is None:
+        return None, [], []
+    win = co.ItemWindow.of(state)
+    out: list = []
+    closed = win.own.get(ts - cfg.bucket_ms)
+    if closed:
+        out.append(BucketCount(item, ts - cfg.bucket_ms, closed))
+    co.expire(win, ts, cfg.cooccurrence_window_ms, cfg.bucket_ms)
+    counts = co.pair_counts(win, before=ts)
+    if counts:
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.neighbors_per_item]
+        out.append(NeighborCounts(item, ts, co.own_count(win, before=ts), tuple(top)))
+    if not win.own and not win.pairs:
+        return None, out, []
+    return win.plain(), out, []
+
+
+def on_bucket_count(state: dict | None, c: BucketCount, cfg) -> tuple[dict, list, list[int]]:
+    """Trending (one key): ``(state, [], timers)``; one timer per bucket."""
+    state = state if state is not None else {}
+    bucket = state.get(c.bucket)
+    timers = []
+    if bucket is None:
+        bucket = state[c.bucket] = {}
+        timers = [c.bucket + cfg.bucket_ms]
+    bucket[c.item] = bucket.get(c.item, 0.0) + c.count
+    return state, [], timers
+
+
+def on_trending_timer(state: dict | None, ts: int, cfg) -> tuple[dict | None, list, list[int]]:
+    """The top items of the trending window that ends at ``ts``."""
+    if not state:
+        return None, [], []
+    live = {b: items for b, items in state.items() if b + cfg.bucket_ms > ts - cfg.trending_window_ms}
+    totals: dict[int, float] = {}
+    for b, items in live.items():
+        if b < ts:
+            for item, n in items.items():
+                totals[item] = totals.get(item, 0.0) + n
+    top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.trending_size]
+    return (live or None), [Trending(ts, tuple(top))] if top else [], []

@@ -1,0 +1,112 @@
+"""Keyed by user: the decayed interest vector, consumed items, and the top-N list.
+
+The item side is read from an ``ItemIndex``: the catalog, trending, and every item's
+neighbor counts as of its last bucket end, delivered to each ranking subtask (broadcast).
+Ranking then needs no round trip: a request is answered from the index as it stands.
+
+State is one plain tuple ``(interest weights, interest as_of, consumed, last_seen,
+ttl_timer)``; ``consumed`` is {item: last event time}.
+"""
+
+from __future__ import annotations
+
+from udfs import cooccurrence as co
+from udfs import ttl
+from udfs.ranking import merge_fragments, rank
+from udfs.records import ItemInfo, NeighborCounts, Request, Trending
+from udfs.signals import InterestVector, add_interest, interest_similarity
+
+
+class ItemIndex:
+    """What the ranker knows of items. Scored neighbor lists are cached per item until its
+    counts change (a neighbor's N(j) is read when the list is scored)."""
+
+    def __init__(self, fragment_size: int):
+        self.k = fragment_size
+        self.info: dict[int, ItemInfo] = {}
+        self.deleted: set[int] = set()
+        self.counts: dict[int, NeighborCounts] = {}
+        self.trending: tuple = ()
+        self._scored: dict[int, list] = {}
+
+    def put(self, msg) -> None:
+        if isinstance(msg, NeighborCounts):
+            self.counts[msg.item] = msg
+            self._scored.pop(msg.item, None)
+        elif isinstance(msg, ItemInfo):
+            self.info[msg.item] = msg
+            (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
+        elif isinstance(msg, Trending):
+            self.trending = msg.top
+        else:
+            raise TypeError(f"not an item-side record: {msg!r}")
+
+    def tags(self, item: int) -> tuple:
+        info = self.info.get(item)
+        return info.tags if info else ()
+
+    def title(self, item: int) -> str:
+        info = self.info.get(item)
+        return info.title if info else f"item {item}"
+
+    def neighbors(self, item: int) -> list[tuple[int, float, float]]:
+        """Top-K ``(j, cosine, C(i,j))`` of ``item``, best first."""
+        scored = self._scored.get(item)
+        if scored is None:
+            nc = self.counts.get(item)
+            if nc is None:
+                return []
+            n_other = {j: self.counts[j].n for j, _ in nc.counts if j in self.counts}
+            scored = self._scored[item] = co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k)
+        return scored
+
+    def neighbor_record(self, item: int) -> dict:
+        """The published list of ``item`` (shaped like reco.ItemNeighbors)."""
+        nc = self.counts[item]
+        return {"item_id": item, "item_count": nc.n, "event_time": nc.t,
+                "neighbors": [{"item_id": j, "score": s, "co_count": c} for j, s, c in self.neighbors(item)]}
+
+
+class _Excluded:
+    """Consumed or deleted, without building a set per request."""
+    __slots__ = ("consumed", "deleted")
+
+    def __init__(self, consumed: dict, deleted: set):
+        self.consumed, self.deleted = consumed, deleted
+
+    def __contains__(self, item) -> bool:
+        return item in self.consumed or item in self.deleted
+
+    def __iter__(self):
+        yield from self.consumed
+        yield from self.deleted
+
+
+def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
+               now_ms: int) -> tuple[tuple, list, list[int]]:
+    """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
+    weights, as_of, consumed, last_seen, ttl_timer = state or ({}, 0, {}, 0, 0)
+    vec = InterestVector(weights, as_of)
+    for item, weight, t in req.events:
+        vec = add_interest(vec, index.tags(item), weight, t, cfg.interest_half_life_ms)
+        consumed[item] = max(consumed.get(item, 0), t)
+    if len(consumed) > cfg.max_consumed:
+        consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
+    last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, cfg.user_ttl_ms)
+    candidates = merge_fragments((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
+    top = rank(candidates, lambda i: interest_similarity(vec, index.tags(i)), _Excluded(consumed, index.deleted),
+               cfg.top_n, cfg.interest_weight, index.trending, index.title)
+    record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
+              "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
+    return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer), [record], timers
+
+
+def on_timer(state: tuple | None, ts: int, cfg) -> tuple[tuple | None, list, list[int]]:
+    """The TTL: ``(state or None when expired, [], timers)``."""
+    if state is None:
+        return None, [], []
+    weights, as_of, consumed, last_seen, ttl_timer = state
+    expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, cfg.user_ttl_ms)
+    if expired:
+        return None, [], []
+    return (weights, as_of, consumed, last_seen, ttl_timer), [], timers

@@ -1,0 +1,73 @@
+"""Typed messages between the job's operators.
+
+They travel pickled between Python operators, so they are NamedTuples of plain values.
+Long-lived state is never one of these: operators keep plain tuples, lists and dicts, so
+that a savepoint does not depend on a class's module path.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Event(NamedTuple):
+    """A valid user event, as the job sees it: ``weight`` 0 means consumed, no interest."""
+    user: int
+    item: int
+    t: int
+    weight: float
+
+
+class Request(NamedTuple):
+    """A list is due for ``user`` at ``version``; ``events`` are every (item, weight, t) since
+    the previous request (one, or a debounced burst), ``seeds`` the (item, weight) whose
+    neighbors become candidates."""
+    user: int
+    version: int
+    t: int
+    events: tuple
+    seeds: tuple
+
+
+class ItemDelta(NamedTuple):
+    """One user's contribution to an item in one bucket: its own count and ``pairs`` {j: w}."""
+    item: int
+    bucket: int
+    own: float
+    pairs: dict
+
+
+class NeighborCounts(NamedTuple):
+    """An item's window as of bucket end ``t``: own count ``n`` and its neighbors' counts
+    ``counts`` ((j, C(i,j)), ...), best first, at most M."""
+    item: int
+    t: int
+    n: float
+    counts: tuple
+
+
+class BucketCount(NamedTuple):
+    """An item's own count in one closed bucket (for trending)."""
+    item: int
+    bucket: int
+    count: float
+
+
+class Trending(NamedTuple):
+    """The most consumed items in the trending window that ended at ``t``."""
+    t: int
+    top: tuple  # ((item, count), ...)
+
+
+class ItemInfo(NamedTuple):
+    """A catalog record."""
+    item: int
+    title: str
+    tags: tuple
+    deleted: bool
+
+
+class Expired(NamedTuple):
+    """A user's state passed its TTL at event time ``t`` and was dropped."""
+    user: int
+    t: int
