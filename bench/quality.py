@@ -409,6 +409,43 @@ def baseline_methods(events: list[dict], movies=None, warmup: float = 0.5, *, k:
 
 
 # ---------------------------------------------------------------------------------------
+# The job's own lists
+
+JOB_ENGINES = ("inprocess", "pipeline")
+
+
+def job_records(events: list[dict], movies, cfg, engine: str = "inprocess") -> list[dict]:
+    """The recommendation records the job emits for ``events`` (ratings) with settings ``cfg``.
+
+    ``inprocess``: the job's step functions driven in one process (``udfs.inprocess``),
+    seconds; ``pipeline``: the real PyFlink pipeline on in-memory input (minutes, a JVM).
+    """
+    from flink_jobs.tools.movielens import item_records
+
+    catalog = item_records(movies, 0)
+    if engine == "pipeline":
+        import os
+
+        from flink_jobs.codec import AvroCodec
+        from flink_jobs.inmemory import run_pipeline
+
+        os.environ.setdefault("_python_worker_execution_mode", "process")
+        codec = AvroCodec("reco.UserEvent")
+        return run_pipeline([codec.encode(e) for e in events], catalog, cfg, bundle_size=1000)["recommendations"]
+    from udfs.inprocess import Dataflow
+    from udfs.records import Event, ItemInfo
+    from udfs.signals import event_weight
+
+    records: list[dict] = []
+    flow = Dataflow(cfg, [ItemInfo(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]) for r in catalog],
+                    lambda kind, rec: records.append(rec) if kind == "recommendations" else None)
+    for e in events:
+        flow.push(Event(e["user_id"], e["item_id"], e["event_time"], event_weight(e["event_type"], e["value"])))
+    flow.finish()
+    return records
+
+
+# ---------------------------------------------------------------------------------------
 # CLI
 
 def plot(results: Mapping[str, dict], path: str) -> bool:
@@ -441,6 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up share of the events (0.5)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--plot", metavar="PATH", help="bar plot of HR/NDCG (needs matplotlib)")
+    p.add_argument("--job", action="append", choices=JOB_ENGINES,
+                   help="add the job's lists, from its steps in one process (inprocess, the default) "
+                        "or from the PyFlink pipeline (pipeline); repeat for both")
+    p.add_argument("--no-job", action="store_true", help="baselines only")
+    p.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "deploy/local/demo.toml"),
+                   help="the job's settings (TOML; default deploy/local/demo.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="override one job setting, e.g. --set seeds=10 (repeatable)")
     args = p.parse_args(argv)
 
     start = time.perf_counter()
@@ -450,6 +495,17 @@ def main(argv: list[str] | None = None) -> int:
         events = events[:args.events]
     timings: dict[str, float] = {}
     methods = baseline_methods(events, movies, args.warmup, timings=timings)
+    if not args.no_job:
+        from flink_jobs.config import JobConfig
+
+        overrides = dict(kv.split("=", 1) for kv in args.set)
+        cfg = JobConfig.load(args.config, env={}, overrides={
+            k: type(getattr(JobConfig, k))(v) for k, v in overrides.items()})
+        for engine in args.job or ["inprocess"]:
+            t0 = time.perf_counter()
+            records = job_records(events, movies, cfg, engine)
+            methods[f"job ({engine})"] = lists_from_records(events, records)
+            timings[f"job ({engine})"] = time.perf_counter() - t0
     results = evaluate_methods(events, methods, args.warmup, catalog_size=len(movies))
     for name, r in results.items():
         r["build_seconds"] = timings.get(name)

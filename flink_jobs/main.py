@@ -150,24 +150,29 @@ class WriteRedis(ProcessFunction):
         yield from ()
 
 
+def kafka_sink(t_env: StreamTableEnvironment, cfg: JobConfig, name: str, topic: str, keyed: bool) -> str:
+    """A transactional Kafka sink table for rows ``(k, v)`` (record key and value) or ``(v)``;
+    returns its name. Its transactional ids are the deployment's prefix plus ``name``."""
+    options = {"sink.delivery-guarantee": cfg.delivery_guarantee,
+               "properties.transaction.timeout.ms": str(cfg.transaction_timeout_ms),
+               "value.format": "raw", "sink.transactional-id-prefix": f"{cfg.transactional_id_prefix}-{name}"}
+    if keyed:
+        options.update({"key.format": "raw", "key.fields": "k", "value.fields-include": "EXCEPT_KEY"})
+    columns = "k BYTES, v BYTES" if keyed else "v BYTES"
+    t_env.execute_sql(f"CREATE TEMPORARY TABLE {name}_out ({columns}) WITH ({_kafka_options(cfg, topic, **options)})")
+    return f"{name}_out"
+
+
 def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig):
     statements = t_env.create_statement_set()
-    write = {"sink.delivery-guarantee": cfg.delivery_guarantee,
-             "properties.transaction.timeout.ms": str(cfg.transaction_timeout_ms),
-             "value.format": "raw"}
-    keyed = {"key.format": "raw", "key.fields": "k", "value.fields-include": "EXCEPT_KEY"}
     for name, topic, stream, key_field in (
             ("recommendations", contracts.RECOMMENDATIONS_TOPIC, outputs.recommendations, "user_id"),
             ("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, outputs.item_neighbors, "item_id"),
             ("dead_letters", contracts.DEAD_LETTER_TOPIC, outputs.dead_letters, None)):
-        options = {**write, **(keyed if key_field else {}),
-                   "sink.transactional-id-prefix": f"{cfg.transactional_id_prefix}-{name}"}
-        columns = "k BYTES, v BYTES" if key_field else "v BYTES"
-        t_env.execute_sql(f"CREATE TEMPORARY TABLE {name}_out ({columns}) "
-                          f"WITH ({_kafka_options(cfg, topic, **options)})")
+        table = kafka_sink(t_env, cfg, name, topic, keyed=key_field is not None)
         encoded = (stream.map(EncodeForKafka(topic, key_field), output_type=KEYED_BYTES if key_field else VALUE_BYTES)
                    .uid(f"encode-{name}").name(f"Encode {topic}"))
-        statements.add_insert(f"{name}_out", t_env.from_data_stream(encoded))
+        statements.add_insert(table, t_env.from_data_stream(encoded))
     discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
     for kind, stream in (("user", outputs.recommendations), ("item", outputs.item_neighbors),
                          ("trending", outputs.trending)):

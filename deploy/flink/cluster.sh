@@ -6,7 +6,10 @@
 #   deploy/flink/cluster.sh status
 #   deploy/flink/cluster.sh start-taskmanager      one more TaskManager (after one was killed)
 #   deploy/flink/cluster.sh kill-taskmanager       kill -9 every TaskManager and its Python workers (chaos)
-#   deploy/flink/cluster.sh submit [--from DIR] [main.py flags]   flink run -d the job (from a checkpoint)
+#   deploy/flink/cluster.sh submit [--from DIR] [--py FILE] [main.py flags]
+#                                                  flink run -d the job (from a checkpoint; FILE
+#                                                  instead of flink_jobs/main.py: the benchmark's
+#                                                  pass-through job)
 #
 # Settings (environment): RECO_FLINK_REST_PORT (8081), RECO_FLINK_RPC_PORT (6123),
 # RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
@@ -121,14 +124,15 @@ kill_taskmanager() {  # what a crashed machine does: no shutdown, Python workers
   say "kill -9 TaskManager(s) ${tms% } and $(( $(wc -w <<<"$all") - $(wc -w <<<"$tms") )) process(es) below them"
 }
 
-submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [main.py flags]
-  local jar from=()
+submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
+  local jar from=() py=flink_jobs/main.py
   if [ "${1:-}" = "--from" ]; then from=(-s "$2"); shift 2; fi
+  if [ "${1:-}" = "--py" ]; then py="$2"; shift 2; fi
   jar="$(ls "$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar 2>/dev/null | head -1)"
   [ -n "$jar" ] || die "no Kafka connector jar: run deploy/setup.sh"
   cd "$ROOT"
   "$FLINK_HOME/bin/flink" run -m "localhost:$REST_PORT" -d "${from[@]}" \
-    -py flink_jobs/main.py -pyfs flink_jobs,udfs,schemas \
+    -py "$py" -pyfs flink_jobs,udfs,schemas \
     -pyexec "$VENV/bin/python" -pyclientexec "$VENV/bin/python" -j "$jar" "$@"
 }
 
@@ -140,5 +144,5 @@ case "${1:-}" in
   status)
     if rest /overview >/dev/null 2>&1; then say "up: $(rest /overview)"; else say "DOWN"; exit 1; fi ;;
   submit) shift; submit "$@" ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

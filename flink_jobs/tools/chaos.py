@@ -16,12 +16,9 @@ import argparse
 import json
 import os
 import random
-import re
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -30,13 +27,12 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
+from flink_jobs.tools.flinkcluster import ROOT, FlinkCluster
 from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
 from flink_jobs.tools.synth import Synth, SynthConfig, encoded_stream
 from flink_jobs.tools.topics import ensure_topics
 from flink_jobs.verify import batch_pairs, expected_versions, window_counts
 
-ROOT = Path(__file__).resolve().parents[2]
-CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 # Settings of the job under test: full neighbor lists (no pruning) so that counts can be
 # compared with a batch recount; short checkpoints so that commits come often.
 JOB = JobConfig(neighbors_per_item=100_000, fragment_size=100_000, checkpoint_interval_ms=3_000,
@@ -65,20 +61,8 @@ class Scenario:
         print(line, flush=True)
 
 
-def _rest(s: Scenario, path: str, method: str = "GET"):
-    req = urllib.request.Request(f"http://127.0.0.1:{s.rest_port}{path}", method=method)
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        body = resp.read()
-    return json.loads(body) if body else {}
-
-
-def _cluster(s: Scenario, *args: str) -> str:
-    env = {**os.environ, "RECO_RUN_DIR": str(s.run_dir), "RECO_FLINK_REST_PORT": str(s.rest_port)}
-    env.pop("PYFLINK_GATEWAY_DISABLED", None)
-    proc = subprocess.run([str(CLUSTER), *args], env=env, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
+def _cluster(s: Scenario) -> FlinkCluster:
+    return FlinkCluster(s.rest_port, s.run_dir, say=s.say)
 
 
 def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str:
@@ -88,59 +72,15 @@ def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str
     for f in fields(JobConfig):   # every setting JOB changes
         if getattr(JOB, f.name) != f.default:
             flags += [f"--{f.name.replace('_', '-')}", str(getattr(JOB, f.name))]
-    out = _cluster(s, "submit", *(["--from", from_checkpoint] if from_checkpoint else []), *flags)
-    match = re.search(r"JobID ([0-9a-f]{32})", out)
-    if not match:
-        raise RuntimeError(f"no job id in:\n{out}")
-    return match.group(1)
+    return _cluster(s).submit(flags, from_checkpoint)
 
 
 def _kill_taskmanager(s: Scenario) -> None:
-    _ensure_taskmanager(s)
-    s.say(_cluster(s, "kill-taskmanager").strip().removeprefix("[flink] "))
-    _cluster(s, "start-taskmanager")
+    cluster = _cluster(s)
+    cluster.ensure_taskmanager()
+    s.say(cluster.script("kill-taskmanager").strip().removeprefix("[flink] "))
+    cluster.script("start-taskmanager")
     s.say("new TaskManager registered")
-
-
-def _ensure_taskmanager(s: Scenario) -> None:
-    """Start a TaskManager when none is registered (one can also die of a cancel)."""
-    if _rest(s, "/overview")["taskmanagers"] == 0:
-        s.say("no TaskManager registered: starting one")
-        _cluster(s, "start-taskmanager")
-
-
-def _wait_state(s: Scenario, job_id: str, states: set[str], timeout_s: float = 120) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        state = _rest(s, f"/jobs/{job_id}")["state"]
-        if state in states:
-            return state
-        if "RUNNING" in states:
-            # With RocksDB, PyFlink 2.2.1's TaskManager can die ("pthread lock: Invalid
-            # argument") while a cancelled job's tasks close: a waiting job needs a new one.
-            _ensure_taskmanager(s)
-        time.sleep(1.0)
-    raise RuntimeError(f"job {job_id} not in {states} after {timeout_s}s")
-
-
-def _wait_checkpoint(s: Scenario, job_id: str, timeout_s: float = 180) -> None:
-    """Until the job has completed a checkpoint since it (re)started: something to resume from."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        latest = _rest(s, f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed")
-        if latest:
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"job {job_id} completed no checkpoint in {timeout_s}s")
-
-
-def _latest_checkpoint(s: Scenario, job_id: str) -> str:
-    """The newest completed, retained checkpoint of a job (one with its _metadata written)."""
-    base = s.run_dir / "flink" / "checkpoints" / job_id
-    done = [p for p in base.glob("chk-*") if (p / "_metadata").is_file()]
-    if not done:
-        raise RuntimeError(f"no completed checkpoint in {base}")
-    return str(max(done, key=lambda p: int(p.name.split("-")[1])))
 
 
 class RedisWatcher(threading.Thread):
@@ -263,8 +203,7 @@ def _cancel_quietly(s: Scenario, job_id: str) -> None:
     """Cancel the run's job and wait until it has ended, without hiding an error that is
     already on its way up (the cluster may be what failed)."""
     try:
-        _rest(s, f"/jobs/{job_id}?mode=cancel", method="PATCH")
-        _wait_state(s, job_id, {"CANCELED", "FAILED", "FINISHED"})
+        _cluster(s).cancel(job_id)
     except Exception as exc:  # noqa: BLE001
         s.say(f"could not cancel job {job_id}: {exc!r}")
 
@@ -274,13 +213,14 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
     TaskManager and cancel/resume the job at moments drawn from the seed."""
     rng = random.Random(s.seed)
     run_id = f"{s.seed}-{int(time.time())}"
+    cluster = _cluster(s)
     producer = make_producer(s.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
-    _ensure_taskmanager(s)
+    cluster.ensure_taskmanager()
     job.append(_submit(s, run_id))
     s.say(f"job {job[-1]} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
           f"({sum(bad for *_, bad in rows)} malformed)")
-    _wait_state(s, job[-1], {"RUNNING"})
+    cluster.wait_state(job[-1], {"RUNNING"})
 
     failure: list[BaseException] = []
 
@@ -301,14 +241,14 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
         if action == "kill":
             _kill_taskmanager(s)
         else:
-            _wait_checkpoint(s, job[-1])
-            _rest(s, f"/jobs/{job[-1]}?mode=cancel", method="PATCH")
-            _wait_state(s, job[-1], {"CANCELED"})
-            checkpoint = _latest_checkpoint(s, job[-1])
+            cluster.wait_checkpoint(job[-1])
+            cluster.rest(f"/jobs/{job[-1]}?mode=cancel", method="PATCH")
+            cluster.wait_state(job[-1], {"CANCELED"})
+            checkpoint = cluster.latest_checkpoint(job[-1])
             s.say(f"cancelled job {job[-1]}; resuming from {Path(checkpoint).name}")
-            _ensure_taskmanager(s)
+            cluster.ensure_taskmanager()
             job.append(_submit(s, run_id, checkpoint))
-            _wait_state(s, job[-1], {"RUNNING"})
+            cluster.wait_state(job[-1], {"RUNNING"})
             s.say(f"resumed as job {job[-1]}")
     streamer.join()
     producer.close()

@@ -1,0 +1,408 @@
+"""End-to-end benchmark on the real deployment: Kafka in, Redis and committed Kafka out,
+exactly-once, RocksDB with incremental checkpoints, on a standalone cluster.
+
+    make bench                                  # everything below, about 10 minutes
+    .venv/bin/python bench/e2e.py --only throughput,ceiling [--events 40000] [--keep]
+
+It starts its own Kafka, Redis and Flink cluster (ports 29092/29093, 26379, 28081; data in
+.run/bench) and stops them at the end (``--keep`` leaves them up). Every figure is printed
+with its method and written to ``bench/results/e2e.json``; plots go to ``bench/results/``.
+
+- throughput: a backlog of synthetic events (``reco-synth`` model, W=20, 5 seeds) is
+  produced first, then the job is submitted and drains it. Rate = lists arriving on the
+  recommendations topic (read_uncommitted, as written) between the 10th and 90th
+  percentile of arrival times; then every list is checked to be committed (read_committed).
+  At parallelism 1 and 2, and at W = 5, 20, 50 (parallelism 2).
+- ceiling: bench/passthrough.py (the job's source, settings and exactly-once sink, one
+  Python operator passing records through) on the same backlog.
+- freshness: the job runs on an empty topic; events are produced at 25%, 50% and 75% of
+  the measured maximum, with event time = wall time; for each event, the time from just
+  before it is sent until the user's Redis key holds its version (polled every 10 ms).
+- redis: GET latency of ``reco:v1:user:*`` keys, 8 client processes, beside
+  ``redis-benchmark -c 8 -t get``.
+- state: the latest completed checkpoint's state size per operator, divided by the users
+  (UserActivity, Ranker) or items (ItemCooccurrence) with state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.passthrough import TOPIC as PASSTHROUGH_TOPIC  # noqa: E402
+from flink_jobs import contracts  # noqa: E402
+from flink_jobs.codec import AvroCodec  # noqa: E402
+from flink_jobs.tools.flinkcluster import FlinkCluster  # noqa: E402
+from flink_jobs.tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
+from flink_jobs.tools.synth import Synth, SynthConfig  # noqa: E402
+from flink_jobs.tools.topics import connect_admin, ensure_topics  # noqa: E402
+from udfs.versioning import next_version  # noqa: E402
+
+KAFKA_PORT, REDIS_PORT, REST_PORT, RPC_PORT = 29092, 26379, 28081, 28123
+BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
+RUN_DIR = ROOT / ".run" / "bench"
+RESULTS = ROOT / "bench" / "results"
+STAGES = ("throughput", "ceiling", "freshness", "redis", "state", "window")
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Services:
+    """The benchmark's own stack and cluster (``root``: whose job and cluster script)."""
+
+    def __init__(self, root: Path):
+        self.env = {**os.environ, "RECO_KAFKA_PORT": str(KAFKA_PORT), "RECO_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
+                    "RECO_REDIS_PORT": str(REDIS_PORT), "RECO_RUN_DIR": str(RUN_DIR),
+                    "RECO_FLINK_REST_PORT": str(REST_PORT), "RECO_FLINK_RPC_PORT": str(RPC_PORT)}
+        self.env.pop("PYFLINK_GATEWAY_DISABLED", None)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("RECO_")})
+        self.cluster = FlinkCluster(REST_PORT, RUN_DIR, root=root, say=say,
+                                    pythonpath=str(root) if root != ROOT else None)
+        self.redis = redis.Redis.from_url(REDIS_URL)
+
+    def _run(self, *cmd: str) -> None:
+        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+    def start(self) -> None:
+        say("starting Kafka, Redis and the Flink cluster")
+        self._run(str(ROOT / "deploy/local/stack.sh"), "start")
+        self.cluster.script("start")
+
+    def stop(self) -> None:
+        self.cluster.script("stop")
+        self._run(str(ROOT / "deploy/local/stack.sh"), "stop")
+
+    def fresh(self) -> None:
+        """Empty topics (the pass-through's too) and an empty Redis."""
+        ensure_topics(BOOTSTRAP, recreate=True)
+        from kafka.admin import NewTopic
+        admin = connect_admin(BOOTSTRAP)
+        try:
+            if PASSTHROUGH_TOPIC in admin.list_topics():
+                admin.delete_topics([PASSTHROUGH_TOPIC])
+                time.sleep(2)
+            admin.create_topics([NewTopic(PASSTHROUGH_TOPIC, 4, 1)])
+        finally:
+            admin.close()
+        self.redis.flushdb()
+
+    def submit(self, flags: list[str], run_id: str, parallelism: int, py: str | None = None) -> str:
+        job = self.cluster.submit((["--py", py] if py else [])
+                                  + ["--kafka-bootstrap", BOOTSTRAP, "--redis-url", REDIS_URL,
+                                     "--consumer-group", f"bench-{run_id}", "--transactional-id-prefix",
+                                     f"bench-{run_id}", "--parallelism", str(parallelism), *flags])
+        self.cluster.wait_running(job)
+        return job
+
+
+def synth_events(n: int, seed: int = 7) -> tuple[Synth, list[dict]]:
+    synth = Synth(SynthConfig(events=n, users=max(500, n // 8), items=max(200, n // 20), seed=seed))
+    return synth, list(synth.events())
+
+
+def _arrivals(topic: str, expected: int, timeout_s: float, isolation: str = "read_uncommitted") -> list[float]:
+    """Arrival times (monotonic) of records on ``topic`` until ``expected`` have arrived."""
+    consumer = make_consumer(BOOTSTRAP, topic, isolation_level=isolation)
+    times: list[float] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(times) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                now = time.monotonic()
+                times.extend([now] * len(batch))
+    finally:
+        consumer.close()
+    return times
+
+
+def steady_rate(times: list[float]) -> float:
+    """Records/s between the 10th and 90th percentile of arrival times (start-up and
+    draining tail left out)."""
+    times = sorted(times)
+    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
+    return (hi - lo) / max(times[hi - 1] - times[lo], 1e-9)
+
+
+def _produce_backlog(synth: Synth, events: list[dict]) -> None:
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
+    producer = make_producer(BOOTSTRAP)
+    produce_catalog(producer, synth.catalog(), progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(codec, e) for e in events), progress=False)
+    producer.close()
+
+
+def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label: str,
+               passthrough: bool = False) -> dict:
+    """Drain a pre-loaded backlog of ``n`` events; the steady rate of lists (or records)."""
+    svc.fresh()
+    synth, events = synth_events(n)
+    _produce_backlog(synth, events)
+    run_id = f"{label}-{int(time.time())}"
+    topic = PASSTHROUGH_TOPIC if passthrough else contracts.RECOMMENDATIONS_TOPIC
+    say(f"{label}: {n:,} events backlogged; submitting at parallelism {parallelism}")
+    start = time.monotonic()
+    job = svc.submit(flags, run_id, parallelism, py=str(ROOT / "bench/passthrough.py") if passthrough else None)
+    deployed = time.monotonic()
+    times = _arrivals(topic, n, timeout_s=max(600.0, n / 50))
+    result = {"label": label, "events": n, "parallelism": parallelism, "flags": flags,
+              "arrived": len(times), "deploy_s": round(deployed - start, 1)}
+    if len(times) >= n:
+        result["events_per_s"] = round(steady_rate(times), 1)
+        result["drain_s"] = round(max(times) - deployed, 1)
+        committed = _arrivals(topic, n, timeout_s=120, isolation="read_committed")
+        result["committed"] = len(committed)
+    result["job_id"] = job
+    if not passthrough:
+        result["state"] = state_sizes(svc, job)
+    svc.cluster.cancel(job)
+    say(f"{label}: {result.get('events_per_s', 'n/a')} events/s ({result['arrived']:,} of {n:,} arrived"
+        f", {result.get('committed', 0):,} committed)")
+    return result
+
+
+def state_sizes(svc: Services, job: str) -> dict:
+    """State bytes per operator in the latest completed checkpoint (full size, not the increment)."""
+    try:
+        cid = svc.cluster.wait_checkpoint(job, timeout_s=60)
+        details = svc.cluster.rest(f"/jobs/{job}/checkpoints/details/{cid}")
+        names = {v["id"]: v["name"] for v in svc.cluster.rest(f"/jobs/{job}")["vertices"]}
+        return {names.get(vid, vid): t.get("state_size", t.get("full_state_size", 0))
+                for vid, t in details["tasks"].items()}
+    except Exception as exc:  # noqa: BLE001 (a figure, not a verdict)
+        return {"error": repr(exc)}
+
+
+def freshness(svc: Services, rate: float, seconds: float, parallelism: int) -> dict:
+    """Latency from producing an event until its version is in the user's Redis key."""
+    svc.fresh()
+    synth, events = synth_events(int(rate * seconds) + 2_000, seed=11)
+    run_id = f"fresh-{int(rate)}-{int(time.time())}"
+    producer = make_producer(BOOTSTRAP, linger_ms=0)
+    produce_catalog(producer, synth.catalog(), progress=False)
+    job = svc.submit([], run_id, parallelism)
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
+    versions: dict[int, int] = {}
+    pending: dict[int, list[tuple[int, float]]] = {}   # user -> [(version awaited, sent at), ...]
+    latencies: list[float] = []
+    lock = threading.Lock()
+    done = threading.Event()
+    done_at = [0.0]
+
+    def poll():
+        client = redis.Redis.from_url(REDIS_URL)
+        while not done.is_set() or (pending and time.monotonic() < done_at[0] + 30):
+            with lock:
+                users = list(pending)
+            if users:
+                raws = client.mget([contracts.user_recommendations_key(u) for u in users])
+                now = time.monotonic()
+                with lock:
+                    for u, raw in zip(users, raws):
+                        if raw is None:
+                            continue
+                        stored = json.loads(raw)["version"]
+                        waiting = pending[u]
+                        latencies.extend(now - sent for v, sent in waiting if v <= stored)
+                        left = [(v, sent) for v, sent in waiting if v > stored]
+                        if left:
+                            pending[u] = left
+                        else:
+                            del pending[u]
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    warmup = int(rate * 3)
+    start = time.monotonic()
+    for n, e in enumerate(events[: warmup + int(rate * seconds)]):
+        ahead = n / rate - (time.monotonic() - start)
+        if ahead > 0:
+            time.sleep(ahead)
+        t = int(time.time() * 1000)
+        e = {**e, "event_time": t}
+        v = versions[e["user_id"]] = next_version(versions.get(e["user_id"]), t)
+        key, value, ts = event_message(codec, e)
+        sent = time.monotonic()
+        producer.send(contracts.USER_EVENTS_TOPIC, key=key, value=value, timestamp_ms=ts)
+        if n >= warmup:
+            with lock:
+                pending.setdefault(e["user_id"], []).append((v, sent))
+    producer.flush()
+    done_at[0] = time.monotonic()
+    done.set()
+    poller.join()
+    producer.close()
+    svc.cluster.cancel(job)
+    lost = sum(map(len, pending.values()))
+    latencies.sort()
+    q = (lambda p: round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 1)) if latencies \
+        else (lambda p: None)
+    result = {"rate": rate, "seconds": seconds, "measured": len(latencies), "not_seen_in_30s": lost,
+              "p50_ms": q(0.5), "p95_ms": q(0.95), "p99_ms": q(0.99), "latencies_ms": [round(x * 1000, 1) for x in latencies]}
+    say(f"freshness at {rate:.0f}/s: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms"
+        f" ({len(latencies)} events, {lost} not seen)")
+    return result
+
+
+def _get_latencies(args) -> list[float]:
+    keys, seconds = args
+    client = redis.Redis.from_url(REDIS_URL)
+    rng = random.Random(os.getpid())
+    out, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        key = rng.choice(keys)
+        t0 = time.perf_counter()
+        client.get(key)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def redis_lookups(svc: Services, seconds: float = 5.0) -> dict:
+    keys = [k.decode() for k in svc.redis.scan_iter(match=contracts.user_recommendations_key(0)[:-1] + "*",
+                                                      count=1000)][:5000]
+    if not keys:
+        return {"error": "no reco:v1:user:* keys in Redis (run the throughput stage first)"}
+    with multiprocessing.Pool(8) as pool:
+        lat = sorted(x for part in pool.map(_get_latencies, [(keys, seconds)] * 8) for x in part)
+    ours = {"clients": 8, "gets": len(lat), "p50_ms": round(lat[len(lat) // 2] * 1000, 3),
+            "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 3), "keys": len(keys)}
+    proc = subprocess.run(["redis-benchmark", "-p", str(REDIS_PORT), "-c", "8", "-n", "100000", "-t", "get",
+                           "--csv"], capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    ref = dict(zip((h.strip('"') for h in lines[0].split(",")), (c.strip('"') for c in lines[1].split(",")))) \
+        if len(lines) >= 2 else {"error": proc.stderr.strip()}
+    say(f"redis GET, 8 clients: p50 {ours['p50_ms']} ms, p99 {ours['p99_ms']} ms; redis-benchmark: {ref}")
+    return {"python_redis_py": ours, "redis_benchmark": ref}
+
+
+def per_entity(state: dict, users: int, items: int) -> dict:
+    """Bytes per active user and per item from operator state sizes."""
+    def size(prefix):
+        return sum(v for k, v in state.items() if isinstance(v, int) and k.startswith(prefix))
+    return {"users": users, "items": items,
+            "user_activity_bytes_per_user": round(size("UserActivity") / max(users, 1)),
+            "ranker_bytes_per_user": round(size("Ranker") / max(users, 1)),
+            "item_bytes_per_item": round(size("ItemCooccurrence") / max(items, 1)),
+            "operators": state}
+
+
+def plot(results: dict, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        say("matplotlib is not installed: no plots")
+        return
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = [r for r in results.get("throughput", []) + results.get("window", []) + results.get("ceiling", [])
+            if r.get("events_per_s")]
+    a.barh([r["label"] for r in rows], [r["events_per_s"] for r in rows],
+           color=["tab:gray" if r["label"].startswith("ceiling") else "tab:blue" for r in rows])
+    a.axvline(2000, color="tab:red", linestyle="--", label="goal 2,000 events/s")
+    a.set_xlabel("events/s (steady, backlog drained)")
+    a.legend(loc="lower right")
+    for r in results.get("freshness", []):
+        lat = r["latencies_ms"]
+        if lat:
+            b.plot(lat, [i / len(lat) for i in range(len(lat))], label=f"{r['rate']:.0f} events/s")
+    b.axvline(1000, color="tab:red", linestyle="--", label="goal p99 1 s")
+    b.set_xscale("log")
+    b.set_xlabel("event produced -> its list in Redis (ms)")
+    b.set_ylabel("share of events")
+    b.legend(loc="lower right")
+    fig.suptitle(f"reco-flink end to end, {results['machine']}, {results['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    say(f"plot: {path}")
+
+
+def print_table(results: dict) -> None:
+    print(f"\n# {results['date']}  {results['machine']}  (bench/e2e.py)")
+    print(f"{'figure':44} {'value':>14}  method")
+    for r in results.get("throughput", []) + results.get("window", []) + results.get("ceiling", []):
+        print(f"{r['label']:44} {r.get('events_per_s', 'n/a'):>14}  events/s, backlog of {r['events']:,} drained, "
+              f"{r.get('committed', 0):,} committed")
+    for r in results.get("freshness", []):
+        print(f"{'freshness at %.0f events/s p50/p95/p99' % r['rate']:44} "
+              f"{'%s/%s/%s' % (r['p50_ms'], r['p95_ms'], r['p99_ms']):>14}  ms, produce -> Redis, "
+              f"{r['measured']:,} events")
+    red = results.get("redis", {})
+    if "python_redis_py" in red:
+        o, ref = red["python_redis_py"], red["redis_benchmark"]
+        print(f"{'Redis GET p50/p99, 8 clients (redis-py)':44} {'%s/%s' % (o['p50_ms'], o['p99_ms']):>14}  ms")
+        print(f"{'redis-benchmark GET p50/p99, 8 clients':44} "
+              f"{'%s/%s' % (ref.get('p50_latency_ms'), ref.get('p99_latency_ms')):>14}  ms")
+    st = results.get("state")
+    if st and "users" in st:
+        print(f"{'state bytes per user (UserActivity+Ranker)':44} "
+              f"{st['user_activity_bytes_per_user'] + st['ranker_bytes_per_user']:>14}  checkpoint size / users")
+        print(f"{'state bytes per item (ItemCooccurrence)':44} {st['item_bytes_per_item']:>14}  checkpoint size / items")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=40_000, help="backlog size per throughput run")
+    ap.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages of {STAGES}")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of each freshness run")
+    ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose job is measured (an older commit)")
+    ap.add_argument("--out", type=Path, default=RESULTS / "e2e.json")
+    ap.add_argument("--keep", action="store_true", help="leave the services running")
+    args = ap.parse_args(argv)
+    stages = set(args.only.split(","))
+    if stages - set(STAGES):
+        ap.error(f"unknown stage(s): {', '.join(sorted(stages - set(STAGES)))}")
+    svc = Services(args.root.resolve())
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores",
+               "root": str(args.root.resolve()), "events": args.events}
+    svc.start()
+    try:
+        if "throughput" in stages or "state" in stages or "freshness" in stages:
+            results["throughput"] = [throughput(svc, args.events, p, [], f"job p={p}") for p in (1, 2)][::-1]
+            if "state" in stages:
+                _, events = synth_events(args.events)
+                results["state"] = per_entity(results["throughput"][0].get("state", {}),
+                                              len({e["user_id"] for e in events}), len({e["item_id"] for e in events}))
+        if "redis" in stages:
+            results["redis"] = redis_lookups(svc)
+        if "ceiling" in stages:
+            results["ceiling"] = [throughput(svc, args.events, 2, [], "ceiling: pass-through p=2", passthrough=True)]
+        if "window" in stages:
+            results["window"] = [throughput(svc, args.events, 2, ["--recent-items", str(w)], f"job p=2 W={w}")
+                                 for w in (5, 50)]
+        if "freshness" in stages:
+            top = results["throughput"][0].get("events_per_s") or 100.0
+            results["freshness"] = [freshness(svc, top * share, args.seconds, 2) for share in (0.25, 0.5, 0.75)]
+    finally:
+        if not args.keep:
+            svc.stop()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print_table(results)
+    plot(results, args.out.with_suffix(".png"))
+    say(f"results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

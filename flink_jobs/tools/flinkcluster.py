@@ -1,0 +1,104 @@
+"""The standalone cluster of ``deploy/flink/cluster.sh``, driven from Python: submit the job,
+follow it through the REST API, find its checkpoints. Used by the chaos scenario and the
+end-to-end benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FlinkCluster:
+    """``root``: the checkout whose cluster.sh and job are used (another one is how the
+    benchmark measures an older commit); ``say``: where progress lines go."""
+
+    def __init__(self, rest_port: int = 8081, run_dir: Path = ROOT / ".run", root: Path = ROOT,
+                 say=print, pythonpath: str | None = None):
+        self.rest_port, self.run_dir, self.root, self.say = rest_port, Path(run_dir), Path(root), say
+        self.pythonpath = pythonpath
+
+    def rest(self, path: str, method: str = "GET"):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+        return json.loads(body) if body else {}
+
+    def script(self, *args: str) -> str:
+        env = {**os.environ, "RECO_RUN_DIR": str(self.run_dir), "RECO_FLINK_REST_PORT": str(self.rest_port)}
+        env.pop("PYFLINK_GATEWAY_DISABLED", None)
+        if self.pythonpath:
+            env["PYTHONPATH"] = self.pythonpath
+        proc = subprocess.run([str(self.root / "deploy" / "flink" / "cluster.sh"), *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc.stdout
+
+    def submit(self, flags: list[str], from_checkpoint: str | None = None) -> str:
+        """``flink run -d`` the job with main.py ``flags``; returns the job id."""
+        out = self.script("submit", *(["--from", from_checkpoint] if from_checkpoint else []), *flags)
+        match = re.search(r"JobID ([0-9a-f]{32})", out)
+        if not match:
+            raise RuntimeError(f"no job id in:\n{out}")
+        return match.group(1)
+
+    def ensure_taskmanager(self) -> None:
+        """Start a TaskManager when none is registered (one can also die of a cancel)."""
+        if self.rest("/overview")["taskmanagers"] == 0:
+            self.say("no TaskManager registered: starting one")
+            self.script("start-taskmanager")
+
+    def wait_state(self, job_id: str, states: set[str], timeout_s: float = 120) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.rest(f"/jobs/{job_id}")["state"]
+            if state in states:
+                return state
+            if "RUNNING" in states:
+                # With RocksDB, PyFlink 2.2.1's TaskManager can die ("pthread lock: Invalid
+                # argument") while a cancelled job's tasks close: a waiting job needs a new one.
+                self.ensure_taskmanager()
+            time.sleep(1.0)
+        raise RuntimeError(f"job {job_id} not in {states} after {timeout_s}s")
+
+    def wait_running(self, job_id: str, timeout_s: float = 120) -> None:
+        """Until every task of the job runs (the job can be RUNNING while its tasks deploy)."""
+        self.wait_state(job_id, {"RUNNING"}, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            vertices = self.rest(f"/jobs/{job_id}")["vertices"]
+            if all(v["status"] == "RUNNING" for v in vertices):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"job {job_id}'s tasks not all running after {timeout_s}s")
+
+    def wait_checkpoint(self, job_id: str, timeout_s: float = 180) -> int:
+        """Until the job has completed a checkpoint since it (re)started; returns its id."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            latest = self.rest(f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed")
+            if latest:
+                return latest["id"]
+            time.sleep(0.5)
+        raise RuntimeError(f"job {job_id} completed no checkpoint in {timeout_s}s")
+
+    def latest_checkpoint(self, job_id: str) -> str:
+        """The newest completed, retained checkpoint of a job (one with its _metadata written)."""
+        base = self.run_dir / "flink" / "checkpoints" / job_id
+        done = [p for p in base.glob("chk-*") if (p / "_metadata").is_file()]
+        if not done:
+            raise RuntimeError(f"no completed checkpoint in {base}")
+        return str(max(done, key=lambda p: int(p.name.split("-")[1])))
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job and wait until it has ended."""
+        self.rest(f"/jobs/{job_id}?mode=cancel", method="PATCH")
+        self.wait_state(job_id, {"CANCELED", "FAILED", "FINISHED"})

@@ -1,0 +1,220 @@
+"""The operators' pure steps (udfs.user_activity, item_side, ranker), one key at a time, and
+the whole dataflow in one process (udfs.inprocess), against references written here from
+the README's definitions. Operator level of the test pyramid: each key's state is gone
+when its life ends.
+"""
+
+import math
+import random
+from collections import defaultdict
+
+import pytest
+
+from flink_jobs.config import MINUTE, JobConfig
+from udfs import item_side, ranker, user_activity
+from udfs.inprocess import Dataflow
+from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request, Trending
+
+CFG = JobConfig(recent_items=4, seeds=2, pair_span_ms=30 * MINUTE, bucket_ms=10 * MINUTE,
+                cooccurrence_window_ms=30 * MINUTE, user_ttl_ms=60 * MINUTE, trending_window_ms=20 * MINUTE,
+                neighbors_per_item=1000, fragment_size=1000, top_n=5, max_out_of_orderness_ms=0)
+
+
+def reference_pairs(events, cfg):
+    """Every (i, j, t, w) the README defines: an item pairs with the user's earlier items
+    among their last W (distinct, newest kept) within T of it, weighted 1/log2(2 + partners)."""
+    history = defaultdict(list)   # user -> [(item, t)] of interest events, in order
+    out = []
+    for ev in events:
+        if ev.weight <= 0:
+            continue
+        latest = {}   # item -> (time, order) of its latest consumption: ties go by order
+        for n, (item, t) in enumerate(history[ev.user]):
+            latest[item] = (t, n)
+        window = sorted(latest.items(), key=lambda kv: kv[1])[-cfg.recent_items:]
+        partners = [i for i, (t, _) in window if i != ev.item and ev.t - t <= cfg.pair_span_ms]
+        w = 1 / math.log2(2 + len(partners))
+        for j in partners:
+            out += [(ev.item, j, ev.t, w), (j, ev.item, ev.t, w)]
+        history[ev.user].append((ev.item, ev.t))
+    return out
+
+
+def random_events(seed, n=300, users=6, items=15, start=0):
+    rng = random.Random(seed)
+    t, out = start, []
+    for _ in range(n):
+        t += rng.choice([0, 1_000, 30_000, 120_000, 600_000])
+        out.append(Event(rng.randint(1, users), rng.randint(1, items), t, rng.choice([0.0, 1.0, 2.0, 5.0])))
+    return out
+
+
+def drive_users(events, cfg):
+    """UserActivity per key, timers fired as the watermark (= event time) passes them, and
+    all of them at the end of input."""
+    states, timers, out = {}, set(), []
+
+    def fire(watermark):
+        while timers and min(timers)[0] <= watermark:
+            ts, user = min(timers)
+            timers.remove((ts, user))
+            states[user], o, new = user_activity.on_timer(states.get(user), user, ts, cfg)
+            out.extend(o)
+            timers.update((x, user) for x in new)
+
+    for ev in events:
+        fire(ev.t - 1)
+        states[ev.user], o, new = user_activity.on_event(states.get(ev.user), ev, cfg)
+        out.extend(o)
+        timers.update((x, ev.user) for x in new)
+    fire(2**62)
+    return states, out
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_item_deltas_sum_to_the_defined_pairs_per_bucket(seed):
+    events = random_events(seed)
+    states, out = drive_users(events, CFG)
+    got = defaultdict(float)
+    own = defaultdict(float)
+    for d in out:
+        if isinstance(d, ItemDelta):
+            for j, w in d.pairs.items():
+                got[(d.item, j, d.bucket)] += w
+            own[(d.item, d.bucket)] += d.own
+    want = defaultdict(float)
+    for i, j, t, w in reference_pairs(events, CFG):
+        want[(i, j, t - t % CFG.bucket_ms)] += w
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k] == pytest.approx(want[k])
+    want_own = defaultdict(float)
+    for ev in events:
+        if ev.weight > 0:
+            want_own[(ev.item, ev.t - ev.t % CFG.bucket_ms)] += 1
+    assert {k: v for k, v in own.items() if v} == dict(want_own)
+    # a request per event, versions strictly increasing per user
+    requests = [r for r in out if isinstance(r, Request)]
+    assert len(requests) == len(events)
+    for user in {e.user for e in events}:
+        vs = [r.version for r in requests if r.user == user]
+        assert vs == sorted(set(vs))
+    # every user outlived by the final timers is gone, and said so
+    assert all(s is None for s in states.values())
+    assert {x.user for x in out if isinstance(x, Expired)} == {e.user for e in events}
+
+
+def test_a_user_with_a_break_longer_than_the_ttl_is_expired_then_starts_over():
+    events = [Event(1, 10, 0, 1.0), Event(1, 11, 1_000, 1.0), Event(1, 12, 3 * CFG.user_ttl_ms, 1.0)]
+    states, out = drive_users(events, CFG)
+    expired = [x for x in out if isinstance(x, Expired)]
+    assert expired[0] == Expired(1, 1_000 + CFG.user_ttl_ms)
+    # the event after the break pairs with nothing: the window was dropped with the state
+    late = [d for d in out if isinstance(d, ItemDelta) and d.item == 12]
+    assert late == [ItemDelta(12, 3 * CFG.user_ttl_ms - 3 * CFG.user_ttl_ms % CFG.bucket_ms, 1.0, {})]
+
+
+def test_item_window_publishes_at_bucket_ends_and_is_gone_after_its_last_bucket_expires():
+    b = CFG.bucket_ms
+    state, timers = None, []
+    for d in (ItemDelta(1, 0, 2.0, {2: 1.0, 3: 0.5}), ItemDelta(1, 0, 1.0, {2: 0.5}), ItemDelta(1, b, 1.0, {3: 1.0})):
+        state, out, new = item_side.on_delta(state, d, CFG)
+        assert out == []
+        timers += new
+    assert sorted(timers) == [b, 2 * b, b + CFG.cooccurrence_window_ms, 2 * b + CFG.cooccurrence_window_ms]
+    published = []
+    for ts in sorted(timers):
+        state, out, _ = item_side.on_item_timer(state, 1, ts, CFG)
+        published += out
+    counts = {(x.t): (x.n, dict(x.counts)) for x in published if isinstance(x, NeighborCounts)}
+    # at b: bucket 0 only; at 2b: both; at b+L: bucket 0 expired; at 2b+L: nothing left
+    assert counts[b] == (3.0, {2: 1.5, 3: 0.5})
+    assert counts[2 * b] == (4.0, {2: 1.5, 3: 1.5})
+    assert counts[b + CFG.cooccurrence_window_ms] == (1.0, {3: 1.0})
+    assert 2 * b + CFG.cooccurrence_window_ms not in counts
+    assert state is None
+    assert [x for x in published if isinstance(x, BucketCount)] == [BucketCount(1, 0, 3.0), BucketCount(1, b, 1.0)]
+
+
+def test_item_window_prunes_to_three_quarters_of_m():
+    cfg = CFG.replace(neighbors_per_item=8, fragment_size=8)
+    state = None
+    for j in range(1, 10):
+        state, _, _ = item_side.on_delta(state, ItemDelta(1, 0, 1.0, {j: float(j)}), cfg)
+    _, out, _ = item_side.on_item_timer(state, 1, cfg.bucket_ms, cfg)
+    nc = next(x for x in out if isinstance(x, NeighborCounts))
+    assert [j for j, _ in nc.counts] == [9, 8, 7, 6, 5, 4]   # the 6 (= 3/4 of 8) largest
+
+
+def test_trending_counts_the_window_and_ends_empty():
+    b = CFG.bucket_ms
+    state, timers = None, []
+    for c in (BucketCount(1, 0, 3.0), BucketCount(2, 0, 1.0), BucketCount(2, b, 5.0), BucketCount(3, 3 * b, 1.0)):
+        state, _, new = item_side.on_bucket_count(state, c, CFG)
+        timers += new
+    assert timers == [b, 2 * b, 4 * b]
+    tops = []
+    for ts in timers:
+        state, out, _ = item_side.on_trending_timer(state, ts, CFG)
+        tops += out
+    # window 2 buckets: at 2b buckets 0 and b count; at 4b only 3b
+    assert tops == [Trending(b, ((1, 3.0), (2, 1.0))), Trending(2 * b, ((2, 6.0), (1, 3.0))),
+                    Trending(4 * b, ((3, 1.0),))]
+    state, out, _ = item_side.on_trending_timer(state, 6 * b, CFG)
+    assert state is None and out == []
+
+
+def _index():
+    index = ranker.ItemIndex(fragment_size=10)
+    for i in range(1, 8):
+        index.put(ItemInfo(i, f"t{i}", ("a",) if i % 2 else ("b",), i == 6))
+    # item 1's neighbors: 2 (C=4), 3 (C=3), 6 (deleted, C=9); N: 1->4, 2->16, 3->4, 6->9
+    index.put(NeighborCounts(1, 100, 4.0, ((6, 9.0), (2, 4.0), (3, 3.0))))
+    index.put(NeighborCounts(2, 100, 16.0, ((1, 4.0),)))
+    index.put(NeighborCounts(3, 100, 4.0, ((1, 3.0),)))
+    index.put(NeighborCounts(6, 100, 9.0, ((1, 9.0),)))
+    index.put(Trending(100, ((6, 50.0), (5, 9.0), (1, 8.0), (7, 7.0))))
+    return index
+
+
+def test_neighbors_are_cosine_with_each_neighbors_own_count_and_refresh_when_counts_change():
+    index = _index()
+    # cosine = C / sqrt(N(i) N(j)): 6 -> 9/6 = 1.5, 3 -> 3/4 = 0.75, 2 -> 4/8 = 0.5
+    assert index.neighbors(1) == [(6, 1.5, 9.0), (3, 0.75, 3.0), (2, 0.5, 4.0)]
+    index.put(NeighborCounts(1, 200, 4.0, ((2, 8.0),)))
+    assert index.neighbors(1) == [(2, 1.0, 8.0)]
+    assert index.neighbor_record(1)["neighbors"] == [{"item_id": 2, "score": 1.0, "co_count": 8.0}]
+
+
+def test_ranker_never_recommends_consumed_or_deleted_items_even_as_trending():
+    index = _index()
+    cfg = CFG.replace(top_n=4, interest_weight=0.0)
+    state, out, timers = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
+    items = [(x["item_id"], x["reason"]) for x in out[0]["items"]]
+    # candidates 3 then 2 (6 is deleted), then trending without 6 (deleted) and 1 (consumed)
+    assert items == [(3, "because you liked t1"), (2, "because you liked t1"), (5, "trending now"),
+                     (7, "trending now")]
+    assert timers == [1_000 + cfg.user_ttl_ms]
+    state, _, _ = ranker.on_timer(state, 1_000 + cfg.user_ttl_ms, cfg)
+    assert state is None
+
+
+def test_dataflow_in_one_process_publishes_what_a_batch_recount_says():
+    events = random_events(3, n=400, users=8, items=20)
+    published = []
+    flow = Dataflow(CFG, [], lambda kind, rec: published.append(rec) if kind == "item_neighbors" else None)
+    for ev in events:
+        flow.push(ev)
+    flow.finish()
+    pairs = reference_pairs(events, CFG)
+    assert len(published) > 20
+    for rec in published:
+        end = rec["event_time"]
+        want = defaultdict(float)
+        for i, j, t, w in pairs:
+            if i == rec["item_id"] and t < end and t - t % CFG.bucket_ms + CFG.bucket_ms > end - CFG.cooccurrence_window_ms:
+                want[j] += w
+        got = {n["item_id"]: n["co_count"] for n in rec["neighbors"]}
+        assert got.keys() == want.keys(), rec
+        for j in want:
+            assert got[j] == pytest.approx(want[j])
