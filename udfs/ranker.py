@@ -14,7 +14,7 @@ from udfs import cooccurrence as co
 from udfs import ttl
 from udfs.ranking import merge_fragments, rank
 from udfs.records import ItemInfo, NeighborCounts, Request, Trending
-from udfs.signals import InterestVector, add_interest, interest_similarity
+from udfs.signals import InterestVector, add_interest, interest_scorer
 
 
 class ItemIndex:
@@ -34,7 +34,7 @@ class ItemIndex:
             self.counts[msg.item] = msg
             self._scored.pop(msg.item, None)
         elif isinstance(msg, ItemInfo):
-            self.info[msg.item] = msg
+            self.info[msg.item] = msg._replace(tags=tuple(dict.fromkeys(msg.tags)))  # a tag counts once
             (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
         elif isinstance(msg, Trending):
             self.trending = msg.top
@@ -94,7 +94,8 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
         consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, cfg.user_ttl_ms)
     candidates = merge_fragments((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
-    top = rank(candidates, lambda i: interest_similarity(vec, index.tags(i)), _Excluded(consumed, index.deleted),
+    interest, tags = interest_scorer(vec), index.tags
+    top = rank(candidates, lambda i: interest(tags(i)), _Excluded(consumed, index.deleted),
                cfg.top_n, cfg.interest_weight, index.trending, index.title)
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
