@@ -1,6 +1,6 @@
 # The two commands a new user needs:   make run    and    make test
 # Everything else is a step of those two, or a convenience.
-.PHONY: setup run job test test-unit test-job test-chaos test-integration chaos stack-up stack-down stack-status synth clean
+.PHONY: setup run job test test-unit test-job test-chaos test-integration chaos bench quality stack-up stack-down stack-status synth clean
 
 PY := .venv/bin/python
 
@@ -10,7 +10,7 @@ setup:
 ## Kafka and Redis on loopback, the job on the local Flink mini-cluster, the MovieLens
 ## sample replayed, one user's top-10 shown as it changes. Kafka and Redis stay up after.
 run: setup stack-up
-	$(PY) -m flink_jobs.tools.demo
+	$(PY) -m reco_tools.demo
 
 ## The job alone against the running stack (Ctrl-C stops it); settings: see `--help`.
 job: setup stack-up
@@ -41,7 +41,17 @@ EVENTS ?= 20000
 KILLS ?= 2
 chaos: setup stack-up
 	@bash deploy/flink/cluster.sh start
-	$(PY) -m flink_jobs.tools.chaos --seed $(SEED) --events $(EVENTS) --kills $(KILLS) $(CHAOS_FLAGS)
+	$(PY) -m reco_tools.chaos --seed $(SEED) --events $(EVENTS) --kills $(KILLS) $(CHAOS_FLAGS)
+
+## The end-to-end benchmark on the real deployment (own Kafka, Redis and standalone cluster on
+## other ports, stopped afterwards): prints a table, writes bench/results/e2e.json and .png.
+bench: setup
+	$(PY) bench/throughput.py
+	$(PY) bench/e2e.py
+
+## Recommendation quality on MovieLens (prequential HR@10/NDCG@10, baselines and the job).
+quality: setup
+	$(PY) bench/quality.py --json bench/results/quality.json --plot bench/results/quality.png
 
 stack-up: setup
 	@bash deploy/local/stack.sh start
@@ -53,7 +63,7 @@ stack-status:
 	@bash deploy/local/stack.sh status
 
 synth: setup stack-up
-	$(PY) -m flink_jobs.tools.synth --events 100000
+	$(PY) -m reco_tools.synth --events 100000
 
 clean: stack-down
 	@bash deploy/flink/cluster.sh stop

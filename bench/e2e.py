@@ -46,10 +46,10 @@ sys.path.insert(0, str(ROOT))
 from bench.passthrough import TOPIC as PASSTHROUGH_TOPIC  # noqa: E402
 from flink_jobs import contracts  # noqa: E402
 from flink_jobs.codec import AvroCodec  # noqa: E402
-from flink_jobs.tools.flinkcluster import FlinkCluster  # noqa: E402
-from flink_jobs.tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
-from flink_jobs.tools.synth import Synth, SynthConfig  # noqa: E402
-from flink_jobs.tools.topics import connect_admin, ensure_topics  # noqa: E402
+from reco_tools.flinkcluster import FlinkCluster  # noqa: E402
+from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
+from reco_tools.synth import Synth, SynthConfig  # noqa: E402
+from reco_tools.topics import connect_admin, ensure_topics  # noqa: E402
 from udfs.versioning import next_version  # noqa: E402
 
 KAFKA_PORT, REDIS_PORT, REST_PORT, RPC_PORT = 29092, 26379, 28081, 28123

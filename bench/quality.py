@@ -3,7 +3,7 @@
     .venv/bin/python bench/quality.py [--events N] [--json out.json] [--plot out.png]
 
 Protocol (one pass over the events in the order given, i.e. event-time order as
-``flink_jobs.tools.movielens.load_rating_events`` returns them):
+``reco_tools.movielens.load_rating_events`` returns them):
 
 - The first ``cut = int(len(events) * warmup)`` events (``warmup`` 0.5 by default, by count)
   are warm-up. Every later event that is a ``RATING`` with ``value >= 4.0`` is a test case.
@@ -52,7 +52,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flink_jobs.tools import movielens  # noqa: E402
+from reco_tools import movielens  # noqa: E402
 
 K = 10
 POSITIVE = 4.0          # a rating >= 4 stars is a positive (test case after the cut, profile item)
@@ -420,14 +420,14 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess") -> l
     ``inprocess``: the job's step functions driven in one process (``udfs.inprocess``),
     seconds; ``pipeline``: the real PyFlink pipeline on in-memory input (minutes, a JVM).
     """
-    from flink_jobs.tools.movielens import item_records
+    from reco_tools.movielens import item_records
 
     catalog = item_records(movies, 0)
     if engine == "pipeline":
         import os
 
         from flink_jobs.codec import AvroCodec
-        from flink_jobs.inmemory import run_pipeline
+        from reco_tools.inmemory import run_pipeline
 
         os.environ.setdefault("_python_worker_execution_mode", "process")
         codec = AvroCodec("reco.UserEvent")

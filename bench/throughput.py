@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flink_jobs.codec import AvroCodec  # noqa: E402
 from flink_jobs.config import JobConfig  # noqa: E402
-from flink_jobs.tools import movielens  # noqa: E402
+from reco_tools import movielens  # noqa: E402
 from udfs.inprocess import Dataflow  # noqa: E402
 from udfs.records import Event, ItemInfo  # noqa: E402
 from udfs.signals import event_weight  # noqa: E402
@@ -41,7 +41,7 @@ def plain_python(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> flo
 
 
 def pipeline(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
-    from flink_jobs.inmemory import run_pipeline
+    from reco_tools.inmemory import run_pipeline
 
     os.environ.setdefault("_python_worker_execution_mode", "process")
     codec = AvroCodec("reco.UserEvent")

@@ -84,7 +84,7 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
             "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
             "value.format": "raw"}
     # Event time for watermarks is the record timestamp, which producers set to the event's
-    # event_time (flink_jobs.tools.kafka_io.event_message). The source then tracks it per
+    # event_time (reco_tools.kafka_io.event_message). The source then tracks it per
     # partition, so a partition read ahead after a restart does not make others late.
     # Idleness (off by default, see JobConfig.idle_source_timeout_ms) is per partition too.
     idle = {"scan.watermark.idle-timeout": f"{cfg.idle_source_timeout_ms} ms"} if cfg.idle_source_timeout_ms else {}

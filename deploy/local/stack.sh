@@ -120,7 +120,7 @@ start_kafka() {
 }
 
 ensure_topics() {
-  "$PY" -m flink_jobs.tools.topics --bootstrap "127.0.0.1:$KAFKA_PORT" \
+  "$PY" -m reco_tools.topics --bootstrap "127.0.0.1:$KAFKA_PORT" \
     --event-partitions "${RECO_EVENT_PARTITIONS:-4}" || die "creating topics failed"
 }
 

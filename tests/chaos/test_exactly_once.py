@@ -1,4 +1,4 @@
-"""Exactly-once under failure, on a standalone Flink cluster: see flink_jobs/tools/chaos.py.
+"""Exactly-once under failure, on a standalone Flink cluster: see reco_tools/chaos.py.
 
 Part of `make test`; alone: `make test-chaos` (two scenarios of about 8 minutes each on
 this machine). The seed can be set with RECO_CHAOS_SEED.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flink_jobs.tools.chaos import CHECKS, CLUSTER, Scenario, run
+from reco_tools.chaos import CHECKS, CLUSTER, Scenario, run
 
 pytestmark = pytest.mark.chaos
 REST_PORT, RPC_PORT = 18081, 16123

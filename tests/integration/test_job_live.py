@@ -9,11 +9,11 @@ import redis
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools.demo import start_job, stop_job, wait_for_committed
-from flink_jobs.tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
-from flink_jobs.verify import expected_versions
-from flink_jobs.tools.synth import Synth, SynthConfig
-from flink_jobs.tools.topics import ensure_topics
+from reco_tools.demo import start_job, stop_job, wait_for_committed
+from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
+from reco_tools.verify import expected_versions
+from reco_tools.synth import Synth, SynthConfig
+from reco_tools.topics import ensure_topics
 from udfs.versioning import next_version
 
 pytestmark = pytest.mark.integration

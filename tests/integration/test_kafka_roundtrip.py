@@ -5,9 +5,9 @@ from kafka.admin import NewTopic
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer
-from flink_jobs.tools.synth import Synth, SynthConfig
-from flink_jobs.tools.topics import connect_admin
+from reco_tools.kafka_io import consume, make_consumer, make_producer
+from reco_tools.synth import Synth, SynthConfig
+from reco_tools.topics import connect_admin
 
 pytestmark = pytest.mark.integration
 

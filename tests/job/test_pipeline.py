@@ -8,8 +8,8 @@ import pytest
 
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import MINUTE, JobConfig
-from flink_jobs.verify import batch_pairs, expected_lists, expected_versions, window_counts
-from flink_jobs.tools.synth import Synth, SynthConfig, malformed_payloads
+from reco_tools.verify import batch_pairs, expected_lists, expected_versions, window_counts
+from reco_tools.synth import Synth, SynthConfig, malformed_payloads
 
 pytestmark = pytest.mark.job
 
@@ -40,7 +40,7 @@ def make_events():
 
 @pytest.fixture(scope="module", params=[0, 10 * MINUTE], ids=["list-per-event", "debounced"])
 def run(request):
-    from flink_jobs.inmemory import run_pipeline
+    from reco_tools.inmemory import run_pipeline
 
     synth, events = make_events()
     codec = AvroCodec("reco.UserEvent")

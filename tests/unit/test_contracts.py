@@ -38,15 +38,27 @@ def test_redis_key_literals_appear_only_in_contracts():
     assert offenders == []
 
 
-def test_udfs_import_no_engine_or_io_library():
-    banned = {"pyflink", "kafka", "redis", "flink_jobs"}
-    found = []
-    for path in ROOT.glob("udfs/**/*.py"):
+def _imports(pattern: str) -> list[tuple[str, str]]:
+    out = []
+    for path in ROOT.glob(pattern):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = []
             if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
+                out += [(path.name, a.name) for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned]
+                out.append((path.name, node.module))
+    return out
+
+
+def test_udfs_import_no_engine_or_io_library():
+    banned = {"pyflink", "kafka", "redis", "flink_jobs", "reco_tools"}
+    assert [f"{f}: {n}" for f, n in _imports("udfs/**/*.py") if n.split(".")[0] in banned] == []
+
+
+def test_the_shipped_job_imports_none_of_the_tools():
+    """flink run ships flink_jobs, udfs and schemas only (-pyfs): nothing there may need the
+    tools' package or their dependencies (kafka-python, tqdm, matplotlib)."""
+    banned = {"reco_tools", "kafka", "tqdm", "matplotlib", "bench"}
+    found = [f"{f}: {n}" for f, n in _imports("flink_jobs/**/*.py") + _imports("udfs/**/*.py")
+             if n.split(".")[0] in banned]
     assert found == []
+    assert "-pyfs flink_jobs,udfs,schemas" in (ROOT / "deploy" / "flink" / "cluster.sh").read_text()

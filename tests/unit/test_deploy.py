@@ -86,3 +86,15 @@ def test_image_matches_the_pinned_versions_and_paths(deployment):
     python = spec["flinkConfiguration"]["python.executable"]
     assert python == spec["flinkConfiguration"]["python.client.executable"]
     assert python == "/opt/reco/.venv/bin/python" and "uv venv --python 3.11 /opt/reco/.venv" in dockerfile
+
+
+def test_image_installs_as_root_runs_as_flink_and_ships_only_the_job():
+    """The flink base image ends as USER flink: the install steps need root before them,
+    and the job must not run as root. The image carries the job's packages, not the tools."""
+    lines = [line.split()[1] for line in (K8S / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    text = (K8S / "Dockerfile").read_text()
+    first_run = text.index("\nRUN ")
+    assert lines == ["root", "flink"] and text.index("USER root") < first_run
+    assert text.rindex("USER flink") > text.rindex("\nRUN ")
+    copied = {line.split()[1] for line in text.splitlines() if line.startswith("COPY ") and "/opt/reco/" in line}
+    assert {"flink_jobs", "udfs", "schemas"} <= copied and "reco_tools" not in copied

@@ -3,8 +3,8 @@ from collections import Counter
 import pytest
 
 from flink_jobs.codec import AvroCodec, AvroError
-from flink_jobs.tools import movielens
-from flink_jobs.tools.synth import MAX_SESSION, Synth, SynthConfig, encoded_stream
+from reco_tools import movielens
+from reco_tools.synth import MAX_SESSION, Synth, SynthConfig, encoded_stream
 
 
 def test_movielens_sample_as_records():
@@ -84,7 +84,7 @@ def test_malformed_records_are_marked_and_undecodable_or_invalid():
 
 
 def test_chaos_refuses_too_few_events_before_touching_any_service():
-    from flink_jobs.tools import chaos
+    from reco_tools import chaos
 
     # nothing listens on port 1: had it reached Kafka or Redis, the error would differ
     scenario = chaos.Scenario(events=2000, bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0")

@@ -15,7 +15,7 @@ import redis
 
 from flink_jobs import contracts
 from flink_jobs.redis_store import VersionedStore
-from flink_jobs.tools import movielens
+from reco_tools import movielens
 
 
 def key_for(kind: str, entity_id: int | None) -> str:

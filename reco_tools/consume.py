@@ -12,8 +12,8 @@ import sys
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec, AvroError
-from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import consume, make_consumer
+from reco_tools import movielens
+from reco_tools.kafka_io import consume, make_consumer
 
 
 def describe(record: dict, titles: dict[int, str], top: int) -> str:

@@ -1,9 +1,9 @@
 """Exactly-once under failure: stream events through Kafka while the job runs on the
 standalone cluster, kill -9 the TaskManager (and its Python workers) at random moments,
 cancel the job once and resume it from its last retained checkpoint, then check the
-committed outputs against what the events imply (``flink_jobs.verify``).
+committed outputs against what the events imply (``reco_tools.verify``).
 
-    python -m flink_jobs.tools.chaos --events 20000 --kills 2 --seed 7
+    python -m reco_tools.chaos --events 20000 --kills 2 --seed 7
 
 Needs the local stack (``deploy/local/stack.sh start``) and the cluster
 (``deploy/flink/cluster.sh start``) on the same RECO_* settings. Prints a verdict table;
@@ -27,11 +27,11 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
-from flink_jobs.tools.flinkcluster import ROOT, FlinkCluster
-from flink_jobs.tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
-from flink_jobs.tools.synth import Synth, SynthConfig, encoded_stream
-from flink_jobs.tools.topics import ensure_topics
-from flink_jobs.verify import batch_pairs, expected_versions, window_counts
+from reco_tools.flinkcluster import ROOT, FlinkCluster
+from reco_tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
+from reco_tools.synth import Synth, SynthConfig, encoded_stream
+from reco_tools.topics import ensure_topics
+from reco_tools.verify import batch_pairs, expected_versions, window_counts
 
 # Settings of the job under test: full neighbor lists (no pruning) so that counts can be
 # compared with a batch recount; short checkpoints so that commits come often.

@@ -16,7 +16,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "ml-latest-small"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "ml-latest-small"
 NO_GENRES = "(no genres listed)"
 
 

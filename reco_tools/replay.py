@@ -17,8 +17,8 @@ from pathlib import Path
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import event_message, make_producer, produce, produce_catalog
+from reco_tools import movielens
+from reco_tools.kafka_io import event_message, make_producer, produce, produce_catalog
 
 
 def paced_by_event_time(events: list[dict], speedup: float):

@@ -26,7 +26,7 @@ import numpy as np
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools.kafka_io import event_message, make_producer, produce, produce_catalog
+from reco_tools.kafka_io import event_message, make_producer, produce, produce_catalog
 
 EVENT_TYPES = ("VIEW", "CLICK", "ADD_TO_CART", "PURCHASE")
 FUNNEL = (0.70, 0.20, 0.06, 0.04)

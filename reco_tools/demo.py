@@ -1,7 +1,7 @@
 """The README's run command: the job on the local Flink mini-cluster, the MovieLens sample
 replayed into Kafka, and one user's top-10 shown as it changes.
 
-    python -m flink_jobs.tools.demo [--events 6000] [--user 86] [--keep-running]
+    python -m reco_tools.demo [--events 6000] [--user 86] [--keep-running]
 
 It recreates the topics and clears the ``reco:v1:*`` keys first, so every run starts
 from the same empty state. Kafka and Redis must be up (``deploy/local/stack.sh start``).
@@ -23,12 +23,12 @@ import redis
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.tools import movielens
-from flink_jobs.tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog
-from flink_jobs.tools.topics import ensure_topics
-from flink_jobs.verify import expected_versions
+from reco_tools import movielens
+from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog
+from reco_tools.topics import ensure_topics
+from reco_tools.verify import expected_versions
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run"))
 DEMO_CONFIG = ROOT / "deploy" / "local" / "demo.toml"
 
