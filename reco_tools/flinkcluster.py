@@ -77,6 +77,7 @@ class FlinkCluster:
             vertices = self.rest(f"/jobs/{job_id}")["vertices"]
             if all(v["status"] == "RUNNING" for v in vertices):
                 return
+            self.ensure_taskmanager()
             time.sleep(0.5)
         raise RuntimeError(f"job {job_id}'s tasks not all running after {timeout_s}s")
 

@@ -10,9 +10,11 @@ ttl_timer)``; ``consumed`` is {item: last event time}.
 
 from __future__ import annotations
 
+import numpy as np
+
 from udfs import cooccurrence as co
 from udfs import ttl
-from udfs.ranking import merge_fragments, rank
+from udfs.ranking import Neighbors, merge, rank
 from udfs.records import ItemInfo, NeighborCounts, Request, Trending
 from udfs.signals import InterestVector, add_interest, interest_scorer
 
@@ -25,9 +27,10 @@ class ItemIndex:
         self.k = fragment_size
         self.info: dict[int, ItemInfo] = {}
         self.deleted: set[int] = set()
+        self.deleted_ids = np.zeros(0, dtype=np.int64)
         self.counts: dict[int, NeighborCounts] = {}
         self.trending: tuple = ()
-        self._scored: dict[int, list] = {}
+        self._scored: dict[int, Neighbors] = {}
 
     def put(self, msg) -> None:
         if isinstance(msg, NeighborCounts):
@@ -35,7 +38,9 @@ class ItemIndex:
             self._scored.pop(msg.item, None)
         elif isinstance(msg, ItemInfo):
             self.info[msg.item] = msg._replace(tags=tuple(dict.fromkeys(msg.tags)))  # a tag counts once
-            (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
+            if msg.deleted != (msg.item in self.deleted):
+                (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
+                self.deleted_ids = np.array(sorted(self.deleted), dtype=np.int64)
         elif isinstance(msg, Trending):
             self.trending = msg.top
         else:
@@ -49,37 +54,24 @@ class ItemIndex:
         info = self.info.get(item)
         return info.title if info else f"item {item}"
 
-    def neighbors(self, item: int) -> list[tuple[int, float, float]]:
-        """Top-K ``(j, cosine, C(i,j))`` of ``item``, best first."""
+    def neighbors(self, item: int) -> Neighbors:
+        """Top-K of ``item`` by cosine, best first (ties by id)."""
         scored = self._scored.get(item)
         if scored is None:
             nc = self.counts.get(item)
             if nc is None:
-                return []
+                return Neighbors.of([])
             n_other = {j: self.counts[j].n for j, _ in nc.counts if j in self.counts}
-            scored = self._scored[item] = co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k)
+            scored = self._scored[item] = Neighbors.of(co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k))
         return scored
 
     def neighbor_record(self, item: int) -> dict:
         """The published list of ``item`` (shaped like reco.ItemNeighbors)."""
         nc = self.counts[item]
+        nb = self.neighbors(item)
         return {"item_id": item, "item_count": nc.n, "event_time": nc.t,
-                "neighbors": [{"item_id": j, "score": s, "co_count": c} for j, s, c in self.neighbors(item)]}
-
-
-class _Excluded:
-    """Consumed or deleted, without building a set per request."""
-    __slots__ = ("consumed", "deleted")
-
-    def __init__(self, consumed: dict, deleted: set):
-        self.consumed, self.deleted = consumed, deleted
-
-    def __contains__(self, item) -> bool:
-        return item in self.consumed or item in self.deleted
-
-    def __iter__(self):
-        yield from self.consumed
-        yield from self.deleted
+                "neighbors": [{"item_id": j, "score": s, "co_count": c}
+                              for j, s, c in zip(nb.ids.tolist(), nb.sims.tolist(), nb.counts.tolist())]}
 
 
 def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
@@ -93,10 +85,11 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     if len(consumed) > cfg.max_consumed:
         consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, cfg.user_ttl_ms)
-    candidates = merge_fragments((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
+    candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
+    exclude = np.concatenate([np.fromiter(consumed, dtype=np.int64, count=len(consumed)), index.deleted_ids])
     interest, tags = interest_scorer(vec), index.tags
-    top = rank(candidates, lambda i: interest(tags(i)), _Excluded(consumed, index.deleted),
-               cfg.top_n, cfg.interest_weight, index.trending, index.title)
+    top = rank(candidates, lambda i: interest(tags(i)), exclude, cfg.top_n, cfg.interest_weight, index.trending,
+               index.title)
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
     return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer), [record], timers

@@ -6,7 +6,9 @@ import random
 import pytest
 
 from udfs import cooccurrence as co
-from udfs.ranking import merge_fragments, rank
+import numpy as np
+
+from udfs.ranking import Candidates, Neighbors, merge, rank
 from udfs.recent import add_recent
 from udfs.signals import InterestVector, add_interest, decay, event_weight, interest_similarity
 
@@ -153,24 +155,25 @@ def test_prune_keeps_only_the_given_neighbors():
 def test_merge_and_rank_match_brute_force(seed):
     rng = random.Random(seed)
     fragments = [(seed_item, rng.uniform(0.1, 2),
-                  [(j, rng.uniform(0, 1), 1.0) for j in rng.sample(range(1, 60), rng.randint(0, 10))])
+                  [(j, rng.choice([0.25, 0.5, rng.uniform(0, 1)]), 1.0) for j in rng.sample(range(1, 60), rng.randint(0, 10))])
                  for seed_item in rng.sample(range(100, 110), rng.randint(1, 5))]
-    merged = merge_fragments(fragments)
+    merged = merge((s, w, Neighbors.of(rows)) for s, w, rows in fragments)
     expected = {}
     for s, w, nbrs in fragments:
         for j, sim, _ in nbrs:
             expected[j] = expected.get(j, 0.0) + w * sim
-    assert merged.keys() == expected.keys()
-    for j, (score, best_seed) in merged.items():
+    assert sorted(merged.ids.tolist()) == sorted(expected)
+    for j, score, best_seed in zip(merged.ids.tolist(), merged.scores.tolist(), merged.best_seed.tolist()):
         assert score == pytest.approx(expected[j])
         parts = {s: w * sim for s, w, nbrs in fragments for jj, sim, _ in nbrs if jj == j}
-        assert parts[best_seed] == max(parts.values())
+        top = max(parts.values())
+        assert best_seed == min(s for s, p in parts.items() if p == top)  # ties: the lowest seed id
 
     interest = {j: rng.random() for j in range(1, 60)}
     exclude = set(rng.sample(range(1, 60), 10))
     trending = [(j, 1.0) for j in rng.sample(range(1, 80), 30)]
     n, alpha = rng.randint(1, 20), rng.choice([0.0, 0.3])
-    out = rank(merged, interest.get, exclude, n, alpha, trending)
+    out = rank(merged, interest.get, np.array(sorted(exclude)), n, alpha, trending, pool=None)
     brute = sorted(((1 - alpha) * expected[j] + alpha * interest[j], j) for j in expected if j not in exclude)
     brute.sort(key=lambda r: (-r[0], r[1]))
     head = [j for _, j in brute[:n]]
@@ -182,11 +185,16 @@ def test_merge_and_rank_match_brute_force(seed):
     assert all(reason == "trending now" for _, _, reason in tail)
     order = [j for j, _ in trending if j not in exclude and j not in head]
     assert [j for j, _, _ in tail] == order[:len(tail)]
+    # without interest, reading only the pool of the best candidates changes nothing
+    if alpha == 0.0:
+        assert rank(merged, interest.get, np.array(sorted(exclude)), n, 0.0, trending, pool=1) == out
 
 
 def test_cold_start_gets_only_trending():
-    out = rank({}, lambda j: 0.0, {3}, 3, 0.2, [(3, 9.0), (5, 8.0), (7, 7.0), (9, 1.0)])
+    empty = Candidates(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
+    out = rank(empty, lambda j: 0.0, np.array([3]), 3, 0.2, [(3, 9.0), (5, 8.0), (7, 7.0), (9, 1.0)])
     assert out == [(5, 0.0, "trending now"), (7, 0.0, "trending now"), (9, 0.0, "trending now")]
+    assert merge([(1, 1.0, Neighbors.of([]))]).ids.size == 0
 
 
 def test_pair_counts_before_a_time_uses_only_earlier_buckets():
