@@ -192,14 +192,14 @@ def state_sizes(svc: Services, job: str) -> dict:
         return {"error": repr(exc)}
 
 
-def freshness(svc: Services, rate: float, seconds: float, parallelism: int) -> dict:
+def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flags: list[str]) -> dict:
     """Latency from producing an event until its version is in the user's Redis key."""
     svc.fresh()
     synth, events = synth_events(int(rate * seconds) + 2_000, seed=11)
     run_id = f"fresh-{int(rate)}-{int(time.time())}"
     producer = make_producer(BOOTSTRAP, linger_ms=0)
     produce_catalog(producer, synth.catalog(), progress=False)
-    job = svc.submit([], run_id, parallelism)
+    job = svc.submit(flags, run_id, parallelism)
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     versions: dict[int, int] = {}
     pending: dict[int, list[tuple[int, float]]] = {}   # user -> [(version awaited, sent at), ...]
@@ -369,17 +369,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose job is measured (an older commit)")
     ap.add_argument("--out", type=Path, default=RESULTS / "e2e.json")
     ap.add_argument("--keep", action="store_true", help="leave the services running")
+    ap.add_argument("--flags", default="", help="extra flags for every job run, e.g. '--state-cache-keys 10000'")
     args = ap.parse_args(argv)
     stages = set(args.only.split(","))
     if stages - set(STAGES):
         ap.error(f"unknown stage(s): {', '.join(sorted(stages - set(STAGES)))}")
     svc = Services(args.root.resolve())
+    extra = args.flags.split()
     results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores",
-               "root": str(args.root.resolve()), "events": args.events}
+               "root": str(args.root.resolve()), "events": args.events, "flags": extra}
     svc.start()
     try:
         if "throughput" in stages or "state" in stages or "freshness" in stages:
-            results["throughput"] = [throughput(svc, args.events, p, [], f"job p={p}") for p in (1, 2)][::-1]
+            results["throughput"] = [throughput(svc, args.events, p, extra, f"job p={p}") for p in (1, 2)][::-1]
             if "state" in stages:
                 _, events = synth_events(args.events)
                 results["state"] = per_entity(results["throughput"][0].get("state", {}),
@@ -391,11 +393,11 @@ def main(argv: list[str] | None = None) -> int:
             results["ceiling"] = [throughput(svc, 5 * args.events, 2, [], "ceiling: pass-through p=2",
                                              passthrough=True)]
         if "window" in stages:
-            results["window"] = [throughput(svc, args.events, 2, ["--recent-items", str(w)], f"job p=2 W={w}")
+            results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w)], f"job p=2 W={w}")
                                  for w in (5, 50)]
         if "freshness" in stages:
             top = results["throughput"][0].get("events_per_s") or 100.0
-            results["freshness"] = [freshness(svc, top * share, args.seconds, 2) for share in (0.25, 0.5, 0.75)]
+            results["freshness"] = [freshness(svc, top * share, args.seconds, 2, extra) for share in (0.25, 0.5, 0.75)]
     finally:
         if not args.keep:
             svc.stop()

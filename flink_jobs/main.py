@@ -52,8 +52,11 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("pipeline.jars", ";".join(connector_jars()))
     # Python operators process in bundles; a short bundle time bounds the latency each adds.
-    conf.set_string("python.fn-execution.bundle.time", "100")
-    conf.set_string("python.fn-execution.bundle.size", "1000")
+    # Keyed state is written back at each bundle's end, once per key touched in it, and read
+    # through a cache of deserialized values: a key that fell out of it costs a round trip.
+    conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
+    conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
+    conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
     # A backlog of in-flight records must not hold checkpoint barriers back.
     conf.set_string("taskmanager.network.memory.buffer-debloat.enabled", "true")
     env = StreamExecutionEnvironment.get_execution_environment(conf)

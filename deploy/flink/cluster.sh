@@ -65,6 +65,10 @@ wait_for_taskmanagers() {  # count seconds
 }
 
 start() {
+  # The daemons, and the Python workers they start, run in the cluster's own directory: a
+  # worker runs `python -m` there and would import any flink_jobs/ found in its working
+  # directory before the files shipped with the job (-pyfs).
+  mkdir -p "$RUN_DIR" && cd "$RUN_DIR"
   if [ -n "$(pids_of standalonesession)" ]; then
     say "jobmanager already running (pid $(pids_of standalonesession | tr '\n' ' '), http://127.0.0.1:$REST_PORT)"
   else
@@ -83,6 +87,7 @@ start() {
 }
 
 start_taskmanager() {
+  mkdir -p "$RUN_DIR" && cd "$RUN_DIR"   # see start()
   "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
   wait_for_taskmanagers 1 90
   say "taskmanager up (pids $(pids_of taskexecutor | tr '\n' ' '))"

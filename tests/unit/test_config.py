@@ -25,11 +25,12 @@ def test_layers_file_then_environment_then_flags(tmp_path):
 def test_every_bad_value_is_reported_at_once():
     with pytest.raises(ConfigError) as err:
         JobConfig(top_n=0, interest_weight=1.5, seeds=30, redis_url="localhost:6379", redis_write="maybe",
-                  delivery_guarantee="exactly-twice")
+                  delivery_guarantee="exactly-twice", state_cache_keys=0, bundle_size=-1)
     message = str(err.value)
     for fragment in ("top_n must be > 0", "interest_weight must be within [0, 1]",
                      "seeds (30) cannot exceed recent_items (20)", "redis_url must start with",
-                     "redis_write must be versioned or unconditional", "delivery_guarantee must be"):
+                     "redis_write must be versioned or unconditional", "delivery_guarantee must be",
+                     "state_cache_keys must be > 0", "bundle_size must be > 0"):
         assert fragment in message
 
 
