@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.passthrough import TOPIC as PASSTHROUGH_TOPIC  # noqa: E402
 from flink_jobs import contracts  # noqa: E402
+from flink_jobs.config import JobConfig  # noqa: E402
 from flink_jobs.codec import AvroCodec  # noqa: E402
 from reco_tools.flinkcluster import FlinkCluster  # noqa: E402
 from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
@@ -369,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose job is measured (an older commit)")
     ap.add_argument("--out", type=Path, default=RESULTS / "e2e.json")
     ap.add_argument("--keep", action="store_true", help="leave the services running")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other stages' figures of --out (freshness reuses its maximum)")
     ap.add_argument("--flags", default="", help="extra flags for every job run, e.g. '--state-cache-keys 10000'")
     args = ap.parse_args(argv)
     stages = set(args.only.split(","))
@@ -376,11 +379,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown stage(s): {', '.join(sorted(stages - set(STAGES)))}")
     svc = Services(args.root.resolve())
     extra = args.flags.split()
-    results = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores",
-               "root": str(args.root.resolve()), "events": args.events, "flags": extra}
+    results = json.loads(args.out.read_text()) if args.merge and args.out.exists() else {}
+    results.update({"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores",
+                    "root": str(args.root.resolve()), "events": args.events, "flags": extra})
     svc.start()
     try:
-        if "throughput" in stages or "state" in stages or "freshness" in stages:
+        if "throughput" in stages or "state" in stages or ("freshness" in stages and "throughput" not in results):
             results["throughput"] = [throughput(svc, args.events, p, extra, f"job p={p}") for p in (1, 2)][::-1]
             if "state" in stages:
                 _, events = synth_events(args.events)
@@ -393,16 +397,17 @@ def main(argv: list[str] | None = None) -> int:
             results["ceiling"] = [throughput(svc, 5 * args.events, 2, [], "ceiling: pass-through p=2",
                                              passthrough=True)]
         if "window" in stages:
-            results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w)], f"job p=2 W={w}")
-                                 for w in (5, 50)]
+            results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w),
+                                                                   "--seeds", str(min(w, JobConfig().seeds))],
+                                            f"job p=2 W={w}") for w in (5, 50)]
         if "freshness" in stages:
             top = results["throughput"][0].get("events_per_s") or 100.0
             results["freshness"] = [freshness(svc, top * share, args.seconds, 2, extra) for share in (0.25, 0.5, 0.75)]
     finally:
         if not args.keep:
             svc.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))   # what was measured, even when a stage failed
     print_table(results)
     plot(results, args.out.with_suffix(".png"))
     say(f"results: {args.out}")

@@ -15,17 +15,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import redis
+from kafka.errors import KafkaError
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from reco_tools import movielens
 from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog
-from reco_tools.topics import ensure_topics
+from reco_tools.topics import connect_admin, ensure_topics
 from reco_tools.verify import expected_versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,22 @@ def stop_job(job: subprocess.Popen) -> None:
             job.wait()
 
 
+def wait_until_consuming(bootstrap: str, group: str, job: subprocess.Popen, deadline: float) -> None:
+    """Until the job has committed source offsets once (its first checkpoint): it is up and
+    reading, so the replay that follows arrives as live traffic, not as a backlog."""
+    admin = connect_admin(bootstrap)
+    try:
+        while time.monotonic() < deadline and job.poll() is None:
+            try:
+                if admin.list_consumer_group_offsets(group):
+                    return
+            except KafkaError:   # e.g. no group coordinator yet on a fresh broker
+                pass
+            time.sleep(1.0)
+    finally:
+        admin.close()
+
+
 def wait_for_committed(bootstrap: str, user: int, version: int, deadline: float) -> bool:
     """True once a read_committed consumer sees ``user``'s list ``version``."""
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
@@ -97,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=6000, help="replay the first N ratings (0 = all 100,004)")
     ap.add_argument("--user", type=int, help="user to watch (default: the most active in the slice)")
     ap.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    ap.add_argument("--rate", type=float, default=400.0,
+                    help="ratings produced per second, as a live site would send them (0 = all at once: the job "
+                         "then ranks most of them before event time lets the item side publish, see README)")
     ap.add_argument("--keep-running", action="store_true", help="leave the job running at the end")
     args = ap.parse_args(argv)
 
@@ -123,11 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         producer = make_producer(args.bootstrap)
         produce_catalog(producer, movielens.item_records(movies, events[0]["event_time"]))
+        wait_until_consuming(args.bootstrap, f"reco-{run_id}", job, time.monotonic() + 180)
         codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
-        produce(producer, contracts.USER_EVENTS_TOPIC,
-                (event_message(codec, e) for e in events),
-                total=len(events), desc="ratings")
-        producer.close()
+        threading.Thread(target=produce, daemon=True, args=(producer, contracts.USER_EVENTS_TOPIC,
+                         (event_message(codec, e) for e in events)),
+                         kwargs=dict(total=len(events), desc="ratings", rate=args.rate, progress=False)).start()
+        print(f"[demo] replaying {len(events):,} ratings at {args.rate:.0f}/s")
         print(f"[demo] watching user {user} ({len(versions)} ratings in the slice, e.g. "
               f"{', '.join(titles[e['item_id']] for e in versions[:3])}); Ctrl-C to stop")
 
