@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from reco_tools.chaos import CHECKS, CLUSTER, Scenario, run
+from reco_tools.chaos import CHECKS, Scenario, run
+from reco_tools.flinkcluster import ROOT
 
 pytestmark = pytest.mark.chaos
+CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 REST_PORT, RPC_PORT = 18081, 16123
 
 
