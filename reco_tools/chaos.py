@@ -179,6 +179,10 @@ def run(s: Scenario) -> dict[str, bool]:
         got = {x["item_id"]: x["co_count"] for x in n["neighbors"]}
         if got.keys() != want.keys() or any(abs(got[j] - want[j]) > 1e-6 for j in want):
             bad_counts += 1
+            if bad_counts <= 5:
+                diff = {j: (got.get(j), want.get(j)) for j in set(got) | set(want)
+                        if abs(got.get(j, 0) - want.get(j, 0)) > 1e-6}
+                s.say(f"item {n['item_id']} at {n['event_time']}: (published, recount) differ for {diff}")
     results["cooccurrence"] = (
         bool(published) and bad_counts == 0 and len(keys) == len(set(keys)),
         f"{len(published)} lists, {bad_counts} wrong, {len(keys) - len(set(keys))} duplicates")
