@@ -432,17 +432,10 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess") -> l
         os.environ.setdefault("_python_worker_execution_mode", "process")
         codec = AvroCodec("reco.UserEvent")
         return run_pipeline([codec.encode(e) for e in events], catalog, cfg, bundle_size=1000)["recommendations"]
-    from udfs.inprocess import Dataflow
+    from udfs import inprocess
     from udfs.records import Event, ItemInfo
-    from udfs.signals import event_weight
 
-    records: list[dict] = []
-    flow = Dataflow(cfg, [ItemInfo(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]) for r in catalog],
-                    lambda kind, rec: records.append(rec) if kind == "recommendations" else None)
-    for e in events:
-        flow.push(Event(e["user_id"], e["item_id"], e["event_time"], event_weight(e["event_type"], e["value"])))
-    flow.finish()
-    return records
+    return inprocess.run(map(Event.of, events), map(ItemInfo.of, catalog), cfg)["recommendations"]
 
 
 # ---------------------------------------------------------------------------------------

@@ -23,20 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flink_jobs.codec import AvroCodec  # noqa: E402
 from flink_jobs.config import JobConfig  # noqa: E402
 from reco_tools import movielens  # noqa: E402
-from udfs.inprocess import Dataflow  # noqa: E402
+from udfs import inprocess  # noqa: E402
 from udfs.records import Event, ItemInfo  # noqa: E402
-from udfs.signals import event_weight  # noqa: E402
 
 
 def plain_python(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
     """events/s of the job's own step functions in one process (udfs.inprocess), no engine."""
-    flow = Dataflow(cfg, [ItemInfo(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]) for r in catalog])
-    typed = [Event(e["user_id"], e["item_id"], e["event_time"], event_weight(e["event_type"], e["value"]))
-             for e in events]
+    typed, items = [Event.of(e) for e in events], [ItemInfo.of(r) for r in catalog]
     start = time.perf_counter()
-    for e in typed:
-        flow.push(e)
-    flow.finish()
+    inprocess.run(typed, items, cfg, keep=())
     return len(events) / (time.perf_counter() - start)
 
 

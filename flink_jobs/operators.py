@@ -22,7 +22,6 @@ from flink_jobs.contracts import ITEMS_TOPIC, TOPIC_RECORDS, USER_EVENTS_TOPIC
 from udfs import item_side, ranker, user_activity
 from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request,
                           Trending)
-from udfs.signals import event_weight
 
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
@@ -78,8 +77,7 @@ class DecodeEvents(ProcessFunction):
             reason = str(exc)
         if reason is None:
             self.valid.inc()
-            yield Event(event["user_id"], event["item_id"], event["event_time"],
-                        event_weight(event["event_type"], event.get("value")))
+            yield Event.of(event)
         else:
             self.invalid.inc()
             yield DEAD_LETTERS, {"payload": bytes(payload or b""), "reason": reason,
@@ -101,7 +99,7 @@ class DecodeCatalog(FlatMapFunction):
         except AvroError:
             self.invalid.inc()
             return
-        yield ItemInfo(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"])
+        yield ItemInfo.of(r)
 
 
 def _apply(handle, result, ctx, side: dict | None = None):

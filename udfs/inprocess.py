@@ -17,6 +17,21 @@ from udfs import item_side, ranker, user_activity
 from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request, Trending
 
 
+KINDS = ("recommendations", "item_neighbors", "trending", "expired_users")
+
+
+def run(events: Iterable[Event], catalog: Iterable[ItemInfo], cfg, keep: Iterable[str] = KINDS) -> dict[str, list]:
+    """The outputs of the kinds in ``keep`` for ``events`` (in order) and a bounded input's
+    end, by kind, as the pipeline's in-memory runner returns them (``keep=()``: none, for
+    timing the work alone)."""
+    out: dict[str, list] = {kind: [] for kind in keep}
+    flow = Dataflow(cfg, catalog, lambda kind, record: out[kind].append(record) if kind in out else None)
+    for ev in events:
+        flow.push(ev)
+    flow.finish()
+    return out
+
+
 class _Timers:
     """Event-time timers of one keyed stage: unique per (key, time), fired in time order."""
 

@@ -23,8 +23,7 @@ def on_delta(state: tuple | None, d: ItemDelta, cfg) -> tuple[tuple, list, list[
         end = d.bucket + cfg.bucket_ms
         timers = [end, end + cfg.cooccurrence_window_ms]  # publish; expire
     if d.own:
-        win.own[d.bucket] = win.own.get(d.bucket, 0.0) + d.own
-        win.own_total += d.own
+        co.add_own(win, d.bucket, d.own, cfg.bucket_ms)
     for j, w in d.pairs.items():
         co.add_pair(win, j, d.bucket, w, cfg.bucket_ms)
     if len(win.totals) > cfg.neighbors_per_item:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from udfs.signals import event_weight
+
 
 class Event(NamedTuple):
     """A valid user event, as the job sees it: ``weight`` 0 means consumed, no interest."""
@@ -16,6 +18,11 @@ class Event(NamedTuple):
     item: int
     t: int
     weight: float
+
+    @classmethod
+    def of(cls, ev: dict) -> "Event":
+        """From a decoded reco.UserEvent."""
+        return cls(ev["user_id"], ev["item_id"], ev["event_time"], event_weight(ev["event_type"], ev.get("value")))
 
 
 class Request(NamedTuple):
@@ -65,6 +72,11 @@ class ItemInfo(NamedTuple):
     title: str
     tags: tuple
     deleted: bool
+
+    @classmethod
+    def of(cls, r: dict) -> "ItemInfo":
+        """From a decoded reco.ItemFeatures."""
+        return cls(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"])
 
 
 class Expired(NamedTuple):

@@ -135,18 +135,12 @@ def test_the_dataflow_in_one_process_agrees_with_the_pipeline(run):
     and the counts of every published neighbor list. (A list's items depend on which bucket ends have
     reached the rankers when it is computed: in one process event time follows each event,
     in the pipeline watermarks trail the records, by a lot when input is replayed fast.)"""
-    from udfs.inprocess import Dataflow
+    from udfs import inprocess
     from udfs.records import Event, ItemInfo
-    from udfs.signals import event_weight
 
     events, _, out, cfg = run
     synth, _ = make_events()
-    got = defaultdict(list)
-    flow = Dataflow(cfg, [ItemInfo(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"]) for r in synth.catalog()],
-                    lambda kind, rec: got[kind].append(rec))
-    for e in events:
-        flow.push(Event(e["user_id"], e["item_id"], e["event_time"], event_weight(e["event_type"], e["value"])))
-    flow.finish()
+    got = inprocess.run(map(Event.of, events), map(ItemInfo.of, synth.catalog()), cfg)
     versions = lambda recs: sorted((r["user_id"], r["version"]) for r in recs)  # noqa: E731
     assert versions(got["recommendations"]) == versions(out["recommendations"])
     # counts, not scores: a score reads each neighbor's own count as the ranker knows it then
