@@ -40,6 +40,22 @@ if [ ! -f "$stamp" ] || [ deploy/jars/pom.xml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- PyFlink timer fix (flink_jobs/timers.py) ------------------------------------------
+# Compiled against the installed PyFlink's own jars, so that the two always match.
+timer_jar="$JARS_DIR/flink/reco-pyflink-timers.jar"
+timer_src=(deploy/jars/timer-fix/reco/pyflink/*.java)
+if [ ! -f "$timer_jar" ] || [ -n "$(find "${timer_src[@]}" .venv/.installed -newer "$timer_jar" 2>/dev/null)" ]; then
+  command -v javac >/dev/null || die "javac not found: the PyFlink timer fix is compiled with a JDK 17"
+  say "compiling the PyFlink timer fix"
+  pyflink="$(.venv/bin/python -c 'import pyflink, os; print(os.path.dirname(pyflink.__file__))')"
+  build="$(mktemp -d)"
+  javac -nowarn -d "$build" -cp "$pyflink/lib/*:$(ls "$pyflink"/opt/flink-python-*.jar)" "${timer_src[@]}" 2>&1 | grep -v '^Note:' || true
+  [ -f "$build/reco/pyflink/ExternalPythonKeyedProcessOperator.class" ] || die "javac failed on ${timer_src[*]}"
+  mkdir -p "$(dirname "$timer_jar")"
+  jar cf "$timer_jar" -C "$build" reco
+  rm -rf "$build"
+fi
+
 # --- Redis -------------------------------------------------------------------------------
 if ! command -v redis-server >/dev/null; then
   command -v apt-get >/dev/null || die "redis-server not found and no apt-get to install it"

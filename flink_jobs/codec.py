@@ -12,6 +12,13 @@ Schemas live in ``schemas/`` as ``<namespace>.<Name>.avsc``, one record per file
 current version of each record. When a record changes, its previous version moves to
 ``schemas/history/`` (self-contained, any file name) so that old messages still decode.
 Every failure to encode or decode raises :class:`AvroError` and nothing else.
+
+Two checks go beyond fastavro, which trusts its input:
+- enum and union indexes must lie within the writer schema's symbols and branches
+  (fastavro uses them as Python list subscripts, so -1 would read as the last symbol or
+  branch: corrupt bytes would become a valid record of another type);
+- values must lie within the ranges the schemas document (``DOCUMENTED_RANGES``), on
+  decode and on encode alike: the codec never writes what it would refuse to read.
 """
 
 from __future__ import annotations
@@ -19,10 +26,10 @@ from __future__ import annotations
 import io
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import fastavro
-from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
+from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
@@ -52,6 +59,95 @@ def _without_logical_types(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_without_logical_types(v) for v in schema]
     return schema
+
+
+def _user_event_ranges(record: Mapping[str, Any]) -> str | None:
+    # reco.UserEvent.avsc, field "value": "Rating (0.5-5.0) for RATING"
+    if record.get("event_type") == "RATING":
+        value = record.get("value")
+        if value is None or not 0.5 <= value <= 5.0:  # NaN fails the comparison too
+            return f"RATING value {value} outside the documented range 0.5-5.0"
+    return None
+
+
+# Record name -> why a record breaks a range its schema documents (None when it does not).
+# Only ranges written in the schemas belong here; the job's own bounds are in validation.py.
+DOCUMENTED_RANGES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
+    "reco.UserEvent": _user_event_ranges,
+}
+
+_FIXED_SIZE = {"null": 0, "boolean": 1, "float": 4, "double": 8}
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The zigzag-encoded long at ``pos``, and the position after it (10 bytes at most)."""
+    n = shift = 0
+    for i in range(pos, min(pos + 10, len(data))):
+        b = data[i]
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return (n >> 1) ^ -(n & 1), i + 1
+        shift += 7
+    raise AvroError(f"truncated or over-long number at byte {pos}")
+
+
+def _skip(data: bytes, pos: int, n: int) -> int:
+    if pos + n > len(data):
+        raise AvroError(f"truncated: {n} bytes needed at byte {pos}, {len(data) - pos} left")
+    return pos + n
+
+
+def _check_indexes(data: bytes, pos: int, schema: Any, named: Mapping[str, Any]) -> int:
+    """Walk ``data`` from ``pos`` as the (parsed) writer ``schema`` and return where the
+    datum ends; raise AvroError for an enum or union index outside its schema.
+
+    This is the Avro binary format's skip: sizes only, no values built.
+    """
+    if isinstance(schema, list):  # union: the branch index, then the value
+        i, pos = _varint(data, pos)
+        if not 0 <= i < len(schema):
+            raise AvroError(f"union index {i} outside 0..{len(schema) - 1}")
+        return _check_indexes(data, pos, schema[i], named)
+    if isinstance(schema, dict):
+        kind = schema["type"]
+        if kind in ("record", "error"):
+            for field in schema["fields"]:
+                pos = _check_indexes(data, pos, field["type"], named)
+            return pos
+        if kind == "enum":
+            i, pos = _varint(data, pos)
+            if not 0 <= i < len(schema["symbols"]):
+                raise AvroError(f"enum {schema['name']} index {i} outside 0..{len(schema['symbols']) - 1}")
+            return pos
+        if kind == "fixed":
+            return _skip(data, pos, schema["size"])
+        if kind in ("array", "map"):
+            items = schema["items"] if kind == "array" else schema["values"]
+            while True:
+                count, pos = _varint(data, pos)
+                if count == 0:
+                    return pos
+                if count < 0:  # a block that also gives its size in bytes
+                    count = -count
+                    _, pos = _varint(data, pos)
+                # Bounds the loop; every item of the project's schemas takes a byte or more.
+                if count > len(data) - pos:
+                    raise AvroError(f"{kind} block of {count} items in {len(data) - pos} bytes")
+                for _ in range(count):
+                    if kind == "map":
+                        pos = _check_indexes(data, pos, "string", named)
+                    pos = _check_indexes(data, pos, items, named)
+        schema = kind  # {"type": "long"} and the like
+    if schema in _FIXED_SIZE:
+        return _skip(data, pos, _FIXED_SIZE[schema])
+    if schema in ("int", "long"):
+        return _varint(data, pos)[1]
+    if schema in ("bytes", "string"):
+        n, pos = _varint(data, pos)
+        if n < 0:
+            raise AvroError(f"negative length {n} at byte {pos}")
+        return _skip(data, pos, n)
+    return _check_indexes(data, pos, named[schema], named)  # a named type defined earlier
 
 
 class SchemaRegistry:
@@ -109,6 +205,15 @@ class AvroCodec:
         self.name = name
         self.schema = self.registry.current(name)
         self.header = MAGIC + schema_fingerprint(self.schema)
+        self._ranges = DOCUMENTED_RANGES.get(name)
+        self._parsed_writers: dict[bytes, tuple[Any, dict[str, Any]]] = {}  # for _check_indexes
+
+    def _parsed_writer(self, fp: bytes, writer: Any) -> tuple[Any, dict[str, Any]]:
+        """The writer schema with full names, and its named types by full name."""
+        if fp not in self._parsed_writers:
+            named: dict[str, Any] = {}
+            self._parsed_writers[fp] = (parse_schema(writer, named_schemas=named, _write_hint=False), named)
+        return self._parsed_writers[fp]
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -118,6 +223,8 @@ class AvroCodec:
             fastavro.schemaless_writer(buf, self.schema, record, strict_allow_default=True)
         except Exception as exc:  # fastavro raises many types; callers see one
             raise AvroError(f"cannot encode {self.name}: {exc}") from exc
+        if self._ranges and (reason := self._ranges(record)):
+            raise AvroError(f"cannot encode {self.name}: {reason}")
         return buf.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
@@ -131,6 +238,12 @@ class AvroCodec:
         writer = self.registry.writer(data[2:HEADER_LEN])
         if writer is None:
             raise AvroError(f"unknown writer schema fingerprint {data[2:HEADER_LEN].hex()}")
+        try:
+            _check_indexes(data, HEADER_LEN, *self._parsed_writer(data[2:HEADER_LEN], writer))
+        except AvroError as exc:
+            raise AvroError(f"cannot decode {self.name}: {exc}") from None
+        except RecursionError:
+            raise AvroError(f"cannot decode {self.name}: nested too deeply") from None
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         try:
@@ -141,4 +254,6 @@ class AvroCodec:
             raise AvroError(f"cannot decode {self.name}: {len(data) - body.tell()} trailing bytes")
         if not isinstance(record, dict):
             raise AvroError(f"cannot decode {self.name}: writer is not a record schema")
+        if self._ranges and (reason := self._ranges(record)):
+            raise AvroError(f"cannot decode {self.name}: {reason}")
         return record

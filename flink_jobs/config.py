@@ -13,6 +13,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from flink_jobs.sensitive import (Properties, kafka_property_errors, parse_assignment, parse_properties,
+                                  read_properties, read_secret_file, redact_url)
+
+from udfs.versioning import EVENT_TIME_LIMIT_MS
+
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
@@ -46,6 +51,12 @@ class JobConfig:
     # default: it is a processing-time decision that changes which records are late, so a
     # replay after a restore could publish different co-occurrence lists.
     idle_source_timeout_ms: int = 0
+    # Decode accepts event times within [earliest, processing time + skew] (flink_jobs/validation.py);
+    # anything else goes to the dead-letter topic. The default earliest, 1995-01-01 UTC, lets the
+    # MovieLens sample in (it starts 1995-01-09) and keeps 1970 and seconds-for-milliseconds out;
+    # a deployment with recent data only should raise it.
+    earliest_event_time_ms: int = 788_918_400_000
+    max_future_skew_ms: int = HOUR       # at most a day: a far-future event pins TTLs and event time
     # engine
     parallelism: int = 2
     bundle_size: int = 1000              # records a Python operator takes per round trip (python.fn-execution.bundle.size)
@@ -55,6 +66,9 @@ class JobConfig:
     checkpoint_timeout_ms: int = 120_000
     # connections
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka client properties for every source and sink (security.protocol, sasl.*, ssl.*: README
+    # "Security"), from kafka_properties_file and --kafka-property KEY=VALUE; secrets never shown.
+    kafka_properties: Properties = Properties()
     consumer_group: str = "reco-job"
     transactional_id_prefix: str = "reco-job"
     transaction_timeout_ms: int = 600_000   # must stay below the broker's transaction.max.timeout.ms
@@ -62,6 +76,21 @@ class JobConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_ttl_ms: int = 7 * DAY
     redis_write: str = "versioned"       # unconditional only to show what breaks (readers see lists go back)
+    # Redis user and password go in redis_url (redis://user:password@host:port/0, percent-encoded).
+    redis_connect_timeout_ms: int = 2_000   # TCP (and TLS) connect
+    redis_read_timeout_ms: int = 5_000      # a reply to one command
+    # A write failing on a connection error or timeout is retried with exponential backoff
+    # (base doubling up to cap) for up to redis_retry_max_ms in all; the operator blocks meanwhile
+    # (backpressure), then fails the task, and the restart replays (versioned upserts). 0 = no retry.
+    redis_retry_base_ms: int = 100
+    redis_retry_cap_ms: int = 5_000
+    redis_retry_max_ms: int = 60_000        # below checkpoint_timeout_ms: a blocked write holds the checkpoint
+    # TLS (rediss:// URLs only): CA bundle to verify the server, client certificate and key
+    # (mutual TLS); verify "full" (certificate and host name), "ca" (certificate only), "none".
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    redis_tls_verify: str = "full"
 
     def __post_init__(self):
         errors = []
@@ -97,37 +126,129 @@ class JobConfig:
         if not self.transactional_id_prefix.strip():
             errors.append("transactional_id_prefix must not be empty (unique per deployment)")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            errors.append(f"redis_url must start with redis://, rediss:// or unix://, got {self.redis_url!r}")
+            errors.append(f"redis_url must start with redis://, rediss:// or unix://, got {redact_url(self.redis_url)!r}")
+        if not isinstance(self.kafka_properties, Properties):   # a plain dict given to the constructor
+            object.__setattr__(self, "kafka_properties", Properties(self.kafka_properties or {}))
+        errors.extend(kafka_property_errors(self.kafka_properties))
+        errors.extend(self._redis_errors())
+        errors.extend(self._event_time_errors())
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+
+    def _event_time_errors(self) -> list[str]:
+        """The event-time bounds of validation (README "Bad input")."""
+        errors = []
+        if not 0 < self.earliest_event_time_ms < EVENT_TIME_LIMIT_MS:
+            errors.append(f"earliest_event_time_ms must be within (0, {EVENT_TIME_LIMIT_MS}) (epoch ms; the upper "
+                          f"end keeps versions exact), got {self.earliest_event_time_ms}")
+        if not 0 <= self.max_future_skew_ms <= DAY:
+            errors.append(f"max_future_skew_ms must be within [0, {DAY}] (a day), got {self.max_future_skew_ms}")
+        return errors
+
+    def _redis_errors(self) -> list[str]:
+        """Timeouts, retry and TLS settings of the Redis client (README "Redis")."""
+        errors = []
+        for name in ("redis_connect_timeout_ms", "redis_read_timeout_ms", "redis_retry_base_ms", "redis_retry_cap_ms"):
+            if getattr(self, name) <= 0:
+                errors.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.redis_retry_max_ms < 0:
+            errors.append(f"redis_retry_max_ms must be >= 0 (0 = no retry), got {self.redis_retry_max_ms}")
+        if self.redis_retry_cap_ms < self.redis_retry_base_ms:
+            errors.append(f"redis_retry_cap_ms ({self.redis_retry_cap_ms}) cannot be below redis_retry_base_ms "
+                          f"({self.redis_retry_base_ms})")
+        if self.redis_retry_max_ms >= self.checkpoint_timeout_ms:
+            errors.append(f"redis_retry_max_ms ({self.redis_retry_max_ms}) must be below checkpoint_timeout_ms "
+                          f"({self.checkpoint_timeout_ms}): a blocked Redis write holds the checkpoint back, and "
+                          f"an expired checkpoint fails the job before the retries end; raise both together")
+        if self.redis_tls_verify not in ("full", "ca", "none"):
+            errors.append(f"redis_tls_verify must be full, ca or none, got {self.redis_tls_verify!r}")
+        tls_files = [n for n in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file") if getattr(self, n)]
+        if tls_files and not self.redis_url.startswith("rediss://"):
+            errors.append(f"{', '.join(tls_files)} need a rediss:// redis_url (TLS); the URL is not one")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            errors.append("redis_tls_cert_file and redis_tls_key_file go together (client certificate and its key)")
+        return errors
 
     @classmethod
     def load(cls, file: str | Path | None = None, env: Mapping[str, str] | None = None,
              overrides: Mapping[str, Any] | None = None) -> "JobConfig":
-        """Defaults < TOML file < RECO_<NAME> environment variables < overrides."""
+        """Defaults < TOML file < RECO_<NAME> environment variables < overrides.
+
+        Secrets need no command line: every layer also takes ``redis_url_file`` (a file
+        holding the URL; RECO_REDIS_URL_FILE, --redis-url-file) and ``kafka_properties_file``
+        (Java properties; RECO_KAFKA_PROPERTIES_FILE, --kafka-properties-file), which stand
+        for the value in that layer. ``kafka_properties`` merge key by key over the layers
+        (in one layer: the file, then single properties; RECO_KAFKA_PROPERTIES holds
+        properties text, a TOML file a ``[kafka_properties]`` table)."""
         values: dict[str, Any] = {}
         types = {f.name: f.type for f in fields(cls)}
+        env = env if env is not None else os.environ
+        layers: list[tuple[str, dict]] = []
         if file:
             with open(file, "rb") as fh:
                 data = tomllib.load(fh)
-            unknown = sorted(set(data) - set(types))
+            unknown = sorted(set(data) - set(types) - set(FILE_SETTINGS))
             if unknown:
                 raise ConfigError(f"unknown setting(s) in {file}: {', '.join(unknown)}")
-            values.update(data)
-        for name in types:
-            raw = (env if env is not None else os.environ).get(f"RECO_{name.upper()}")
-            if raw is not None:
-                values[name] = _parse(name, types[name], raw)
-        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+            layers.append((str(file), data))
+        layers.append(("the environment", {name: _parse(name, types.get(name, "str"), env[f"RECO_{name.upper()}"])
+                                           for name in (*types, *FILE_SETTINGS) if f"RECO_{name.upper()}" in env}))
+        layers.append(("the arguments", {k: v for k, v in (overrides or {}).items() if v is not None}))
+        properties: dict[str, str] = {}
+        for origin, layer in layers:
+            layer = dict(layer)
+            for file_setting, target in FILE_SETTINGS.items():
+                path = layer.pop(file_setting, None)
+                if not path:
+                    continue
+                if not isinstance(path, (str, Path)):
+                    raise ConfigError(f"{file_setting} must be a path, got {type(path).__name__}")
+                try:
+                    if target == "kafka_properties":
+                        properties.update(read_properties(path))
+                    elif target in layer:
+                        raise ConfigError(f"{origin} gives both {target} and {file_setting}: give one")
+                    else:
+                        layer[target] = read_secret_file(path)
+                except ValueError as exc:
+                    if isinstance(exc, ConfigError):
+                        raise
+                    raise ConfigError(f"{file_setting}: {exc}") from None
+            if "kafka_properties" in layer:
+                properties.update(_coerce("kafka_properties", "Properties", layer.pop("kafka_properties")))
+            values.update(layer)
         for name, value in values.items():
             values[name] = _coerce(name, types[name], value)
+        if properties:
+            values["kafka_properties"] = Properties(properties)
         return cls(**values)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as they may be logged or printed: passwords and credentials hidden."""
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        shown["redis_url"] = redact_url(self.redis_url)
+        shown["kafka_properties"] = Properties(self.kafka_properties)   # its repr hides secret values
+        return shown
+
+    def __repr__(self) -> str:   # the dataclass repr would show the Redis password
+        return f"JobConfig({', '.join(f'{k}={v!r}' for k, v in self.redacted().items())})"
+
+    __str__ = __repr__
 
     def replace(self, **changes) -> "JobConfig":
         return dataclasses.replace(self, **changes)
 
 
+# Settings read from a file (secrets stay off command lines): setting -> the one it gives.
+FILE_SETTINGS = {"redis_url_file": "redis_url", "kafka_properties_file": "kafka_properties"}
+
+
 def _parse(name: str, type_name: str, raw: str) -> Any:
+    if type_name == "Properties":
+        try:
+            return parse_properties(raw)
+        except ValueError as exc:
+            raise ConfigError(f"RECO_{name.upper()}: {exc}") from None
     try:
         return {"int": int, "float": float}.get(type_name, str)(raw)
     except ValueError:
@@ -135,6 +256,13 @@ def _parse(name: str, type_name: str, raw: str) -> Any:
 
 
 def _coerce(name: str, type_name: str, value: Any) -> Any:
+    if type_name == "Properties":
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name} must be a table of Kafka properties, got {type(value).__name__}")
+        bad = [k for k, v in value.items() if not isinstance(v, (str, int, float, bool))]
+        if bad:
+            raise ConfigError(f"{name}: the value of {', '.join(map(str, bad))} must be a string or number")
+        return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
     expected = {"int": int, "float": (int, float), "str": str}[type_name]
     if isinstance(value, bool) or not isinstance(value, expected):
         raise ConfigError(f"{name} must be {type_name}, got {value!r}")
@@ -145,10 +273,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One --flag per setting (e.g. --top-n), defaulting to None so lower layers apply."""
     parser.add_argument("--config", help="TOML file with settings (e.g. deploy/local/demo.toml, deploy/k8s/job.toml)")
     for f in fields(JobConfig):
+        if f.name == "kafka_properties":   # --kafka-properties-file and --kafka-property below
+            continue
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
                             type={"int": int, "float": float}.get(f.type, str),
                             help=f"default {f.default}")
+    parser.add_argument("--redis-url-file", metavar="PATH",
+                        help="file holding redis_url, so that its password stays off the command line "
+                             "(or RECO_REDIS_URL / RECO_REDIS_URL_FILE in the environment)")
+    parser.add_argument("--kafka-properties-file", metavar="PATH",
+                        help="Kafka client properties (Java properties format) for every source and sink, "
+                             "e.g. security.protocol, sasl.mechanism, sasl.jaas.config, ssl.* "
+                             "(or RECO_KAFKA_PROPERTIES_FILE)")
+    parser.add_argument("--kafka-property", action="append", metavar="KEY=VALUE", default=None,
+                        help="one Kafka client property, on top of the file (repeatable); "
+                             "credentials belong in the file, not here")
 
 
 def from_arguments(args: argparse.Namespace) -> JobConfig:
-    return JobConfig.load(args.config, overrides={f.name: getattr(args, f.name) for f in fields(JobConfig)})
+    overrides = {f.name: getattr(args, f.name) for f in fields(JobConfig) if f.name != "kafka_properties"}
+    overrides.update(redis_url_file=getattr(args, "redis_url_file", None),
+                     kafka_properties_file=getattr(args, "kafka_properties_file", None))
+    if getattr(args, "kafka_property", None):
+        try:
+            overrides["kafka_properties"] = dict(parse_assignment(a) for a in args.kafka_property)
+        except ValueError as exc:
+            raise ConfigError(f"--kafka-property: {exc}") from None
+    return JobConfig.load(args.config, overrides=overrides)

@@ -24,6 +24,10 @@ TOPIC_RECORDS = {
 }
 
 _COMPACTED = {"cleanup.policy": "compact"}
+# The broker refuses a record stamped more than an hour ahead of its clock: the job's
+# event time follows record timestamps, and one far-future record per partition would
+# move it to the end of time, closing every bucket and expiring every user at once.
+_EVENTS = {"message.timestamp.after.max.ms": str(3_600_000)}
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class TopicSpec:
 def topic_specs(event_partitions: int = 4) -> tuple[TopicSpec, ...]:
     """Every topic the job reads or writes, as the local stack creates it."""
     return (
-        TopicSpec(USER_EVENTS_TOPIC, event_partitions),
+        TopicSpec(USER_EVENTS_TOPIC, event_partitions, _EVENTS),
         TopicSpec(ITEMS_TOPIC, 1, _COMPACTED),
         TopicSpec(RECOMMENDATIONS_TOPIC, event_partitions, _COMPACTED),
         TopicSpec(ITEM_NEIGHBORS_TOPIC, event_partitions),

@@ -11,8 +11,10 @@ partition and offset of each input record for the dead-letter topic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -65,12 +67,56 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     checkpoints = env.get_checkpoint_config()
     checkpoints.set_checkpoint_timeout(cfg.checkpoint_timeout_ms)
     # aligned: see README "Exactly-once" (unaligned lost bucket sums after a TaskManager kill)
-    return env, StreamTableEnvironment.create(env)
+    t_env = StreamTableEnvironment.create(env)
+    # The planner's operators (Kafka sources and sinks included) get uids too, not ids hashed
+    # from the topology: their state (source offsets, sink transactions) must map after a
+    # change of the job. The format is set per table (_table_uids); see README "Upgrades".
+    t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
+    return env, t_env
+
+
+@contextlib.contextmanager
+def _table_uids(t_env: StreamTableEnvironment, table: str):
+    """Within: the planner names the uids of the operators it translates ``<table>-<transformation>``
+    (e.g. ``user_events-source``, ``recommendations_out-sink``) instead of its default
+    ``<id>_<transformation>``, whose id counts every operator translated before. One table per
+    translation, so the names are unique and stay put when another table is added or removed."""
+    config = t_env.get_config()
+    before = config.get("table.exec.uid.format", "<id>_<transformation>")
+    config.set("table.exec.uid.format", f"{table}-<transformation>")
+    try:
+        yield
+    finally:
+        config.set("table.exec.uid.format", before)
+
+
+# The SQL connector jar relocates the Kafka client (org.apache.kafka -> this prefix + org.apache.kafka),
+# so JAAS login modules and callback handlers must be named by their shaded classes; the job
+# renames them, and one properties file serves the job and the tools alike.
+SHADED_KAFKA = "org.apache.flink.kafka.shaded."
+_UNSHADED_CLASS = re.compile(r"(?<![\w.$])org\.apache\.kafka\.")
+
+
+def _sql_string(value: str) -> str:
+    """A Flink SQL string literal: a quote inside is doubled, so no value can end the literal
+    early and add options of its own."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _client_properties(cfg: JobConfig) -> dict[str, str]:
+    """``kafka_properties`` as connector options (``properties.<key>``)."""
+    options = {}
+    for key, value in cfg.kafka_properties.items():
+        if key == "sasl.jaas.config" or key.endswith((".class", ".classes")):
+            value = _UNSHADED_CLASS.sub(SHADED_KAFKA + "org.apache.kafka.", value)
+        options[f"properties.{key}"] = value
+    return options
 
 
 def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
-    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.kafka_bootstrap, **extra}
-    return ", ".join(f"'{k}' = '{v}'" for k, v in options.items())
+    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.kafka_bootstrap,
+               **_client_properties(cfg), **extra}
+    return ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in options.items())
 
 
 def _day_to_second(ms: int) -> str:
@@ -82,7 +128,7 @@ def _day_to_second(ms: int) -> str:
 
 
 def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
-    """(raw events as pipeline.RAW_EVENT tuples, catalog records as bytes)."""
+    """(raw events as pipeline.RAW_EVENT tuples, catalog records as pipeline.RAW_ITEM rows)."""
     read = {"properties.group.id": cfg.consumer_group, "scan.startup.mode": "group-offsets",
             "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
             "value.format": "raw"}
@@ -99,15 +145,106 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
             kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
             WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '{_day_to_second(cfg.max_out_of_orderness_ms)}' DAY TO SECOND(3)
         ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read, **idle)})""")
+    # the catalog with its record keys: a tombstone (no value) deletes the item its key names
+    catalog_options = {**read, "scan.startup.mode": "earliest-offset", "key.format": "raw", "key.fields": "k",
+                       "value.fields-include": "EXCEPT_KEY"}
     t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE items (v BYTES)
-        WITH ({_kafka_options(cfg, contracts.ITEMS_TOPIC, **{**read, "scan.startup.mode": "earliest-offset"})})""")
-    events = t_env.to_data_stream(t_env.from_path("user_events"))
+        CREATE TEMPORARY TABLE items (
+            k BYTES,
+            v BYTES,
+            `partition` INT METADATA VIRTUAL,
+            `offset` BIGINT METADATA VIRTUAL
+        ) WITH ({_kafka_options(cfg, contracts.ITEMS_TOPIC, **catalog_options)})""")
+    with _table_uids(t_env, "user_events"):
+        events = t_env.to_data_stream(t_env.from_path("user_events"))
     raw = events.map(lambda r: (r[0], r[1], r[2], -1 if r[3] is None else r[3].to_epoch_milli()),
-                     output_type=pipeline.RAW_EVENT).name("Kafka record")
-    catalog = t_env.to_data_stream(t_env.from_path("items")).map(
-        lambda r: r[0], output_type=pipeline.RAW_ITEM).name("Catalog record")
+                     output_type=pipeline.RAW_EVENT).uid("kafka-record").name("Kafka record")
+    with _table_uids(t_env, "items"):
+        items = t_env.to_data_stream(t_env.from_path("items"))
+    catalog = items.map(lambda r: Row(r[1], r[0], r[2], r[3]), output_type=pipeline.RAW_ITEM
+                        ).uid("catalog-record").name("Catalog record")
     return raw, catalog
+
+
+class PartitionCheckError(RuntimeError):
+    """The events topic cannot feed the job's parallelism (or does not exist)."""
+
+
+def parallelism_problem(parallelism: int, partitions: int | None, topic: str = contracts.USER_EVENTS_TOPIC) -> str | None:
+    """Why the job must not start with ``parallelism`` source subtasks on ``topic`` of
+    ``partitions`` partitions (0: the topic does not exist), or None; None too when the
+    count is unknown (``partitions`` None: Kafka did not answer, which the job's own
+    source then waits out).
+
+    Each source subtask reads whole partitions. One without any emits no watermark, and
+    event time downstream is the minimum over all subtasks: it would stand still for good,
+    so no bucket would close (no co-occurrence list, no trending list) and no user state
+    would expire, with no error anywhere. The job runs every operator at one parallelism
+    (the key-by on user needs the source's), so the only fixes are fewer subtasks or more
+    partitions; an idle timeout would change which records are late (README "Event time").
+    """
+    if partitions is None:
+        return None
+    if partitions == 0:
+        return (f"Kafka topic {topic} does not exist (topics are never created automatically): "
+                f"create it first, e.g. python -m reco_tools.topics --bootstrap HOST:PORT")
+    if parallelism > partitions:
+        return (f"parallelism {parallelism} is above the {partitions} partition(s) of {topic}: "
+                f"{parallelism - partitions} source subtask(s) would read nothing and hold event time back "
+                f"for good (no co-occurrence or trending list, no user expiry, no error). Run with "
+                f"--parallelism {partitions} or less, or add partitions first "
+                f"(kafka-topics.sh --alter --topic {topic} --partitions {parallelism}).")
+    return None
+
+
+def event_topic_partitions(cfg: JobConfig, timeout_s: float = 15.0,
+                           topic: str = contracts.USER_EVENTS_TOPIC) -> int | None:
+    """The number of partitions of the events topic, 0 when it does not exist, None when
+    Kafka did not answer within ``timeout_s``.
+
+    Asked with the Kafka admin client inside the connector jar (shaded, through the JVM
+    PyFlink already runs), with the job's own client properties: the same client, security
+    settings and bootstrap servers as the source, and no Python Kafka client in the job."""
+    from functools import reduce
+
+    from py4j.protocol import Py4JJavaError
+    from pyflink.java_gateway import get_gateway
+
+    jvm = get_gateway().jvm
+    admin_class = reduce(getattr, (SHADED_KAFKA + "org.apache.kafka.clients.admin.AdminClient").split("."), jvm)
+    props = jvm.java.util.Properties()
+    wait_ms = str(int(timeout_s * 1000))
+    for key, value in {"bootstrap.servers": cfg.kafka_bootstrap,
+                       **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
+                       "client.id": "reco-partition-check", "request.timeout.ms": wait_ms,
+                       "default.api.timeout.ms": wait_ms}.items():
+        props.setProperty(key, value)
+    admin = admin_class.create(props)
+    try:
+        topics = jvm.java.util.ArrayList()
+        topics.add(topic)
+        described = admin.describeTopics(topics).allTopicNames().get(int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
+        return described.get(topic).partitions().size()
+    except Py4JJavaError as exc:
+        error = exc.java_exception
+        cause = error.getCause() or error
+        if cause.getClass().getSimpleName() == "UnknownTopicOrPartitionException":
+            return 0
+        log.warning("could not ask Kafka at %s for the partitions of %s (%s): parallelism not checked",
+                    cfg.kafka_bootstrap, topic, cause.toString())
+        return None
+    finally:
+        admin.close(jvm.java.time.Duration.ofSeconds(5))
+
+
+def require_event_partitions(cfg: JobConfig) -> None:
+    """Raise PartitionCheckError when the job's parallelism cannot run on the events topic."""
+    partitions = event_topic_partitions(cfg)
+    problem = parallelism_problem(cfg.parallelism, partitions)
+    if problem:
+        raise PartitionCheckError(problem)
+    if partitions is not None:
+        log.info("%s has %d partition(s) for parallelism %d", contracts.USER_EVENTS_TOPIC, partitions, cfg.parallelism)
 
 
 class EncodeForKafka(MapFunction):
@@ -127,19 +264,33 @@ class EncodeForKafka(MapFunction):
 
 
 class WriteRedis(ProcessFunction):
-    """Versioned upserts of the job's outputs; Redis keys come from contracts only."""
+    """Versioned upserts of the job's outputs; Redis keys come from contracts only.
+
+    While Redis is down a write blocks and retries (redis_retry_* settings), so the job
+    backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
+    restart replays from the last checkpoint, which the versioned upsert makes safe.
+    Metrics: ``redisWrites`` (upserts that landed), ``redisRetries`` (attempts retried after a
+    connection error or timeout). PyFlink reports Python metrics when a bundle ends, so
+    during an outage they move only once the blocked write is through."""
 
     def __init__(self, cfg: JobConfig, kind: str):
-        self.url, self.ttl_ms, self.kind = cfg.redis_url, cfg.redis_ttl_ms, kind
-        self.versioned = cfg.redis_write == "versioned"
+        self.cfg, self.kind = cfg, kind
 
     def open(self, runtime_context):
         from flink_jobs.redis_store import VersionedStore
 
-        self.store = VersionedStore.from_url(self.url, self.ttl_ms, self.versioned)
-        self.written = runtime_context.get_metrics_group().counter("redisWrites")
+        metrics = runtime_context.get_metrics_group()
+        self.written = metrics.counter("redisWrites")
+        self.retried = retried = metrics.counter("redisRetries")
+        self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
+        self.shown = False
 
     def process_element(self, value, ctx):
+        if not self.shown:
+            # A Python counter reaches Flink's metrics (and Prometheus) once it has been
+            # updated: redisRetries is there from the first write on, at 0 (README "Monitoring").
+            self.retried.inc(0)
+            self.shown = True
         if self.kind == "user":
             key, doc = contracts.user_recommendations_key(value["user_id"]), value
         elif self.kind == "item":
@@ -167,7 +318,6 @@ def kafka_sink(t_env: StreamTableEnvironment, cfg: JobConfig, name: str, topic: 
 
 
 def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig):
-    statements = t_env.create_statement_set()
     for name, topic, stream, key_field in (
             ("recommendations", contracts.RECOMMENDATIONS_TOPIC, outputs.recommendations, "user_id"),
             ("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, outputs.item_neighbors, "item_id"),
@@ -175,20 +325,86 @@ def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, 
         table = kafka_sink(t_env, cfg, name, topic, keyed=key_field is not None)
         encoded = (stream.map(EncodeForKafka(topic, key_field), output_type=KEYED_BYTES if key_field else VALUE_BYTES)
                    .uid(f"encode-{name}").name(f"Encode {topic}"))
+        # one translation per sink table, so that its operators' uids carry the table's name
+        statements = t_env.create_statement_set()
         statements.add_insert(table, t_env.from_data_stream(encoded))
+        with _table_uids(t_env, table):
+            statements.attach_as_datastream()
     discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
     for kind, stream in (("user", outputs.recommendations), ("item", outputs.item_neighbors),
                          ("trending", outputs.trending)):
         (stream.process(WriteRedis(cfg, kind), output_type=PICKLED).uid(f"redis-{kind}").name(f"Redis {kind}")
-         .sink_to(discard).name(f"Redis {kind} done"))
-    statements.attach_as_datastream()
+         .sink_to(discard).uid(f"redis-{kind}-done").name(f"Redis {kind} done"))
 
 
-def build_job(cfg: JobConfig):
+# Operators PyFlink adds by itself, which no job code can give a uid: a map before every
+# key_by, and one after every get_side_output. They keep no state; each gets a uid from its
+# input's ("ranker-v2/item-neighbors", "user-activity-v2/key-by").
+_KEY_BY_MAP = "_stream_key_by_map_operator"
+
+
+def _uid_pyflink_helpers(env: StreamExecutionEnvironment) -> None:
+    from pyflink.util.java_utils import get_field_value
+
+    transformations = list(get_field_value(env._j_stream_execution_environment, "transformations"))
+    used: set[str] = set()
+
+    def explicit(t, seen):
+        if t.getId() in seen:
+            return
+        seen.add(t.getId())
+        if t.getUid():
+            used.add(t.getUid())
+        for parent in t.getInputs():
+            explicit(parent, seen)
+
+    def uid_of(t) -> str | None:
+        """The uid of ``t``, given now if it is a helper, or a path to a uid through a side output."""
+        if t.getUid():
+            return t.getUid()
+        inputs = list(t.getInputs())
+        kind = t.getClass().getSimpleName()
+        if kind == "SideOutputTransformation":
+            parent = uid_of(inputs[0])
+            return parent and f"{parent}/{t.getOutputTag().getId()}"
+        if kind == "PartitionTransformation":   # no operator of its own
+            return uid_of(inputs[0])
+        helper = (t.getName() == _KEY_BY_MAP or
+                  (t.getName() == "Map" and inputs[0].getClass().getSimpleName() == "SideOutputTransformation"))
+        if not helper or len(inputs) != 1:
+            return None
+        parent = uid_of(inputs[0])
+        if parent is None:
+            return None
+        uid = parent if t.getName() == "Map" else f"{parent}/key-by"
+        n = 1
+        while (uid if n == 1 else f"{uid}#{n}") in used:
+            n += 1
+        uid = uid if n == 1 else f"{uid}#{n}"
+        used.add(uid)
+        t.setUid(uid)
+        return uid
+
+    seen: set = set()
+    for t in transformations:
+        explicit(t, seen)
+    for t in transformations:
+        uid_of(t)
+
+
+def build_job(cfg: JobConfig, check_partitions: bool = True):
+    """The job on a new environment; ``check_partitions``: ask Kafka for the events topic's
+    partitions first (require_event_partitions), as every submission does."""
     env, t_env = create_environment(cfg)
+    if check_partitions:
+        require_event_partitions(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
     outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
     attach_sinks(env, t_env, outputs, cfg)
+    _uid_pyflink_helpers(env)
+    # Every operator has a uid of ours now; one added without would get an id hashed from the
+    # topology, and its state would not map after the next change: refuse to build instead.
+    env.get_config().disable_auto_generated_uids()
     return env
 
 
@@ -202,7 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     except job_config.ConfigError as exc:
         parser.exit(2, f"{exc}\n")
     log.info("starting with %s", cfg)
-    build_job(cfg).execute("reco-flink")
+    try:
+        job = build_job(cfg)
+    except PartitionCheckError as exc:
+        log.error("%s", exc)
+        parser.exit(2, f"error: {exc}\n")
+    job.execute("reco-flink")
     return 0
 
 

@@ -8,7 +8,7 @@ State names are part of savepoint compatibility: never rename one after a releas
 
 from __future__ import annotations
 
-import math
+import logging
 import time
 
 from pyflink.common import Types
@@ -19,10 +19,13 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from flink_jobs.codec import AvroCodec, AvroError
 from flink_jobs.config import JobConfig
 from flink_jobs.contracts import ITEMS_TOPIC, TOPIC_RECORDS, USER_EVENTS_TOPIC
+from flink_jobs.validation import item_of_key, validate_event, validate_item
+from udfs import cooccurrence as co
 from udfs import item_side, ranker, user_activity
 from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request,
                           Trending)
 
+log = logging.getLogger("reco.operators")
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
 ITEM_DELTAS = OutputTag("item-deltas", PICKLED)
@@ -35,46 +38,42 @@ NEIGHBOR_STATE = MapStateDescriptor("neighbors", Types.LONG(), PICKLED)   # item
 TRENDING_STATE = MapStateDescriptor("trending", Types.INT(), PICKLED)     # 0 -> Trending
 BROADCAST_STATES = ((CATALOG_STATE, ItemInfo), (NEIGHBOR_STATE, NeighborCounts), (TRENDING_STATE, Trending))
 
-_VALID_TYPES = {"VIEW", "CLICK", "ADD_TO_CART", "PURCHASE", "RATING"}
-
-
-def validate_event(ev: dict) -> str | None:
-    """Why a decoded event cannot be used, or None."""
-    if ev["user_id"] < 0 or ev["item_id"] < 0:
-        return f"negative id (user {ev['user_id']}, item {ev['item_id']})"
-    if ev["event_time"] <= 0:
-        return f"event_time {ev['event_time']} is not a positive epoch-milliseconds value"
-    if ev["event_type"] not in _VALID_TYPES:
-        return f"unknown event_type {ev['event_type']!r}"
-    value = ev.get("value")
-    if value is not None and not math.isfinite(value):
-        return f"value {value} is not finite"
-    if ev["event_type"] == "RATING" and (value is None or not 0.0 <= value <= 5.0):
-        return f"RATING needs a value within [0, 5], got {value}"
-    return None
-
 
 class DecodeEvents(ProcessFunction):
-    """Avro bytes -> event dict; anything unusable -> the dead-letter side output.
+    """Avro bytes -> ``Event``; anything unusable (``validation.validate_event``, with the
+    configured event-time bounds and the processing time) or late -> the dead-letter side
+    output.
 
-    Input: ``(payload, partition, offset, kafka_timestamp)``; partition and offset are
+    Late: the event's co-occurrence bucket has closed, i.e. the watermark has passed its
+    end. Its pairs could no longer reach the list published for that bucket, so the event is
+    refused as a whole (reason ``late: ...``, metric ``eventsLate``). Checked here, against
+    the watermark this operator has received, so that no operator downstream can see a
+    closed bucket: their watermarks trail this one.
+
+    Input: ``(payload, partition, offset, record timestamp)``; partition and offset are
     -1 when the source does not expose them.
     """
+
+    def __init__(self, cfg: JobConfig):
+        self.cfg = cfg
 
     def open(self, runtime_context):
         self.codec = AvroCodec(TOPIC_RECORDS[USER_EVENTS_TOPIC])
         group = runtime_context.get_metrics_group()
         self.valid = group.counter("eventsValid")
         self.invalid = group.counter("eventsDeadLettered")
+        self.late = group.counter("eventsLate")
 
     def process_element(self, value, ctx):
         payload, partition, offset, ts = value
         ts = None if ts is None or ts < 0 else ts
         try:
             event = self.codec.decode(payload)
-            reason = validate_event(event)
+            reason = validate_event(event, self.cfg, ctx.timer_service().current_processing_time())
         except AvroError as exc:
             reason = str(exc)
+        if reason is None:
+            reason = self._lateness(event["event_time"], ctx.timer_service().current_watermark())
         if reason is None:
             self.valid.inc()
             yield Event.of(event)
@@ -84,22 +83,49 @@ class DecodeEvents(ProcessFunction):
                                  "source_topic": USER_EVENTS_TOPIC, "source_partition": partition,
                                  "source_offset": offset, "source_timestamp": ts}
 
+    def _lateness(self, t: int, watermark: int) -> str | None:
+        end = co.bucket_of(t, self.cfg.bucket_ms) + self.cfg.bucket_ms
+        if end > watermark:
+            return None
+        self.late.inc()
+        return (f"late: event_time {t} is in the bucket that ended at {end}, and event time is at {watermark} "
+                f"(more than max_out_of_orderness_ms behind the newest records)")
+
 
 class DecodeCatalog(FlatMapFunction):
-    """ItemFeatures bytes -> ``ItemInfo``; undecodable ones are counted and skipped (the
-    dead-letter topic is for user events)."""
+    """Catalog records -> ``ItemInfo``. Input: ``(payload, key, partition, offset)``
+    (pipeline.RAW_ITEM). A tombstone (no payload; the key names the item) deletes the item.
+
+    A record that does not decode or fails ``validation.validate_item`` is skipped, counted
+    (``catalogRecordsInvalid``) and logged with its partition, offset and reason: the catalog
+    is a compacted topic that a team maintains, so a bad record there is for its owners to
+    see and fix, not a dead letter among the users' events.
+    """
 
     def open(self, runtime_context):
         self.codec = AvroCodec(TOPIC_RECORDS[ITEMS_TOPIC])
         self.invalid = runtime_context.get_metrics_group().counter("catalogRecordsInvalid")
 
-    def flat_map(self, payload):
-        try:
-            r = self.codec.decode(payload)
-        except AvroError:
-            self.invalid.inc()
-            return
-        yield ItemInfo.of(r)
+    def flat_map(self, record):
+        payload, key, partition, offset = record
+        if payload is None:
+            item = item_of_key(key)
+            if item is not None:
+                yield ItemInfo(item, "", (), True)
+                return
+            reason = f"a tombstone whose key {bytes(key or b'')[:40]!r} names no item"
+        else:
+            try:
+                r = self.codec.decode(payload)
+                reason = validate_item(r, key)
+            except AvroError as exc:
+                reason = str(exc)
+            if reason is None:
+                yield ItemInfo.of(r)
+                return
+        self.invalid.inc()
+        log.warning("catalog record skipped (%s partition %s offset %s): %s", ITEMS_TOPIC, partition, offset,
+                    reason[:300])
 
 
 def _apply(handle, result, ctx, side: dict | None = None):
@@ -115,6 +141,23 @@ def _apply(handle, result, ctx, side: dict | None = None):
     for out in outputs:
         tag = side.get(type(out)) if side else None
         yield out if tag is None else (tag, out)
+
+
+class _Breaches:
+    """A counter of something that must not happen (the co-occurrence lists would no longer
+    equal a batch recount), with a warning for the first few."""
+
+    LOGGED = 10
+
+    def __init__(self, runtime_context, name: str):
+        self.name, self.seen = name, 0
+        self.counter = runtime_context.get_metrics_group().counter(name)
+
+    def add(self, n: int, detail: str) -> None:
+        self.counter.inc(n)
+        self.seen += n
+        if self.seen - n < self.LOGGED:
+            log.warning("%s: %s", self.name, detail)
 
 
 class _Keyed(KeyedProcessFunction):
@@ -140,12 +183,19 @@ class UserActivity(_Keyed):
     STATE = "user-activity"
     SIDE = {ItemDelta: ITEM_DELTAS, Expired: EXPIRED_USERS}
 
+    def open(self, runtime_context):
+        super().open(runtime_context)
+        self.late_flushes = _Breaches(runtime_context, "bucketsFlushedLate")
+
     def process_element(self, ev, ctx):
         yield from self._apply(user_activity.on_event(self.state.value(), ev, self.cfg), ctx)
 
     def on_timer(self, timestamp, ctx):
-        yield from self._apply(user_activity.on_timer(self.state.value(), ctx.get_current_key(), timestamp,
-                                                      self.cfg), ctx)
+        state = self.state.value()
+        overdue = user_activity.overdue_buckets(state, timestamp, self.cfg)
+        if overdue:   # their own timers should have fired before this one
+            self.late_flushes.add(len(overdue), f"user {ctx.get_current_key()}: buckets {overdue} flushed at {timestamp}")
+        yield from self._apply(user_activity.on_timer(state, ctx.get_current_key(), timestamp, self.cfg), ctx)
 
 
 class ItemCooccurrence(_Keyed):
@@ -155,7 +205,13 @@ class ItemCooccurrence(_Keyed):
     STATE = "item-window"
     SIDE = {BucketCount: BUCKET_COUNTS}
 
+    def open(self, runtime_context):
+        super().open(runtime_context)
+        self.late_deltas = _Breaches(runtime_context, "deltasLate")
+
     def process_element(self, delta, ctx):
+        if delta.bucket + self.cfg.bucket_ms <= ctx.timer_service().current_watermark():  # its list is out
+            self.late_deltas.add(1, f"item {delta.item}: a delta of bucket {delta.bucket} after that bucket's list")
         yield from self._apply(item_side.on_delta(self.state.value(), delta, self.cfg), ctx)
 
     def on_timer(self, timestamp, ctx):

@@ -25,6 +25,7 @@ from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream
 
+from flink_jobs import timers
 from flink_jobs.config import JobConfig
 from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, DEAD_LETTERS, EXPIRED_USERS, ITEM_DELTAS,
                                   ITEM_NEIGHBORS, PICKLED, DecodeCatalog, DecodeEvents, ItemCooccurrence, Ranker,
@@ -33,7 +34,9 @@ from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, DEAD_LETTERS,
 
 # What a source hands the pipeline for each input event. -1 marks an unknown field.
 RAW_EVENT = Types.TUPLE([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(), Types.LONG(), Types.LONG()])
-RAW_ITEM = Types.PRIMITIVE_ARRAY(Types.BYTE())
+# A catalog record: (payload, key, partition, offset); no payload for a tombstone.
+RAW_ITEM = Types.ROW([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.INT(),
+                      Types.LONG()])
 
 
 @dataclass
@@ -45,35 +48,38 @@ class Outputs:
     expired_users: DataStream     # udfs.records.Expired, when a user's state passed its TTL
 
 
-class EventTime(TimestampAssigner):
+class RecordTime(TimestampAssigner):
     def extract_timestamp(self, value, record_timestamp) -> int:
-        return value.t
+        return value[3]
 
 
-def _event_time(decoded: DataStream, cfg: JobConfig) -> DataStream:
-    """Timestamps and watermarks from the events' time."""
+def _event_time(raw_events: DataStream, cfg: JobConfig) -> DataStream:
+    """Timestamps and watermarks from the records' timestamps (RAW_EVENT's last field), as
+    the Kafka source derives them."""
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
     if cfg.idle_source_timeout_ms:
         # before the assigner: PyFlink 2.2.1's with_idleness() returns a strategy without
         # the Python timestamp assigner set on the one it was called on
         watermarks = watermarks.with_idleness(Duration.of_millis(cfg.idle_source_timeout_ms))
-    watermarks = watermarks.with_timestamp_assigner(EventTime())
-    return decoded.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
+    watermarks = watermarks.with_timestamp_assigner(RecordTime())
+    return raw_events.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
 
 
 def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_watermarks: bool = True) -> Outputs:
     """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
-    ``catalog``: reco.ItemFeatures records as Avro bytes. ``assign_watermarks=False`` when
+    ``catalog``: reco.ItemFeatures records (RAW_ITEM). ``assign_watermarks=False`` when
     the source already stamps records and emits watermarks (the Kafka source does, per
-    partition, from record timestamps); otherwise they come from the payload's event_time.
+    partition, from record timestamps); otherwise from the same timestamps (RAW_EVENT's last
+    field, which an in-memory source sets to the event time) with the same bounds.
 
     Each user's events must reach UserActivity in their source order, so nothing may
     redistribute them between the source and the key-by on user: ``raw_events`` must run
     at the environment's parallelism (a Kafka source does; PyFlink's Python timestamp
     assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
     """
-    decoded = raw_events.process(DecodeEvents(), output_type=PICKLED).uid("decode-events").name("Decode and validate")
-    events = _event_time(decoded, cfg) if assign_watermarks else decoded
+    timers.install(raw_events.get_execution_environment())  # before any keyed operator is built
+    stamped = _event_time(raw_events, cfg) if assign_watermarks else raw_events
+    events = stamped.process(DecodeEvents(cfg), output_type=PICKLED).uid("decode-events").name("Decode and validate")
     activity = (events.key_by(lambda e: e.user, key_type=Types.LONG())
                 .process(UserActivity(cfg), output_type=PICKLED).uid("user-activity-v2").name("UserActivity"))
     neighbor_counts = (activity.get_side_output(ITEM_DELTAS).key_by(lambda d: d.item, key_type=Types.LONG())
@@ -88,6 +94,6 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
                        .process(Ranker(cfg), output_type=PICKLED).uid("ranker-v2").name("Ranker"))
     return Outputs(recommendations=recommendations,
                    item_neighbors=recommendations.get_side_output(ITEM_NEIGHBORS),
-                   dead_letters=decoded.get_side_output(DEAD_LETTERS),
+                   dead_letters=events.get_side_output(DEAD_LETTERS),
                    trending=trending,
                    expired_users=activity.get_side_output(EXPIRED_USERS))

@@ -6,14 +6,117 @@ document's ``version`` (in one Lua script, atomic on the server): a write with a
 version than the stored one changes nothing, so a key never moves backwards, while the
 same version is written again, so that the attempt whose output Kafka committed is the
 one Redis keeps (a list's items may differ between attempts; its version never does). Keys come from :mod:`flink_jobs.contracts`; TTL comes from configuration.
+
+Outages: with a :class:`RetryPolicy`, a write that fails on a connection error or a timeout
+is retried (redis-py's ``Retry`` with ``ExponentialBackoff``) until it lands or until the
+policy's total time is spent; only then does it raise :class:`RedisUnavailable`. Retrying is
+safe because every write is a versioned upsert. A refused login or a missing permission
+cannot heal by waiting: it raises :class:`RedisAccessError` at once, naming what the Redis
+user needs (:data:`REQUIRED_ACL`).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+import logging
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import (AuthenticationError, AuthorizationError, NoPermissionError, ReadOnlyError,
+                              ResponseError)
+from redis.retry import Retry
+
+log = logging.getLogger("reco.redis")
+T = TypeVar("T")
+
+# What a Redis ACL user needs for the store (tests/integration/test_redis_outage.py checks
+# it is enough): the Lua script runs by EVALSHA, is loaded with SCRIPT LOAD when the server
+# does not know it (a restarted server forgets its scripts), and calls GET and SET itself;
+# get() reads with GET. Keys: the contracts' reco:* only.
+REQUIRED_ACL = "~reco:* resetchannels -@all +get +set +evalsha +script|load"
+
+# Errors that waiting can heal: the server is down, restarting (BusyLoadingError is a
+# ConnectionError), slow, or a replica that has not been promoted yet.
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, socket.timeout, ReadOnlyError)
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis did not take a write within the retry policy's total time."""
+
+
+class RedisAccessError(RuntimeError):
+    """Redis refused the login or the command; retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff from ``base_ms`` doubling up to ``cap_ms`` between attempts, for
+    at most ``max_total_ms`` in all (0: a single attempt). The total includes the attempts
+    themselves; the last one may overrun it by one socket timeout."""
+
+    base_ms: int = 100
+    cap_ms: int = 5_000
+    max_total_ms: int = 60_000
+
+    def __post_init__(self):
+        if self.base_ms <= 0 or self.cap_ms < self.base_ms or self.max_total_ms < 0:
+            raise ValueError(f"invalid retry policy {self}: need 0 < base_ms <= cap_ms and max_total_ms >= 0")
+
+
+class _DeadlineBackoff(ExponentialBackoff):
+    """redis-py's exponential backoff, never sleeping past the current call's deadline."""
+
+    def __init__(self, cap: float, base: float, clock: Callable[[], float]):
+        super().__init__(cap=cap, base=base)
+        self.clock, self.deadline = clock, float("inf")
+
+    def compute(self, failures: int) -> float:
+        return max(0.0, min(super().compute(failures), self.deadline - self.clock()))
+
+
+def _permanent(error: BaseException) -> str | None:
+    """Why ``error`` cannot heal by retrying, or None when it might."""
+    if isinstance(error, AuthenticationError):
+        return "Redis refused the login (user name or password wrong, or the user is off)"
+    if isinstance(error, AuthorizationError):
+        return "Redis refused the connection (the user may not connect or authenticate)"
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return "the Redis server's TLS certificate did not verify (redis_tls_ca_file, redis_tls_verify)"
+    if isinstance(cause, ssl.SSLError) and any(w in (cause.reason or "") for w in ("CERTIFICATE", "UNKNOWN_CA")):
+        # e.g. TLSV13_ALERT_CERTIFICATE_REQUIRED, SSLV3_ALERT_BAD_CERTIFICATE: the server's verdict on ours
+        return "the Redis server refused the client certificate (redis_tls_cert_file, redis_tls_key_file)"
+    if isinstance(cause, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return f"a TLS file could not be read ({cause})"
+    return None
+
+
+def client_options(cfg) -> dict[str, Any]:
+    """redis-py connection options from a :class:`flink_jobs.config.JobConfig`: timeouts and,
+    for a ``rediss://`` URL, TLS. User and password come with the URL."""
+    options: dict[str, Any] = {"socket_connect_timeout": cfg.redis_connect_timeout_ms / 1000,
+                               "socket_timeout": cfg.redis_read_timeout_ms / 1000}
+    if cfg.redis_url.startswith("rediss://"):
+        for name, option in (("redis_tls_ca_file", "ssl_ca_certs"), ("redis_tls_cert_file", "ssl_certfile"),
+                             ("redis_tls_key_file", "ssl_keyfile")):
+            path = getattr(cfg, name)
+            if path:
+                if not os.access(path, os.R_OK):   # checked where the job runs, not where it was submitted
+                    raise RedisAccessError(f"{name}={path!r} is not a readable file on this host")
+                options[option] = path
+        options["ssl_cert_reqs"] = "none" if cfg.redis_tls_verify == "none" else "required"
+        options["ssl_check_hostname"] = cfg.redis_tls_verify == "full"
+    return options
+
+
+def retry_policy(cfg) -> RetryPolicy:
+    return RetryPolicy(cfg.redis_retry_base_ms, cfg.redis_retry_cap_ms, cfg.redis_retry_max_ms)
 
 # KEYS[1] key; ARGV[1] version, ARGV[2] JSON document, ARGV[3] TTL in ms (0 = none).
 # Returns 1 when written, 0 when the stored version is newer.
@@ -47,33 +150,101 @@ def dumps(doc: Mapping[str, Any]) -> str:
 class VersionedStore:
     """Writes ``{"version": n, ...}`` documents so that only newer versions land."""
 
-    def __init__(self, client: redis.Redis, ttl_ms: int = 0, versioned: bool = True):
+    def __init__(self, client: redis.Redis, ttl_ms: int = 0, versioned: bool = True,
+                 retry: RetryPolicy | None = None, on_retry: Callable[[BaseException], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         """``versioned=False`` writes unconditionally: wrong after a restore (a replay moves
-        keys back to older lists); it exists so that the chaos test can show it catches that."""
+        keys back to older lists); it exists so that the chaos test can show it catches that.
+
+        ``retry``: how long a call keeps retrying connection errors and timeouts (None: one
+        attempt, errors raise at once). ``on_retry(error)`` is called before each retry
+        (the job counts them in the ``redisRetries`` metric)."""
         if ttl_ms < 0:
             raise ValueError(f"ttl_ms must be >= 0, got {ttl_ms}")
         self.client = client
         self.ttl_ms = int(ttl_ms)
         self._upsert = client.register_script(_UPSERT_IF_NEWER if versioned else _SET)
+        self.policy = retry or RetryPolicy(max_total_ms=0)
+        self.on_retry = on_retry
+        self.retries = 0      # retried attempts since this store was made
+        self._clock = clock
+        self._backoff = _DeadlineBackoff(self.policy.cap_ms / 1000, self.policy.base_ms / 1000, clock)
+        # retries=-1: redis-py's Retry keeps going; the deadline (in fail) bounds it in time.
+        self._retry = Retry(self._backoff, -1, supported_errors=RETRYABLE)
 
     @classmethod
-    def from_url(cls, url: str, ttl_ms: int = 0, versioned: bool = True) -> "VersionedStore":
-        return cls(redis.Redis.from_url(url), ttl_ms, versioned)
+    def from_url(cls, url: str, ttl_ms: int = 0, versioned: bool = True, **options) -> "VersionedStore":
+        return cls(redis.Redis.from_url(url), ttl_ms, versioned, **options)
+
+    @classmethod
+    def from_config(cls, cfg, on_retry: Callable[[BaseException], None] | None = None) -> "VersionedStore":
+        """The job's store: URL (with user and password), timeouts, TLS and retry from ``cfg``."""
+        client = redis.Redis.from_url(cfg.redis_url, **client_options(cfg))
+        return cls(client, cfg.redis_ttl_ms, cfg.redis_write == "versioned", retry_policy(cfg), on_retry)
 
     def upsert(self, key: str, doc: Mapping[str, Any]) -> bool:
         """Write ``doc`` under ``key`` unless Redis holds a newer version (versioned store)."""
-        return bool(self._upsert(keys=[key], args=self._args(doc)))
+        args = self._args(doc)
+        return bool(self._call(f"upsert {key}", lambda: self._upsert(keys=[key], args=args)))
 
     def upsert_many(self, writes: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]:
-        """Several upserts in one round trip (not one transaction; each is atomic)."""
-        pipe = self.client.pipeline(transaction=False)
-        for key, doc in writes:
-            self._upsert(keys=[key], args=self._args(doc), client=pipe)
-        return [bool(r) for r in pipe.execute()]
+        """Several upserts in one round trip (not one transaction; each is atomic). Needs
+        SCRIPT EXISTS besides :data:`REQUIRED_ACL` (redis-py checks the script first)."""
+        batch = [(key, self._args(doc)) for key, doc in writes]
+
+        def run():
+            pipe = self.client.pipeline(transaction=False)
+            for key, args in batch:
+                self._upsert(keys=[key], args=args, client=pipe)
+            return [bool(r) for r in pipe.execute()]
+        return self._call(f"{len(batch)} upserts", run)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        raw = self.client.get(key)
+        raw = self._call(f"get {key}", lambda: self.client.get(key))
         return None if raw is None else json.loads(raw)
+
+    def _call(self, what: str, do: Callable[[], T]) -> T:
+        """``do()``, retried on connection errors and timeouts within the policy's total time."""
+        started = self._clock()
+        self._backoff.deadline = started + self.policy.max_total_ms / 1000
+        failures, logged = 0, None
+
+        def fail(error: BaseException) -> None:   # before each retry; raising ends them
+            nonlocal failures, logged
+            reason = _permanent(error)
+            if reason:
+                raise RedisAccessError(f"Redis {what}: {reason}: {error}") from error
+            failures += 1
+            elapsed = self._clock() - started
+            if elapsed >= self.policy.max_total_ms / 1000:
+                raise RedisUnavailable(
+                    f"Redis {what} failed for {elapsed:.1f}s ({failures} attempts), giving up after "
+                    f"redis_retry_max_ms={self.policy.max_total_ms}: {error}") from error
+            if logged is None or elapsed - logged >= 10:   # the first failure, then every 10 s
+                logged = elapsed
+                log.warning("Redis %s failed (%s); retrying for up to %.0fs more (attempt %d, %.1fs so far)",
+                            what, error, self.policy.max_total_ms / 1000 - elapsed, failures, elapsed)
+            self.retries += 1
+            if self.on_retry is not None:
+                self.on_retry(error)
+
+        try:
+            result = self._retry.call_with_retry(do, fail)
+        except NoPermissionError as error:
+            raise RedisAccessError(
+                f"Redis {what}: the Redis user lacks a permission ({error}); the store needs "
+                f"ACL {REQUIRED_ACL!r}") from error
+        except ResponseError as error:
+            # A command inside the Lua script: Redis 7 says "The user executing the script can't
+            # run this command..." (no NOPERM prefix, so redis-py raises a plain ResponseError).
+            if "NOPERM" in str(error) or "user executing the script can't" in str(error):
+                raise RedisAccessError(
+                    f"Redis {what}: the Redis user lacks a permission ({error}); the store needs "
+                    f"ACL {REQUIRED_ACL!r}") from error
+            raise
+        if failures:
+            log.warning("Redis %s succeeded after %d retries (%.1fs)", what, failures, self._clock() - started)
+        return result
 
     def _args(self, doc: Mapping[str, Any]) -> list[Any]:
         version = doc.get("version")

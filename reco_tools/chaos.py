@@ -31,12 +31,13 @@ from reco_tools.flinkcluster import ROOT, FlinkCluster
 from reco_tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig, encoded_stream
 from reco_tools.topics import ensure_topics
-from reco_tools.verify import batch_pairs, expected_versions, window_counts
+from reco_tools.verify import (batch_own, batch_pairs, expected_trending, expected_versions, expected_windows,
+                               surely_unpruned, unexplained_scores, window_counts, window_own_counts)
 
-# Settings of the job under test: full neighbor lists (no pruning) so that counts can be
-# compared with a batch recount; short checkpoints so that commits come often.
-JOB = JobConfig(neighbors_per_item=100_000, fragment_size=100_000, checkpoint_interval_ms=3_000,
-                bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000, max_out_of_orderness_ms=900_000)
+# Settings of the job under test: the production defaults (pruning to M neighbors, 5 s of
+# out-of-orderness) except shorter buckets, window and checkpoint interval, so that a few
+# minutes of streaming publish many lists and commit often.
+JOB = JobConfig(checkpoint_interval_ms=3_000, bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000)
 
 
 @dataclass
@@ -123,6 +124,10 @@ CHECKS = {
     "increasing": "versions strictly increasing, no duplicates",
     "same-versions": "same versions as a failure-free run",
     "cooccurrence": "co-occurrence lists equal a batch recount, once each",
+    "complete": "every co-occurrence list due was published",
+    "scores": "published scores are cosines of published counts",
+    "redis-items": "Redis item lists equal the last committed ones",
+    "redis-trending": "Redis trending equals a batch recount",
     "redis-equals-kafka": "Redis equals the last committed Kafka record",
     "redis-never-back": "Redis never went back to an older version",
     "dead-letters": "dead letters are exactly the malformed records",
@@ -133,7 +138,9 @@ def run(s: Scenario) -> dict[str, bool]:
     """The scenario, then the checks: {check id: held}. Cancels its job however it ends."""
     synth = Synth(SynthConfig(events=s.events, users=max(50, s.events // 40), items=max(50, s.events // 50),
                               clusters=10, seed=s.seed))
-    rows = list(encoded_stream(synth, s.malformed_every))
+    # in time order (stable: a malformed record stays after the event before it), so that
+    # no event is late at 5 s of out-of-orderness: which ones would be depends on timing
+    rows = sorted(encoded_stream(synth, s.malformed_every), key=lambda row: row[2])
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     valid = [codec.decode(v) for _, v, _, bad in rows if not bad]
     malformed = sorted(v for _, v, _, bad in rows if bad)
@@ -161,6 +168,10 @@ def run(s: Scenario) -> dict[str, bool]:
         store = redis.Redis.from_url(s.redis_url)
         cached = {u: json.loads(raw) if raw else None
                   for u, raw in zip(expected, store.mget([contracts.user_recommendations_key(u) for u in expected]))}
+        items = sorted({n["item_id"] for n in published})
+        item_docs = {i: json.loads(raw) if raw else None
+                     for i, raw in zip(items, store.mget([contracts.item_similar_key(i) for i in items]))}
+        trending_raw = store.get(contracts.TRENDING_KEY)
     finally:
         watcher.stop()
         if job:
@@ -171,21 +182,7 @@ def run(s: Scenario) -> dict[str, bool]:
     results["increasing"] = (not dup_or_order, f"{len(dup_or_order)} users break it")
     wrong_set = [u for u in expected if seen.get(u) != expected[u]]
     results["same-versions"] = (not wrong_set, f"{len(wrong_set)} of {len(expected)} users differ")
-    pairs = batch_pairs(valid, JOB)
-    keys = [(n["item_id"], n["event_time"]) for n in published]
-    bad_counts = 0
-    for n in published:
-        want = window_counts(pairs.get(n["item_id"], []), n["event_time"], JOB)
-        got = {x["item_id"]: x["co_count"] for x in n["neighbors"]}
-        if got.keys() != want.keys() or any(abs(got[j] - want[j]) > 1e-6 for j in want):
-            bad_counts += 1
-            if bad_counts <= 5:
-                diff = {j: (got.get(j), want.get(j)) for j in set(got) | set(want)
-                        if abs(got.get(j, 0) - want.get(j, 0)) > 1e-6}
-                s.say(f"item {n['item_id']} at {n['event_time']}: (published, recount) differ for {diff}")
-    results["cooccurrence"] = (
-        bool(published) and bad_counts == 0 and len(keys) == len(set(keys)),
-        f"{len(published)} lists, {bad_counts} wrong, {len(keys) - len(set(keys))} duplicates")
+    results.update(_item_side_checks(s, valid, published, item_docs, trending_raw))
     mismatch = [u for u in expected if cached[u] is None or u not in last_record
                 or (cached[u]["version"], cached[u]["items"]) != (last_record[u]["version"], last_record[u]["items"])]
     results["redis-equals-kafka"] = (not mismatch, f"{len(mismatch)} of {len(expected)} users differ")
@@ -201,6 +198,65 @@ def run(s: Scenario) -> dict[str, bool]:
     for check, (ok, detail) in results.items():
         print(f"{CHECKS[check]:{width}}  {'PASS' if ok else 'FAIL':7}  {detail}")
     return {check: ok for check, (ok, _) in results.items()}
+
+
+def _item_side_checks(s: Scenario, valid: list[dict], published: list[dict], item_docs: dict,
+                      trending_raw: bytes | None) -> dict[str, tuple[bool, str]]:
+    """The co-occurrence lists, their scores, and the item and trending keys in Redis,
+    against the batch model of ``reco_tools.verify``."""
+    pairs, own = batch_pairs(valid, JOB), batch_own(valid, JOB)
+    keys = [(n["item_id"], n["event_time"]) for n in published]
+    # Event time ends at the slowest partition's newest event minus the out-of-orderness
+    # bound; a bucket short of the newest event leaves room for the partitions' spread.
+    until = max(e["event_time"] for e in valid) - JOB.max_out_of_orderness_ms - 2 * JOB.bucket_ms
+    due = expected_windows(valid, JOB, until)
+    wrong = []
+    for n, key in zip(published, keys):
+        i, end = key
+        want = window_counts(pairs.get(i, []), end, JOB)
+        got = {x["item_id"]: x["co_count"] for x in n["neighbors"]}
+        exact = surely_unpruned(pairs.get(i, []), end, JOB)
+        # A list holds the K best neighbors by score: all of them when there are at most K.
+        # Pruned, a neighbor's count can only be short (its older buckets were forgotten).
+        size_ok = len(got) == min(len(want), JOB.fragment_size) if exact else len(got) <= JOB.fragment_size
+        counts_ok = all(j in want and got[j] <= want[j] + 1e-6 and (not exact or abs(got[j] - want[j]) <= 1e-6)
+                        for j in got)
+        bad = abs(n["item_count"] - window_own_counts(own.get(i, []), end, JOB)) > 1e-6 or not (size_ok and counts_ok)
+        if bad:
+            wrong.append(key)
+            if len(wrong) <= 5:
+                diff = {j: (got.get(j), want.get(j)) for j in set(got) | set(want)
+                        if abs(got.get(j, 0) - want.get(j, 0)) > 1e-6}
+                s.say(f"item {i} at {end} ({'exact' if exact else 'pruned'}): N {n['item_count']} vs "
+                      f"{window_own_counts(own.get(i, []), end, JOB)}; (published, recount) differ for {diff}")
+    missing = sorted(due.keys() - set(keys))
+    for i, end in missing[:5]:
+        s.say(f"item {i}: no list published at {end}")
+    n_seen: dict[int, list[float]] = {}
+    for n in published:
+        n_seen.setdefault(n["item_id"], []).append(n["item_count"])
+    unexplained = [k for n, k in zip(published, keys) if unexplained_scores(n, n_seen)]
+    last = {}
+    for n in published:
+        if n["event_time"] >= last.get(n["item_id"], {}).get("event_time", -1):
+            last[n["item_id"]] = n
+    redis_items = [i for i, doc in item_docs.items()
+                   if doc is None or (doc["event_time"], doc["item_count"], doc["neighbors"])
+                   != (last[i]["event_time"], last[i]["item_count"], last[i]["neighbors"])]
+    trending = json.loads(trending_raw) if trending_raw else None
+    batch = expected_trending(valid, JOB)
+    last_due = max((end for end in batch if end <= until), default=None)
+    trending_ok = (trending is not None and last_due is not None and trending["version"] >= last_due
+                   and [(x["item_id"], x["count"]) for x in trending["items"]] == batch.get(trending["version"]))
+    return {
+        "cooccurrence": (bool(published) and not wrong and len(keys) == len(set(keys)),
+                         f"{len(published)} lists, {len(wrong)} wrong, {len(keys) - len(set(keys))} duplicates"),
+        "complete": (not missing, f"{len(due)} due up to {until}, {len(missing)} missing"),
+        "scores": (not unexplained, f"{len(unexplained)} lists with a score no published N(j) explains"),
+        "redis-items": (not redis_items, f"{len(redis_items)} of {len(item_docs)} items differ"),
+        "redis-trending": (trending_ok, "as of " + (str(trending["version"]) if trending else "nothing")
+                           + f", last due {last_due}"),
+    }
 
 
 def _cancel_quietly(s: Scenario, job_id: str) -> None:

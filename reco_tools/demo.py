@@ -26,7 +26,9 @@ from kafka.errors import KafkaError
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from reco_tools import movielens
-from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog
+from flink_jobs.sensitive import redact_url, write_properties
+from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_consumer, make_producer,
+                                 produce, produce_catalog)
 from reco_tools.topics import connect_admin, ensure_topics
 from reco_tools.verify import expected_versions
 
@@ -41,18 +43,27 @@ def pick_user(events: list[dict]) -> int:
 
 
 def start_job(bootstrap: str, redis_url: str, run_id: str, log_path: Path,
-              config: Path | None = DEMO_CONFIG, *flags: str) -> subprocess.Popen:
-    """The job on a local mini-cluster, in a child process (and process group) of its own."""
-    cmd = [sys.executable, "-m", "flink_jobs.main", "--kafka-bootstrap", bootstrap, "--redis-url", redis_url,
+              config: Path | None = DEMO_CONFIG, *flags: str,
+              kafka_properties: dict[str, str] | None = None) -> subprocess.Popen:
+    """The job on a local mini-cluster, in a child process (and process group) of its own.
+
+    Secrets stay off its command line (which every user of the machine can read): the Redis
+    URL goes in its environment (RECO_REDIS_URL), Kafka client properties in a file only
+    this user can read, next to the log (--kafka-properties-file)."""
+    cmd = [sys.executable, "-m", "flink_jobs.main", "--kafka-bootstrap", bootstrap,
            "--consumer-group", f"reco-{run_id}", "--transactional-id-prefix", f"reco-{run_id}", *flags]
     if config is not None:
         cmd += ["--config", str(config)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if kafka_properties:
+        props_file = write_properties(log_path.with_suffix(".kafka.properties"), kafka_properties)
+        cmd += ["--kafka-properties-file", str(props_file)]
     log = open(log_path, "w")
     # its own process group, so that stopping it stops its Python workers too
     # A PyFlink job that ran in this process (loopback mode) leaves PYFLINK_GATEWAY_DISABLED
     # set; inherited, it stops the child from starting its own JVM.
-    env = {k: v for k, v in os.environ.items() if k != "PYFLINK_GATEWAY_DISABLED"}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYFLINK_GATEWAY_DISABLED", "RECO_REDIS_URL_FILE")}
+    env["RECO_REDIS_URL"] = redis_url
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -66,10 +77,11 @@ def stop_job(job: subprocess.Popen) -> None:
             job.wait()
 
 
-def wait_until_consuming(bootstrap: str, group: str, job: subprocess.Popen, deadline: float) -> None:
+def wait_until_consuming(bootstrap: str, group: str, job: subprocess.Popen, deadline: float,
+                         properties: dict[str, str] | None = None) -> None:
     """Until the job has committed source offsets once (its first checkpoint): it is up and
     reading, so the replay that follows arrives as live traffic, not as a backlog."""
-    admin = connect_admin(bootstrap)
+    admin = connect_admin(bootstrap, properties=properties)
     try:
         while time.monotonic() < deadline and job.poll() is None:
             try:
@@ -82,10 +94,11 @@ def wait_until_consuming(bootstrap: str, group: str, job: subprocess.Popen, dead
         admin.close()
 
 
-def wait_for_committed(bootstrap: str, user: int, version: int, deadline: float) -> bool:
+def wait_for_committed(bootstrap: str, user: int, version: int, deadline: float,
+                       properties: dict[str, str] | None = None) -> bool:
     """True once a read_committed consumer sees ``user``'s list ``version``."""
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
-    consumer = make_consumer(bootstrap, contracts.RECOMMENDATIONS_TOPIC)
+    consumer = make_consumer(bootstrap, contracts.RECOMMENDATIONS_TOPIC, properties=properties)
     key = contracts.record_key(user)
     try:
         while time.monotonic() < deadline:
@@ -111,7 +124,9 @@ def show(doc: dict, titles: dict[int, str], n_events: int, total: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", default=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}")
-    ap.add_argument("--redis", default=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0")
+    ap.add_argument("--redis", default=os.environ.get("RECO_REDIS_URL")
+                    or f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",
+                    help="Redis URL (default $RECO_REDIS_URL, which keeps a password off the command line)")
     ap.add_argument("--events", type=int, default=6000, help="replay the first N ratings (0 = all 100,004)")
     ap.add_argument("--user", type=int, help="user to watch (default: the most active in the slice)")
     ap.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
@@ -119,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="ratings produced per second, as a live site would send them (0 = all at once: the job "
                          "then ranks most of them before event time lets the item side publish, see README)")
     ap.add_argument("--keep-running", action="store_true", help="leave the job running at the end")
+    add_kafka_arguments(ap)
     args = ap.parse_args(argv)
+    try:
+        props = kafka_properties(args)
+    except ValueError as exc:
+        ap.error(str(exc))
 
     events = movielens.load_rating_events()
     if args.events:
@@ -131,20 +151,20 @@ def main(argv: list[str] | None = None) -> int:
     if not versions:
         ap.error(f"user {user} has no events in the replayed slice")
 
-    print(f"[demo] fresh topics and Redis keys at {args.bootstrap}, {args.redis}")
-    ensure_topics(args.bootstrap, recreate=True)
+    print(f"[demo] fresh topics and Redis keys at {args.bootstrap}, {redact_url(args.redis)}")
+    ensure_topics(args.bootstrap, recreate=True, properties=props)
     store = redis.Redis.from_url(args.redis)
     for key in store.scan_iter(f"{contracts.REDIS_PREFIX}:*", count=1000):
         store.delete(key)
 
     run_id = time.strftime("%Y%m%d%H%M%S")
     log_path = RUN_DIR / "job" / "demo-job.log"
-    job = start_job(args.bootstrap, args.redis, run_id, log_path)
+    job = start_job(args.bootstrap, args.redis, run_id, log_path, kafka_properties=props)
     print(f"[demo] Flink job started on the local mini-cluster (pid {job.pid}, log {log_path})")
     try:
-        producer = make_producer(args.bootstrap)
+        producer = make_producer(args.bootstrap, props)
         produce_catalog(producer, movielens.item_records(movies, events[0]["event_time"]))
-        wait_until_consuming(args.bootstrap, f"reco-{run_id}", job, time.monotonic() + 180)
+        wait_until_consuming(args.bootstrap, f"reco-{run_id}", job, time.monotonic() + 180, props)
         codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
         threading.Thread(target=produce, daemon=True, args=(producer, contracts.USER_EVENTS_TOPIC,
                          (event_message(codec, e) for e in events)),
@@ -177,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"[demo] Redis is up to date; waiting for the transaction that holds version {final} "
               f"to commit in {contracts.RECOMMENDATIONS_TOPIC} (at the next checkpoint)")
-        if not wait_for_committed(args.bootstrap, user, final, deadline):
+        if not wait_for_committed(args.bootstrap, user, final, deadline, props):
             print(f"[demo] version {final} was not committed to Kafka in time; the job log is {log_path}")
             return 1
         print(f"\n[demo] user {user} is up to date in Redis and Kafka. Where to look:\n"

@@ -5,21 +5,28 @@ from __future__ import annotations
 
 import sys
 
-from pyflink.common import Configuration, Types
+from pyflink.common import Configuration, Row, Types
 from pyflink.datastream import StreamExecutionEnvironment
 
-from flink_jobs import pipeline
+from flink_jobs import contracts, pipeline
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
 from flink_jobs.operators import PICKLED
 
 
-def partition_of(payload: bytes, partitions: int) -> int:
-    """The partition a producer keyed by user would pick (malformed records: partition 0)."""
-    try:
-        return AvroCodec("reco.UserEvent").decode(payload)["user_id"] % partitions
-    except Exception:
-        return 0
+def as_records(payloads: list[bytes], partitions: int) -> list[tuple]:
+    """RAW_EVENT tuples as a producer keyed by user would write them: partition user mod
+    ``partitions``, record timestamp the event time, offset the position. A malformed
+    payload goes to partition 0 with the timestamp of the record before it."""
+    codec, ts, records = AvroCodec("reco.UserEvent"), -1, []
+    for offset, payload in enumerate(payloads):
+        try:
+            event = codec.decode(payload)
+            partition, ts = event["user_id"] % partitions, event["event_time"]
+        except Exception:  # noqa: BLE001 (any failure: malformed, as the job will see it)
+            partition = 0
+        records.append((payload, partition, offset, ts))
+    return records
 
 
 def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, bundle_size: int = 1,
@@ -38,12 +45,11 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
     items = AvroCodec("reco.ItemFeatures")
     # from_collection is one split; like Kafka, spread it over partitions by record key so
     # that each partition (and so each user) keeps its order at the job's parallelism.
-    events = (env.from_collection([(v, partition_of(v, cfg.parallelism), i, -1) for i, v in enumerate(raw_events)],
-                                  type_info=pipeline.RAW_EVENT)
+    events = (env.from_collection(as_records(raw_events, cfg.parallelism), type_info=pipeline.RAW_EVENT)
               .key_by(lambda r: r[1], key_type=Types.INT())
               .map(lambda r: r, output_type=pipeline.RAW_EVENT))
-    cat = (env.from_collection([(items.encode(r),) for r in catalog], type_info=Types.TUPLE([pipeline.RAW_ITEM]))
-           .map(lambda t: t[0], output_type=pipeline.RAW_ITEM))
+    cat = env.from_collection([Row(items.encode(r), contracts.record_key(r["item_id"]), 0, i)
+                               for i, r in enumerate(catalog)], type_info=pipeline.RAW_ITEM)
     out = pipeline.build(events, cat, cfg)
 
     def tagged(stream, name):

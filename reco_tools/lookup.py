@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import redis
 
 from flink_jobs import contracts
 from flink_jobs.redis_store import VersionedStore
+from flink_jobs.sensitive import redact_url
 from reco_tools import movielens
 
 
@@ -30,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=("user", "item", "trending"))
     ap.add_argument("id", type=int, nargs="?")
-    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--redis", default=os.environ.get("RECO_REDIS_URL") or "redis://127.0.0.1:6379/0",
+                    help="Redis URL (default $RECO_REDIS_URL: keeps a password off the command line)")
     ap.add_argument("--titles", action="store_true", help="add MovieLens titles to item ids")
     args = ap.parse_args(argv)
     try:
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc = VersionedStore.from_url(args.redis).get(key)
     except redis.ConnectionError as exc:
-        print(f"[lookup] cannot reach Redis at {args.redis}: {exc}", file=sys.stderr)
+        print(f"[lookup] cannot reach Redis at {redact_url(args.redis)}: {exc}", file=sys.stderr)
         return 2
     if doc is None:
         print(f"[lookup] {key}: no value (not computed yet, or expired)", file=sys.stderr)

@@ -18,7 +18,8 @@ from pathlib import Path
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from reco_tools import movielens
-from reco_tools.kafka_io import event_message, make_producer, produce, produce_catalog
+from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_producer, produce,
+                                  produce_catalog)
 
 
 def paced_by_event_time(events: list[dict], speedup: float):
@@ -46,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", default="", help="comma-separated user ids to keep")
     ap.add_argument("--skip-items", action="store_true", help="do not send the catalog")
     ap.add_argument("--no-progress", action="store_true")
+    add_kafka_arguments(ap)
     args = ap.parse_args(argv)
+    try:
+        properties = kafka_properties(args)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.rate < 0 or args.speedup < 0 or args.limit < 0:
         ap.error("--rate, --speedup and --limit must be >= 0")
     if not (args.data_dir / "ratings.csv").is_file():
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         events = events[: args.limit]
 
-    producer = make_producer(args.bootstrap)
+    producer = make_producer(args.bootstrap, properties)
     started = time.monotonic()
     n_items = 0
     try:

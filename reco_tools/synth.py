@@ -26,7 +26,8 @@ import numpy as np
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from reco_tools.kafka_io import event_message, make_producer, produce, produce_catalog
+from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_producer, produce,
+                                  produce_catalog)
 
 EVENT_TYPES = ("VIEW", "CLICK", "ADD_TO_CART", "PURCHASE")
 FUNNEL = (0.70, 0.20, 0.06, 0.04)
@@ -150,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="after every N-th event, also send one malformed record")
     ap.add_argument("--skip-items", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    add_kafka_arguments(ap)
     args = ap.parse_args(argv)
+    try:
+        properties = kafka_properties(args)
+    except ValueError as exc:
+        ap.error(str(exc))
     try:
         cfg = SynthConfig(events=args.events, users=args.users, items=args.items,
                           clusters=args.clusters, seed=args.seed, zipf_s=args.zipf_s)
@@ -159,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.malformed_every < 0:
         ap.error("--malformed-every must be >= 0")
     synth = Synth(cfg)
-    producer = make_producer(args.bootstrap)
+    producer = make_producer(args.bootstrap, properties)
     started = time.monotonic()
     bad = 0
     try:

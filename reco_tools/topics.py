@@ -10,15 +10,17 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
 from flink_jobs.contracts import topic_specs
+from reco_tools.kafka_io import add_kafka_arguments, client_settings, kafka_properties
 
 
-def connect_admin(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
-    """An admin client, retrying while the broker is still starting."""
+def connect_admin(bootstrap: str, timeout_s: float = 60.0, properties=None) -> KafkaAdminClient:
+    """An admin client, retrying while the broker is still starting; ``properties``: Kafka
+    client properties (Java names, see reco_tools.kafka_io.client_settings)."""
+    settings = {"client_id": "reco-topics", **client_settings(properties)}
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="reco-topics",
-                                    request_timeout_ms=10_000)
+            return KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **settings)
         except (NoBrokersAvailable, KafkaError) as exc:
             if time.monotonic() > deadline:
                 raise SystemExit(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {exc}")
@@ -26,9 +28,9 @@ def connect_admin(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
 
 
 def ensure_topics(bootstrap: str, event_partitions: int = 4, timeout_s: float = 60.0,
-                  recreate: bool = False) -> list[str]:
+                  recreate: bool = False, properties=None) -> list[str]:
     """Create every missing topic (all of them, emptied, with ``recreate``); returns the names created now."""
-    admin = connect_admin(bootstrap, timeout_s)
+    admin = connect_admin(bootstrap, timeout_s, properties)
     try:
         existing = set(admin.list_topics())
         if recreate:
@@ -65,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--event-partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the broker")
     ap.add_argument("--recreate", action="store_true", help="delete and recreate them: all data is lost")
+    add_kafka_arguments(ap)
     args = ap.parse_args(argv)
     if args.event_partitions < 1:
         ap.error("--event-partitions must be >= 1")
-    created = ensure_topics(args.bootstrap, args.event_partitions, args.timeout, args.recreate)
+    try:
+        properties = kafka_properties(args)
+    except ValueError as exc:
+        ap.error(str(exc))
+    created = ensure_topics(args.bootstrap, args.event_partitions, args.timeout, args.recreate, properties)
     specs = topic_specs(args.event_partitions)
     for s in specs:
         print(f"[topics] {s.name:28s} {s.partitions} partition(s) {'created' if s.name in created else 'exists'}")

@@ -42,7 +42,7 @@ def stack():
            "RECO_KAFKA_PORT": str(kafka_port),
            "RECO_KAFKA_CONTROLLER_PORT": str(kafka_port + 1),
            "RECO_REDIS_PORT": str(redis_port),
-           "RECO_RUN_DIR": str(ROOT / ".run" / "test")}
+           "RECO_RUN_DIR": os.environ.get("RECO_TEST_RUN_DIR", str(ROOT / ".run" / "test"))}
     s = Stack(env, f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0")
     s.run("start")
     try:

@@ -27,7 +27,7 @@ class ItemIndex:
         self.k = fragment_size
         self.info: dict[int, ItemInfo] = {}
         self.deleted: set[int] = set()
-        self.deleted_ids = np.zeros(0, dtype=np.int64)
+        self._listed: np.ndarray | None = np.zeros(0, dtype=np.int64)   # None: to rebuild
         self.counts: dict[int, NeighborCounts] = {}
         self.trending: tuple = ()
         self._scored: dict[int, Neighbors] = {}
@@ -37,14 +37,22 @@ class ItemIndex:
             self.counts[msg.item] = msg
             self._scored.pop(msg.item, None)
         elif isinstance(msg, ItemInfo):
+            if msg.item not in self.info or msg.deleted != (msg.item in self.deleted):
+                self._listed = None
             self.info[msg.item] = msg._replace(tags=tuple(dict.fromkeys(msg.tags)))  # a tag counts once
-            if msg.deleted != (msg.item in self.deleted):
-                (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
-                self.deleted_ids = np.array(sorted(self.deleted), dtype=np.int64)
+            (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
         elif isinstance(msg, Trending):
             self.trending = msg.top
         else:
             raise TypeError(f"not an item-side record: {msg!r}")
+
+    def listed(self) -> np.ndarray:
+        """The items that may be recommended, sorted: those the catalog has and has not
+        deleted. (Events of an item the catalog does not know yet still count, and the item
+        still becomes others' neighbor; it is recommended once its catalog record arrives.)"""
+        if self._listed is None:
+            self._listed = np.array(sorted(self.info.keys() - self.deleted), dtype=np.int64)
+        return self._listed
 
     def tags(self, item: int) -> tuple:
         info = self.info.get(item)
@@ -84,15 +92,23 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
         consumed[item] = max(consumed.get(item, 0), t)
     if len(consumed) > cfg.max_consumed:
         consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
-    last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, cfg.user_ttl_ms)
+    last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, _ttl_ms(cfg))
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
-    exclude = np.concatenate([np.fromiter(consumed, dtype=np.int64, count=len(consumed)), index.deleted_ids])
+    exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
     interest, tags = interest_scorer(vec), index.tags
     top = rank(candidates, lambda i: interest(tags(i)), exclude, cfg.top_n, cfg.interest_weight, index.trending,
-               index.title)
+               index.title, allowed=index.listed())
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
     return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer), [record], timers
+
+
+def _ttl_ms(cfg) -> int:
+    """UserActivity keeps a user for ``user_ttl_ms`` after its last event; the request for
+    that user's next event can come up to ``debounce_ms`` of event time after the event (a
+    burst leaves when event time passes its end), so the ranker waits that much longer:
+    otherwise it could drop the interest and consumed items of a user UserActivity kept."""
+    return cfg.user_ttl_ms + cfg.debounce_ms
 
 
 def on_timer(state: tuple | None, ts: int, cfg) -> tuple[tuple | None, list, list[int]]:
@@ -100,7 +116,7 @@ def on_timer(state: tuple | None, ts: int, cfg) -> tuple[tuple | None, list, lis
     if state is None:
         return None, [], []
     weights, as_of, consumed, last_seen, ttl_timer = state
-    expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, cfg.user_ttl_ms)
+    expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, _ttl_ms(cfg))
     if expired:
         return None, [], []
     return (weights, as_of, consumed, last_seen, ttl_timer), [], timers

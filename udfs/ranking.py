@@ -61,8 +61,9 @@ def blend(co_score: float, interest: float, alpha: float) -> float:
 
 def rank(candidates: Candidates, interest: Callable[[int], float], exclude: np.ndarray, n: int, alpha: float,
          trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
-         pool: int | None = 4) -> list[tuple[int, float, str]]:
-    """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of ``exclude``.
+         pool: int | None = 4, allowed: np.ndarray | None = None) -> list[tuple[int, float, str]]:
+    """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of
+    ``exclude``, and only items of ``allowed`` when given (sorted ids).
 
     The blend reads the interest of the ``pool`` x N best candidates by co-occurrence only
     (all of them with ``pool`` None): interest reorders the strongest candidates, it does not
@@ -70,8 +71,10 @@ def rank(candidates: Candidates, interest: Callable[[int], float], exclude: np.n
     (the cold-start fallback) in trending order, with score 0.
     """
     ids, scores, seeds = candidates
-    if len(exclude) and len(ids):
-        keep = ~np.isin(ids, exclude)
+    if len(ids) and (len(exclude) or allowed is not None):
+        keep = ~np.isin(ids, exclude) if len(exclude) else np.ones(len(ids), dtype=bool)
+        if allowed is not None:
+            keep &= np.isin(ids, allowed, assume_unique=True)
         ids, scores, seeds = ids[keep], scores[keep], seeds[keep]
     if pool is not None and len(ids) > pool * n:
         # the pool x N best, and every candidate tied with the last of them (ties go by id)
@@ -88,7 +91,14 @@ def rank(candidates: Candidates, interest: Callable[[int], float], exclude: np.n
         for item, _ in trending:
             if len(out) >= n:
                 break
-            if item not in taken and item not in excluded:
+            if item not in taken and item not in excluded and _member(item, allowed):
                 out.append((item, 0.0, "trending now"))
                 taken.add(item)
     return out
+
+
+def _member(item: int, allowed: np.ndarray | None) -> bool:
+    if allowed is None:
+        return True
+    at = int(np.searchsorted(allowed, item))
+    return at < len(allowed) and int(allowed[at]) == item

@@ -60,6 +60,11 @@ def _request(user: int, burst) -> Request:
     return Request(user, version, t, events, seeds)
 
 
+def overdue_buckets(state: UserState | None, ts: int, cfg) -> list[int]:
+    """Open buckets that ended before ``ts``: each should have been flushed by its own timer."""
+    return sorted(b for b in state[5] if b + cfg.bucket_ms < ts) if state else []
+
+
 def on_timer(state: UserState | None, user: int, ts: int, cfg) -> tuple[UserState | None, list, list[int]]:
     """``(state or None when expired, [Request | ItemDelta | Expired ...], timers)``."""
     if state is None:

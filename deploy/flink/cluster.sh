@@ -9,16 +9,23 @@
 #   deploy/flink/cluster.sh submit [--from DIR] [--py FILE] [main.py flags]
 #                                                  flink run -d the job (from a checkpoint; FILE
 #                                                  instead of flink_jobs/main.py: the benchmark's
-#                                                  pass-through job)
+#                                                  pass-through job); no secrets as flags
+#                                                  (RECO_REDIS_URL, --redis-url-file,
+#                                                  --kafka-properties-file); RECO_FLINK_DRY_RUN=1
+#                                                  prints the flink run command instead
 #
 # Settings (environment): RECO_FLINK_REST_PORT (8081), RECO_FLINK_RPC_PORT (6123),
-# RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
+# RECO_FLINK_PROM_PORT (9249: Prometheus metrics, each process on the first free port of it
+# and the nine above), RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")/flink"  # absolute: Flink needs file:///
 VENV="$ROOT/.venv"
 REST_PORT="${RECO_FLINK_REST_PORT:-8081}"
 RPC_PORT="${RECO_FLINK_RPC_PORT:-6123}"
+PROM_PORT="${RECO_FLINK_PROM_PORT:-9249}"
+[[ "$PROM_PORT" =~ ^[0-9]+$ ]] && (( PROM_PORT > 0 && PROM_PORT + 9 < 65536 )) || { printf '[flink] ERROR: RECO_FLINK_PROM_PORT=%s is not a port number\n' "$PROM_PORT" >&2; exit 1; }
+PROM_PORTS="$PROM_PORT-$((PROM_PORT + 9))"
 
 say() { printf '[flink] %s\n' "$*"; }
 die() { printf '[flink] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -32,7 +39,18 @@ export PATH="$VENV/bin:$PATH"  # anything that still asks PATH for python finds 
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # flink-daemon.sh keeps pids in $FLINK_PID_DIR/flink-$USER-<daemon>.pid ($USER may be empty)
-pids_of() { { cat "$RUN_DIR"/flink-*-"$1".pid 2>/dev/null | grep -E '^[0-9]+$' | while read -r p; do kill -0 "$p" 2>/dev/null && echo "$p"; done; } || true; }
+# The live daemons of this cluster of one kind (taskexecutor | standalonesession). A pid
+# file keeps the pids of daemons that were killed, and the system hands those pids out
+# again: a pid counts only while its process is still such a daemon with this cluster's
+# conf (a chaos run once kill -9'd other tests' JVMs through recycled pids).
+pids_of() {
+  local main args; case "$1" in taskexecutor) main=TaskManagerRunner ;; *) main=StandaloneSessionClusterEntrypoint ;; esac
+  { cat "$RUN_DIR"/flink-*-"$1".pid 2>/dev/null | grep -E '^[0-9]+$' | while read -r p; do
+      args="$( { tr '\0' '\n' < "/proc/$p/cmdline"; } 2>/dev/null)" || continue
+      grep -qx -- "--configDir" <<<"$args" && grep -qxF -- "$FLINK_CONF_DIR" <<<"$args" \
+        && grep -q -- "\.$main\$" <<<"$args" && echo "$p"
+    done; } || true
+}
 
 write_conf() {
   mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$RUN_DIR/checkpoints" "$RUN_DIR/savepoints"
@@ -46,7 +64,7 @@ print(f"env.java.opts.all: {opts}")
 PY
     } | sed "s#\$# -XX:ErrorFile=$FLINK_LOG_DIR/hs_err_pid%p.log#"
     sed -e "s#@RUN_DIR@#$RUN_DIR#g" -e "s#@VENV@#$VENV#g" -e "s#@REST_PORT@#$REST_PORT#g" \
-        -e "s#@RPC_PORT@#$RPC_PORT#g" "$ROOT/deploy/flink/config.yaml"; } >"$FLINK_CONF_DIR/config.yaml"
+        -e "s#@RPC_PORT@#$RPC_PORT#g" -e "s#@PROM_PORTS@#$PROM_PORTS#g" "$ROOT/deploy/flink/config.yaml"; } >"$FLINK_CONF_DIR/config.yaml"
   cp "$FLINK_HOME"/conf/log4j*.properties "$FLINK_CONF_DIR/"
   rm -rf "$FLINK_LIB_DIR" && mkdir -p "$FLINK_LIB_DIR"
   ln -s "$FLINK_HOME"/lib/*.jar "$FLINK_HOME"/opt/flink-python-*.jar "$FLINK_LIB_DIR/"
@@ -81,7 +99,7 @@ start() {
       (( SECONDS < deadline )) || { tail -n 40 "$FLINK_LOG_DIR"/*standalonesession*.log >&2 || true; die "jobmanager not up after 60s"; }
       sleep 0.5
     done
-    say "jobmanager up (pid $(pids_of standalonesession | tr '\n' ' '), http://127.0.0.1:$REST_PORT)"
+    say "jobmanager up (pid $(pids_of standalonesession | tr '\n' ' '), http://127.0.0.1:$REST_PORT; Prometheus metrics on ports $PROM_PORTS)"
   fi
   if [ -z "$(pids_of taskexecutor)" ]; then start_taskmanager; else say "taskmanager already running (pid $(pids_of taskexecutor | tr '\n' ' '))"; fi
 }
@@ -129,16 +147,53 @@ kill_taskmanager() {  # what a crashed machine does: no shutdown, Python workers
   say "kill -9 TaskManager(s) ${tms% } and $(( $(wc -w <<<"$all") - $(wc -w <<<"$tms") )) process(es) below them"
 }
 
+# A secret given as a flag would sit on the flink run command line, which every user of the
+# machine can read (ps): refused. The job reads the Redis URL from RECO_REDIS_URL or
+# --redis-url-file, credentials of Kafka from --kafka-properties-file (or
+# RECO_KAFKA_PROPERTIES_FILE); flink run's Python client inherits this environment.
+is_secret_flag() (  # flag value -> status 0 when the value is a secret (a subshell: nocasematch stays in it)
+  v="$2"
+  shopt -s nocasematch
+  case "$1" in
+    --redis-url)
+      if [[ "$v" == *://*@* ]]; then userinfo="${v#*://}"; userinfo="${userinfo%@*}"; [[ "$userinfo" == *:* ]] && return 0; fi
+      [[ "$v" =~ [?\&][^=\&]*(password|passwd|secret|token)[^=\&]*= ]] && return 0 ;;
+    --kafka-property)  # the same keys as flink_jobs/sensitive.py is_secret_property
+      [[ "${v%%=*}" =~ password|secret|jaas|token|credential|^ssl\.keystore\.key$|certificate ]] && return 0 ;;
+  esac
+  return 1
+)
+
 submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
-  local jar from=() py=flink_jobs/main.py
+  local jar from=() py=flink_jobs/main.py args=() flag value inline var
   if [ "${1:-}" = "--from" ]; then from=(-s "$2"); shift 2; fi
   if [ "${1:-}" = "--py" ]; then py="$2"; shift 2; fi
+  while [ $# -gt 0 ]; do
+    flag="$1"; shift; inline=0
+    if [[ "$flag" == --*=* ]]; then value="${flag#*=}"; flag="${flag%%=*}"; inline=1; fi
+    case "$flag" in
+      --redis-url|--kafka-property|--redis-url-file|--kafka-properties-file|--config)
+        if [ $inline = 0 ]; then [ $# -gt 0 ] || die "$flag needs a value"; value="$1"; shift; fi
+        if is_secret_flag "$flag" "$value"; then
+          die "$flag carries a secret, which would be on the flink run command line (visible to every user): put it in the environment (RECO_REDIS_URL) or a file (--redis-url-file FILE, --kafka-properties-file FILE)"
+        fi
+        # files named relative to where this script was called from (it runs flink from $ROOT)
+        if [[ "$flag" == *-file || "$flag" == --config ]] && [ -e "$value" ]; then value="$(realpath -- "$value")"; fi
+        args+=("$flag" "$value") ;;
+      *) if [ $inline = 1 ]; then args+=("$flag=$value"); else args+=("$flag"); fi ;;
+    esac
+  done
+  for var in RECO_REDIS_URL_FILE RECO_KAFKA_PROPERTIES_FILE; do
+    if [ -n "${!var:-}" ] && [ -e "${!var}" ]; then export "$var=$(realpath -- "${!var}")"; fi
+  done
   jar="$(ls "$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar 2>/dev/null | head -1)"
   [ -n "$jar" ] || die "no Kafka connector jar: run deploy/setup.sh"
   cd "$ROOT"
-  "$FLINK_HOME/bin/flink" run -m "localhost:$REST_PORT" -d "${from[@]}" \
-    -py "$py" -pyfs flink_jobs,udfs,schemas \
-    -pyexec "$VENV/bin/python" -pyclientexec "$VENV/bin/python" -j "$jar" "$@"
+  local cmd=("$FLINK_HOME/bin/flink" run -m "localhost:$REST_PORT" -d "${from[@]}"
+    -py "$py" -pyfs flink_jobs,udfs,schemas
+    -pyexec "$VENV/bin/python" -pyclientexec "$VENV/bin/python" -j "$jar" "${args[@]}")
+  if [ -n "${RECO_FLINK_DRY_RUN:-}" ]; then printf '%q ' "${cmd[@]}"; echo; return 0; fi  # the command, not run
+  "${cmd[@]}"
 }
 
 case "${1:-}" in
@@ -149,5 +204,5 @@ case "${1:-}" in
   status)
     if rest /overview >/dev/null 2>&1; then say "up: $(rest /overview)"; else say "DOWN"; exit 1; fi ;;
   submit) shift; submit "$@" ;;
-  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

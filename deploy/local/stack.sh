@@ -10,7 +10,12 @@
 #
 # Settings (environment): RECO_KAFKA_PORT (9092), RECO_KAFKA_CONTROLLER_PORT (9093),
 # RECO_REDIS_PORT (6379), RECO_RUN_DIR (.run: data and logs), RECO_JARS_DIR (.cache/jars),
-# RECO_KAFKA_HEAP (512m), RECO_EVENT_PARTITIONS (4).
+# RECO_KAFKA_HEAP (512m), RECO_EVENT_PARTITIONS (4), RECO_REDIS_ACLFILE (none: Redis ACL users,
+# loaded at every start, so they survive a restart; its `default` user line is yours to write).
+# Opt-in SASL: RECO_KAFKA_SASL_PORT adds a SASL_PLAINTEXT listener (SCRAM-SHA-512) on that
+# port, user RECO_KAFKA_SASL_USER (reco), password from RECO_KAFKA_SASL_PASSWORD_FILE or
+# generated once into $RECO_RUN_DIR/kafka/sasl-password; clients (the job, the tools) find
+# their properties in $RECO_RUN_DIR/kafka/client-sasl.properties. PLAINTEXT stays as it was.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")"
@@ -18,24 +23,31 @@ JARS_DIR="$(realpath -m "${RECO_JARS_DIR:-$ROOT/.cache/jars}")"
 KAFKA_PORT="${RECO_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${RECO_KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${RECO_REDIS_PORT:-6379}"
+SASL_PORT="${RECO_KAFKA_SASL_PORT:-}"     # empty: no SASL listener
+SASL_USER="${RECO_KAFKA_SASL_USER:-reco}"
 KAFKA_HEAP="${RECO_KAFKA_HEAP:-512m}"
 PY="$ROOT/.venv/bin/python"
 
 say() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for p in KAFKA_PORT CONTROLLER_PORT REDIS_PORT; do
+for p in KAFKA_PORT CONTROLLER_PORT REDIS_PORT ${SASL_PORT:+SASL_PORT}; do
   [[ "${!p}" =~ ^[0-9]+$ ]] && (( ${!p} > 0 && ${!p} < 65536 )) || die "RECO_$p=${!p} is not a port number"
 done
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pid of a service we started, if that process is still alive.
+# pid of a service we started, if that process is still alive and still ours: the pid of
+# one that died may be in use by another process since.
 our_pid() {
-  local f="$RUN_DIR/$1/pid" pid
+  local f="$RUN_DIR/$1/pid" pid args
   [ -f "$f" ] || return 1
   pid="$(cat "$f")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  args="$( { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null)" || return 1
+  case "$1" in
+    redis) [[ "$args" == redis-server*":$REDIS_PORT"* ]] ;;   # redis-server rewrites its title
+    *) [[ "$args" == *"$RUN_DIR/$1/"* ]] ;;
+  esac && echo "$pid"
 }
 
 # Refuse to start on a port someone else holds: that would hang or talk to a stranger.
@@ -60,8 +72,13 @@ start_redis() {
   claim_port redis "$REDIS_PORT" RECO_REDIS_PORT
   mkdir -p "$RUN_DIR/redis"
   # No persistence: the job's state lives in Flink; Redis is a cache rebuilt from replays.
+  local acl=()
+  if [ -n "${RECO_REDIS_ACLFILE:-}" ]; then
+    [ -r "$RECO_REDIS_ACLFILE" ] || die "RECO_REDIS_ACLFILE=$RECO_REDIS_ACLFILE is not a readable file"
+    acl=(--aclfile "$(realpath "$RECO_REDIS_ACLFILE")")
+  fi
   nohup redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN_DIR/redis" \
-    --save "" --appendonly no --daemonize no --protected-mode yes \
+    --save "" --appendonly no --daemonize no --protected-mode yes "${acl[@]}" \
     >"$RUN_DIR/redis/redis.log" 2>&1 &
   echo $! >"$RUN_DIR/redis/pid"
   wait_until 20 redis $! redis_ready
@@ -75,11 +92,11 @@ kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT${SASL_PORT:+,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT${SASL_PORT:+,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${SASL_PORT:+,SASL_PLAINTEXT:SASL_PLAINTEXT}
 log.dirs=$RUN_DIR/kafka/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -93,6 +110,49 @@ transaction.max.timeout.ms=900000
 auto.create.topics.enable=false
 log.retention.hours=-1
 CONF
+  if [ -n "$SASL_PORT" ]; then
+    cat <<CONF
+# SASL_PLAINTEXT listener (RECO_KAFKA_SASL_PORT): SCRAM-SHA-512, users from the cluster metadata
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+CONF
+  fi
+}
+
+# The SASL user's password, never on a command line: from RECO_KAFKA_SASL_PASSWORD_FILE, or
+# generated once (readable by this user only) and kept with the broker's data.
+sasl_password() {
+  local f="${RECO_KAFKA_SASL_PASSWORD_FILE:-$RUN_DIR/kafka/sasl-password}" pw
+  if [ ! -s "$f" ]; then
+    [ -z "${RECO_KAFKA_SASL_PASSWORD_FILE:-}" ] || die "RECO_KAFKA_SASL_PASSWORD_FILE=$f is missing or empty"
+    (umask 077; python3 -c 'import secrets; print(secrets.token_hex(16))' >"$f")
+  fi
+  pw="$(head -n 1 "$f")"
+  [[ "$pw" =~ ^[A-Za-z0-9._~-]{8,}$ ]] || die "the SASL password in $f must be 8 or more of A-Z a-z 0-9 . _ ~ - (SCRAM tools parse it)"
+  printf '%s' "$pw"
+}
+
+# A Kafka tool run by the JVM with its arguments in a file (java @argfile), so that a
+# credential among them never shows on a command line.
+kafka_tool() {  # class args...
+  local argfile rc=0
+  argfile="$(umask 077; mktemp "$RUN_DIR/kafka/args.XXXXXX")"
+  printf '"%s"\n' "$@" >"$argfile"
+  "${java[@]}" "@$argfile" || rc=$?
+  rm -f "$argfile"
+  return $rc
+}
+
+# Clients' properties for the SASL listener (the job: --kafka-properties-file; the tools too).
+write_sasl_client_properties() {  # password
+  (umask 077; cat >"$RUN_DIR/kafka/client-sasl.properties" <<PROPS
+# written by deploy/local/stack.sh for the listener on 127.0.0.1:$SASL_PORT
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$SASL_USER" password="$1";
+PROPS
+  )
 }
 
 start_kafka() {
@@ -101,26 +161,48 @@ start_kafka() {
   ls "$JARS_DIR"/kafka/kafka_2.13-*.jar >/dev/null 2>&1 || die "no Kafka jars in $JARS_DIR/kafka: run deploy/setup.sh"
   claim_port kafka "$KAFKA_PORT" RECO_KAFKA_PORT
   claim_port kafka-controller "$CONTROLLER_PORT" RECO_KAFKA_CONTROLLER_PORT
+  [ -z "$SASL_PORT" ] || claim_port kafka-sasl "$SASL_PORT" RECO_KAFKA_SASL_PORT
   mkdir -p "$RUN_DIR/kafka/data"
   kafka_config >"$RUN_DIR/kafka/server.properties"
   local java=(java "-Xms128m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$ROOT/deploy/local/kafka-log4j2.yaml" -cp "$JARS_DIR/kafka/*")
+  local scram=() password="" marker="$RUN_DIR/kafka/sasl-user"
+  if [ -n "$SASL_PORT" ]; then
+    password="$(sasl_password)"
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$password]")
+  fi
   if [ ! -f "$RUN_DIR/kafka/data/meta.properties" ]; then
     local cluster_id
     cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
-    say "formatting KRaft storage (cluster $cluster_id)"
-    "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$RUN_DIR/kafka/server.properties" >"$RUN_DIR/kafka/format.log" 2>&1 \
+    say "formatting KRaft storage (cluster $cluster_id)${SASL_PORT:+ with SCRAM user $SASL_USER}"
+    kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$RUN_DIR/kafka/server.properties" "${scram[@]}" >"$RUN_DIR/kafka/format.log" 2>&1 \
       || { cat "$RUN_DIR/kafka/format.log" >&2; die "formatting Kafka storage failed"; }
+    if [ -n "$SASL_PORT" ]; then (umask 077; sasl_marker "$password" >"$marker"); else rm -f "$marker"; fi
   fi
   nohup "${java[@]}" kafka.Kafka "$RUN_DIR/kafka/server.properties" >"$RUN_DIR/kafka/kafka.log" 2>&1 &
   echo $! >"$RUN_DIR/kafka/pid"
   wait_until 90 kafka $! port_open "$KAFKA_PORT"
+  if [ -n "$SASL_PORT" ]; then
+    wait_until 30 kafka "$(cat "$RUN_DIR/kafka/pid")" port_open "$SASL_PORT"
+    # data formatted before SASL was asked for, or another password: set the user's credential
+    if [ "$(cat "$marker" 2>/dev/null)" != "$(sasl_marker "$password")" ]; then
+      kafka_tool kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" --alter \
+        --entity-type users --entity-name "$SASL_USER" --add-config "SCRAM-SHA-512=[password=$password]" \
+        >"$RUN_DIR/kafka/scram.log" 2>&1 || { cat "$RUN_DIR/kafka/scram.log" >&2; die "creating SCRAM user $SASL_USER failed"; }
+      (umask 077; sasl_marker "$password" >"$marker")
+      say "SCRAM user $SASL_USER set"
+    fi
+    write_sasl_client_properties "$password"
+  fi
   say "kafka up on 127.0.0.1:$KAFKA_PORT (pid $(cat "$RUN_DIR/kafka/pid"))"
+  [ -z "$SASL_PORT" ] || say "kafka SASL_PLAINTEXT (SCRAM-SHA-512, user $SASL_USER) on 127.0.0.1:$SASL_PORT; client properties: $RUN_DIR/kafka/client-sasl.properties"
 }
 
-ensure_topics() {
-  "$PY" -m reco_tools.topics --bootstrap "127.0.0.1:$KAFKA_PORT" \
+sasl_marker() { printf '%s %s' "$SASL_USER" "$(printf '%s' "$1" | sha256sum | cut -c1-16)"; }  # user and a hash of the password
+
+ensure_topics() {  # through the PLAINTEXT listener: a client properties setting is not for it
+  env -u RECO_KAFKA_PROPERTIES_FILE -u RECO_KAFKA_PROPERTIES "$PY" -m reco_tools.topics --bootstrap "127.0.0.1:$KAFKA_PORT" \
     --event-partitions "${RECO_EVENT_PARTITIONS:-4}" || die "creating topics failed"
 }
 
@@ -137,7 +219,8 @@ stop_one() {
 
 status() {
   local ok=0 pid
-  if pid="$(our_pid kafka)" && port_open "$KAFKA_PORT"; then say "kafka  up    pid $pid  127.0.0.1:$KAFKA_PORT"
+  if pid="$(our_pid kafka)" && port_open "$KAFKA_PORT" && { [ -z "$SASL_PORT" ] || port_open "$SASL_PORT"; }; then
+    say "kafka  up    pid $pid  127.0.0.1:$KAFKA_PORT${SASL_PORT:+ (SASL_PLAINTEXT 127.0.0.1:$SASL_PORT)}"
   else say "kafka  DOWN"; ok=1; fi
   if pid="$(our_pid redis)" && redis_ready; then say "redis  up    pid $pid  127.0.0.1:$REDIS_PORT"
   else say "redis  DOWN"; ok=1; fi
@@ -158,5 +241,5 @@ case "${1:-}" in
     ;;
   status) status ;;
   reset) stop_one kafka; stop_one redis; rm -rf "$RUN_DIR/kafka" "$RUN_DIR/redis"; say "data deleted" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

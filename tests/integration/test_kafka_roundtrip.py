@@ -60,3 +60,22 @@ def test_thousand_events_round_trip_read_committed_byte_exact(stack):
         assert len({p for k, _, p in got if k == key}) == 1
     assert sorted((codec.decode(v) for _, v, _ in got), key=lambda e: e["event_id"]) == \
         sorted(events, key=lambda e: e["event_id"])
+
+
+def test_the_broker_refuses_an_event_stamped_far_ahead_of_its_clock(stack):
+    # The job's event time follows record timestamps: the events topic must not take one
+    # from the far future (contracts: message.timestamp.after.max.ms, one hour).
+    import time
+
+    from reco_tools.topics import ensure_topics
+
+    ensure_topics(stack.bootstrap, recreate=True)   # with the configs of now
+    producer = make_producer(stack.bootstrap)
+    now = int(time.time() * 1000)
+    try:
+        producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=b"x", timestamp_ms=now - 86_400_000).get(30)
+        with pytest.raises(Exception, match="(?i)timestamp"):
+            producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=b"x",
+                          timestamp_ms=now + 2 * 3_600_000).get(30)
+    finally:
+        producer.close()

@@ -1,9 +1,12 @@
 import copy
+import json
 import random
+import struct
 
 import pytest
 
-from flink_jobs.codec import AvroCodec, AvroError, SchemaRegistry, bundled_registry, schema_fingerprint
+from flink_jobs.codec import (SCHEMA_DIR, AvroCodec, AvroError, SchemaRegistry, bundled_registry,
+                              schema_fingerprint)
 from fastavro.schema import to_parsing_canonical_form
 
 SAMPLES = {
@@ -153,3 +156,101 @@ def test_random_bytes_never_crash_the_decoder():
         except AvroError:
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 2000  # the noise, at least, must be refused
+
+
+# Hostile bodies, written byte by byte from the Avro specification (zigzag varints, a
+# string as its length then UTF-8, an enum or union as its index, a double as 8 bytes
+# little-endian) so that no encoder under test is involved.
+USER_EVENT_SCHEMA = json.loads((SCHEMA_DIR / "reco.UserEvent.avsc").read_text())
+SYMBOLS = next(f["type"]["symbols"] for f in USER_EVENT_SCHEMA["fields"] if f["name"] == "event_type")
+
+
+def zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def user_event_bytes(enum_index: int, union_index: int = 0, value: float | None = None,
+                     event_time: int = 1_700_000_000_123) -> bytes:
+    header = b"\xc3\x01" + crc64_avro(to_parsing_canonical_form(USER_EVENT_SCHEMA).encode()).to_bytes(8, "little")
+    body = zigzag(3) + b"e-1" + zigzag(42) + zigzag(7) + zigzag(enum_index) + zigzag(union_index)
+    if value is not None:
+        body += struct.pack("<d", value)
+    return header + body + zigzag(event_time)
+
+
+def test_hand_written_bytes_decode_as_the_schema_says():
+    # the helper itself, on indexes in range: symbols in schema order, union ["null", "double"]
+    codec = AvroCodec("reco.UserEvent")
+    assert SYMBOLS == ["VIEW", "CLICK", "ADD_TO_CART", "PURCHASE", "RATING"]
+    for i, symbol in enumerate(SYMBOLS):
+        rec = codec.decode(user_event_bytes(i, 1, 4.5))
+        assert rec == {"event_id": "e-1", "user_id": 42, "item_id": 7, "event_type": symbol,
+                       "value": 4.5, "event_time": 1_700_000_000_123}
+    assert codec.decode(user_event_bytes(0))["value"] is None
+
+
+@pytest.mark.parametrize("index", [-1, -2, -5, 5, 6, -(2**62), 2**62])
+def test_enum_index_outside_the_symbols_is_refused(index):
+    # fastavro alone reads -1 as the last symbol: a VIEW's corrupt byte became a RATING
+    with pytest.raises(AvroError, match=f"enum reco.EventType index {index} outside 0..4"):
+        AvroCodec("reco.UserEvent").decode(user_event_bytes(index, 1, 4.0))
+
+
+@pytest.mark.parametrize("index", [-1, -2, 2, 3])
+def test_union_index_outside_the_branches_is_refused(index):
+    # fastavro alone reads -1 as the last branch: the bytes after it became a double
+    with pytest.raises(AvroError, match=f"union index {index} outside 0..1"):
+        AvroCodec("reco.UserEvent").decode(user_event_bytes(0, index, 2.0))
+
+
+def test_negative_union_index_inside_another_record_is_refused():
+    # ItemFeatures.embedding is ["null", array<float>]: -1 would pick the array
+    schema = json.loads((SCHEMA_DIR / "reco.ItemFeatures.avsc").read_text())
+    header = b"\xc3\x01" + crc64_avro(to_parsing_canonical_form(schema).encode()).to_bytes(8, "little")
+
+    def item(embedding_index: int) -> bytes:
+        return (header + zigzag(7) + zigzag(4) + b"Heat" + zigzag(0)  # item_id, title, tags: []
+                + zigzag(embedding_index) + zigzag(1) + struct.pack("<f", 0.5) + zigzag(0)  # [0.5]
+                + zigzag(1_700_000_000_000) + b"\x00")               # updated_at, deleted
+    codec = AvroCodec("reco.ItemFeatures")
+    assert codec.decode(item(1))["embedding"] == [0.5]
+    with pytest.raises(AvroError, match="union index -1 outside 0..1"):
+        codec.decode(item(-1))
+
+
+@pytest.mark.parametrize("value", [0.0, 0.49, 5.01, -1.0, float("nan"), float("inf")])
+def test_rating_outside_the_documented_range_is_refused(value):
+    # reco.UserEvent.avsc: "Rating (0.5-5.0) for RATING"
+    with pytest.raises(AvroError, match="outside the documented range 0.5-5.0"):
+        AvroCodec("reco.UserEvent").decode(user_event_bytes(SYMBOLS.index("RATING"), 1, value))
+
+
+def test_rating_without_a_value_is_refused():
+    with pytest.raises(AvroError, match="RATING value None"):
+        AvroCodec("reco.UserEvent").decode(user_event_bytes(SYMBOLS.index("RATING"), 0))
+
+
+@pytest.mark.parametrize("value", [0.5, 5.0, 3.5])
+def test_rating_edges_of_the_documented_range_are_accepted(value):
+    assert AvroCodec("reco.UserEvent").decode(user_event_bytes(SYMBOLS.index("RATING"), 1, value))["value"] == value
+
+
+def test_the_codec_never_writes_what_it_refuses_to_read():
+    codec = AvroCodec("reco.UserEvent")
+    with pytest.raises(AvroError, match="0.5-5.0"):
+        codec.encode({**SAMPLES["reco.UserEvent"], "event_type": "RATING", "value": 0.0})
+    with pytest.raises(AvroError, match="0.5-5.0"):
+        codec.encode({**SAMPLES["reco.UserEvent"], "event_type": "RATING", "value": None})
+
+
+def test_the_range_applies_to_ratings_only():
+    # "quantity or price elsewhere": the schema documents no range for them (the job's
+    # own bounds are flink_jobs/validation.py's)
+    view = AvroCodec("reco.UserEvent").decode(user_event_bytes(SYMBOLS.index("VIEW"), 1, -1e308))
+    assert view["value"] == -1e308

@@ -200,6 +200,39 @@ def test_ranker_never_recommends_consumed_or_deleted_items_even_as_trending():
     assert state is None
 
 
+def test_with_debounce_the_ranker_keeps_a_user_as_long_as_useractivity_can_still_send_it_a_request():
+    # UserActivity keeps a user TTL after its last event; the list for an event just
+    # before that comes when its burst closes, up to debounce_ms later.
+    cfg = CFG.replace(debounce_ms=600_000)
+    state, _, timers = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), _index(),
+                                         cfg, 0)
+    assert timers == [1_000 + cfg.user_ttl_ms + 600_000]
+    state, _, _ = ranker.on_timer(state, 1_000 + cfg.user_ttl_ms, cfg)
+    assert state is not None
+    state, _, _ = ranker.on_timer(state, 1_000 + cfg.user_ttl_ms + 600_000, cfg)
+    assert state is None
+
+
+def test_an_item_the_catalog_does_not_know_is_recommended_only_once_it_does():
+    # README: events of an unknown item count (it becomes others' neighbor), but it is
+    # recommended, as a candidate or as trending, only once its catalog record arrives.
+    index = _index()
+    index.put(NeighborCounts(1, 200, 4.0, ((8, 9.0), (2, 4.0), (3, 3.0))))   # 8: no catalog record
+    index.put(NeighborCounts(8, 200, 9.0, ((1, 9.0),)))
+    index.put(Trending(200, ((8, 60.0), (5, 9.0), (7, 7.0))))
+    cfg = CFG.replace(top_n=4, interest_weight=0.0)
+    request = Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
+    _, out, _ = ranker.on_request(None, request, index, cfg, 0)
+    assert [x["item_id"] for x in out[0]["items"]] == [3, 2, 5, 7]
+    index.put(ItemInfo(8, "t8", ("a",), False))
+    _, out, _ = ranker.on_request(None, request, index, cfg, 0)
+    # cosine 9 / sqrt(4 x 9) = 1.5 leads; a tombstone (deleted) takes it out again
+    assert [x["item_id"] for x in out[0]["items"]] == [8, 3, 2, 5]
+    index.put(ItemInfo(8, "", (), True))
+    _, out, _ = ranker.on_request(None, request, index, cfg, 0)
+    assert [x["item_id"] for x in out[0]["items"]] == [3, 2, 5, 7]
+
+
 def test_dataflow_in_one_process_publishes_what_a_batch_recount_says():
     events = random_events(3, n=400, users=8, items=20)
     published = []

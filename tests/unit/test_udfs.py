@@ -64,27 +64,30 @@ def test_interest_similarity_is_zero_without_overlap_or_data():
 
 @pytest.mark.parametrize("seed", range(30))
 def test_recent_window_matches_brute_force(seed):
+    """Window and partners from the whole history alone, never from the window under test
+    (README: the last W distinct items within T of event time; an event pairs with the
+    window as it stood before it, other than its own item). A window of W - 1 items fails."""
     rng = random.Random(seed)
     w_max, span = rng.randint(1, 6), rng.randint(5, 50)
     recent, t, history = [], 0, []
-    for _ in range(rng.randint(1, 40)):
-        t += rng.randint(0, 20)
-        item = rng.randint(1, 10)
-        before = recent
-        recent, partners = add_recent(recent, item, t, 1.0, w_max, span)
-        # reference: items in the previous window, other than this one, seen within span
-        expected_partners = sorted({i for i, ti, _ in before if i != item and t - ti <= span})
-        assert sorted(partners) == expected_partners
-        history.append((item, t))
-        # reference window: last w_max distinct items (by latest time) within span of t
+
+    def newest(events):
+        """The w_max most recently consumed distinct items of ``events``, oldest first, with
+        their latest time (events in time order; equal times: the later one is newer)."""
         latest = {}
-        for n, (i, ti) in enumerate(history):
+        for n, (i, ti) in enumerate(events):
             latest[i] = (ti, n)
-        in_span = sorted((ti, n, i) for i, (ti, n) in latest.items() if t - ti <= span)
-        expected_window = [i for _, _, i in in_span][-w_max:]
-        # items that fell out earlier never come back, so compare on what the window keeps
-        assert [i for i, _, _ in recent] == [i for i in expected_window if i in {r[0] for r in recent}]
-        assert len(recent) <= w_max and recent[-1][0] == item
+        return [(i, ti) for i, (ti, _) in sorted(latest.items(), key=lambda kv: kv[1])][-w_max:]
+
+    for _ in range(rng.randint(1, 40)):
+        t += rng.randint(0, 20)   # in event-time order
+        item = rng.randint(1, 10)
+        expected_partners = sorted(i for i, ti in newest(history) if i != item and t - ti <= span)
+        recent, partners = add_recent(recent, item, t, 1.0, w_max, span)
+        history.append((item, t))
+        expected_window = [i for i, ti in newest(history) if t - ti <= span]
+        assert sorted(partners) == expected_partners
+        assert [i for i, _, _ in recent] == expected_window
 
 
 @pytest.mark.parametrize("seed", range(30))
