@@ -63,6 +63,8 @@ class DecodeEvents(ProcessFunction):
         self.valid = group.counter("eventsValid")
         self.invalid = group.counter("eventsDeadLettered")
         self.late = group.counter("eventsLate")
+        for counter in (self.valid, self.invalid, self.late):
+            counter.inc(0)   # reported from the start, so that an alert sees 0, not nothing
 
     def process_element(self, value, ctx):
         payload, partition, offset, ts = value
@@ -152,6 +154,7 @@ class _Breaches:
     def __init__(self, runtime_context, name: str):
         self.name, self.seen = name, 0
         self.counter = runtime_context.get_metrics_group().counter(name)
+        self.counter.inc(0)   # reported from the start: an alert on it sees 0, not nothing
 
     def add(self, n: int, detail: str) -> None:
         self.counter.inc(n)

@@ -103,3 +103,20 @@ class FlinkCluster:
         """Cancel a job and wait until it has ended."""
         self.rest(f"/jobs/{job_id}?mode=cancel", method="PATCH")
         self.wait_state(job_id, {"CANCELED", "FAILED", "FINISHED"})
+
+    def stop_with_savepoint(self, job_id: str, directory: Path, timeout_s: float = 300) -> str:
+        """``flink stop --savepointPath DIR``: a savepoint, then the job ends (FINISHED); returns
+        the savepoint's path, for ``submit(..., from_checkpoint=path)``."""
+        import pyflink
+
+        flink = Path(pyflink.__file__).resolve().parent / "bin" / "flink"
+        env = {**os.environ, "FLINK_CONF_DIR": str(self.run_dir / "flink" / "conf")}
+        env.pop("PYFLINK_GATEWAY_DISABLED", None)
+        proc = subprocess.run([str(flink), "stop", "--savepointPath", str(directory), "-m",
+                               f"localhost:{self.rest_port}", job_id],
+                              env=env, capture_output=True, text=True, timeout=timeout_s)
+        match = re.search(r"Savepoint completed\. Path: (\S+)", proc.stdout)
+        if proc.returncode != 0 or not match:
+            raise RuntimeError(f"flink stop {job_id} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        self.wait_state(job_id, {"FINISHED", "CANCELED", "FAILED"})
+        return match.group(1)

@@ -98,3 +98,133 @@ def test_image_installs_as_root_runs_as_flink_and_ships_only_the_job():
     assert text.rindex("USER flink") > text.rindex("\nRUN ")
     copied = {line.split()[1] for line in text.splitlines() if line.startswith("COPY ") and "/opt/reco/" in line}
     assert {"flink_jobs", "udfs", "schemas"} <= copied and "reco_tools" not in copied
+
+
+# --- docker-compose.yml in step with deploy/local/stack.sh (issue 9, Deployment) ---------------
+
+STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _stack_broker_settings() -> dict[str, str]:
+    """The fixed key=value lines of stack.sh's kafka_config (those naming no port or path)."""
+    text = STACK_SH.read_text()
+    body = text[text.index("kafka_config() {"):]
+    body = body[body.index("<<CONF\n") + len("<<CONF\n"):body.index("\nCONF\n")]
+    pairs = (line.split("=", 1) for line in body.splitlines() if line and not line.startswith("#"))
+    return {k: v for k, v in pairs if "$" not in k + v}
+
+
+def _stack_default(variable: str) -> str:
+    return re.search(r"\$\{" + variable + r":-([^}]*)\}", STACK_SH.read_text()).group(1)
+
+
+def _compose_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _created_topics(compose: dict, event_partitions: str) -> dict:
+    """name -> (partitions, {config}) from kafka-init's kafka-topics.sh lines."""
+    import shlex
+
+    init = compose["services"]["kafka-init"]
+    script = "\n".join(init["command"]).replace("${RECO_EVENT_PARTITIONS:-4}", event_partitions)
+    topics = {}
+    for line in script.splitlines():
+        words = shlex.split(line)
+        if not words or words[0] != "topic":
+            continue
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--topic", required=True)
+        parser.add_argument("--partitions", type=int, required=True)
+        parser.add_argument("--config", action="append", default=[])
+        args = parser.parse_args(words[1:])
+        assert args.topic not in topics, f"{args.topic} created twice"
+        topics[args.topic] = (args.partitions, dict(c.split("=", 1) for c in args.config))
+    return topics
+
+
+def test_compose_creates_the_topics_of_topic_specs_with_a_one_shot_init():
+    from flink_jobs.contracts import topic_specs
+    from reco_tools import topics as topics_tool
+
+    compose = _compose()
+    init = compose["services"]["kafka-init"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert init.get("restart", "no") == "no" and "ports" not in init
+    assert "healthcheck" in compose["services"]["kafka"]
+    script = "\n".join(init["command"])
+    assert "--if-not-exists" in script and "--replication-factor 1" in script  # idempotent, like stack.sh
+    # the same default number of event partitions in stack.sh, the topics tool and compose
+    default = _stack_default("RECO_EVENT_PARTITIONS")
+    assert default == "4" and topics_tool.ensure_topics.__defaults__[0] == int(default)
+    assert "${RECO_EVENT_PARTITIONS:-" + default + "}" in script
+    for partitions in (default, "7"):
+        expected = {s.name: (s.partitions, dict(s.config)) for s in topic_specs(int(partitions))}
+        assert _created_topics(compose, partitions) == expected
+
+
+def test_compose_broker_has_the_settings_of_stack_sh():
+    """Every fixed broker setting of stack.sh, retention off included (MovieLens records carry
+    1996-2016 timestamps: a time retention would delete them within minutes)."""
+    settings = _stack_broker_settings()
+    assert settings.get("log.retention.hours") == "-1"
+    assert {"auto.create.topics.enable", "transaction.max.timeout.ms", "process.roles"} <= settings.keys()
+    kafka = _compose()["services"]["kafka"]
+    env = {k: _compose_value(v) for k, v in kafka["environment"].items()}
+    wanted = {"KAFKA_" + k.upper().replace(".", "_"): v for k, v in settings.items()}
+    assert {k: env.get(k) for k in wanted} == wanted
+    assert kafka["image"] == "apache/kafka:" + _kafka_version()
+    # the same host port as stack.sh's default, on loopback only
+    assert kafka["ports"] == [f"127.0.0.1:{_stack_default('RECO_KAFKA_PORT')}:9092"]
+
+
+def _kafka_version() -> str:
+    pom = (ROOT / "deploy" / "jars" / "pom.xml").read_text()
+    return re.search(r"<kafka.version>([^<]+)<", pom).group(1)
+
+
+def test_compose_redis_has_the_settings_of_stack_sh():
+    redis = _compose()["services"]["redis"]
+    command = redis["command"]
+    start = STACK_SH.read_text()
+    start = start[start.index("nohup redis-server"):]
+    start = start[:start.index(">")]
+    for flag, value in (("--save", '""'), ("--appendonly", "no")):   # no persistence in either
+        assert f"{flag} {value}" in start
+        assert command[command.index(flag) + 1] == value.strip('"')
+    assert command[0] == "redis-server"
+    assert redis["ports"] == [f"127.0.0.1:{_stack_default('RECO_REDIS_PORT')}:6379"]
+
+
+# --- Prometheus reporter in both deployments (issue 9, Deployment; README "Monitoring") --------
+
+PROM_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def test_prometheus_reporter_is_on_in_both_deployments_from_the_bundled_plugin(deployment):
+    import pyflink
+
+    text = (ROOT / "deploy" / "flink" / "config.yaml").read_text().replace("@PROM_PORTS@", "9249-9258")
+    local = yaml.safe_load(re.sub(r"@\w+@", "0", text))
+    k8s = deployment["spec"]["flinkConfiguration"]
+    for conf in (local, k8s):
+        assert conf["metrics.reporter.prom.factory.class"] == PROM_FACTORY
+    assert local["metrics.reporter.prom.port"] == "9249-9258"   # the JobManager and TaskManagers share a host
+    # cluster.sh fills in the range from RECO_FLINK_PROM_PORT
+    script = (ROOT / "deploy" / "flink" / "cluster.sh").read_text()
+    assert 'PROM_PORT="${RECO_FLINK_PROM_PORT:-9249}"' in script and '-e "s#@PROM_PORTS@#$PROM_PORTS#g"' in script
+    # The plugin ships in the distribution's plugins/ (the pip package's, which cluster.sh runs, and
+    # the image's /opt/flink/plugins): nothing to download or enable (ENABLE_BUILT_IN_PLUGINS is for opt/).
+    flink = pyflink.version.__version__
+    plugin = Path(pyflink.__file__).parent / "plugins" / "metrics-prometheus" / f"flink-metrics-prometheus-{flink}.jar"
+    assert plugin.is_file()
+    # the pod exposes the port and tells an annotation-driven Prometheus where to scrape
+    pod = deployment["spec"]["podTemplate"]
+    port = int(k8s["metrics.reporter.prom.port"])
+    container = pod["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)

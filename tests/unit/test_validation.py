@@ -159,8 +159,8 @@ class _Counter:
     def __init__(self):
         self.n = 0
 
-    def inc(self):
-        self.n += 1
+    def inc(self, n=1):
+        self.n += n
 
 
 class _Runtime:
