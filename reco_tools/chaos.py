@@ -54,6 +54,7 @@ class Scenario:
     delivery_guarantee: str = "exactly-once"   # at-least-once shows what the checks catch
     redis_write: str = "versioned"             # unconditional shows what the checks catch
     timeout_s: float = 900.0
+    dump: Path | None = None                   # where to write the valid events and published lists (JSON)
     log: list = field(default_factory=list)
 
     def say(self, msg: str) -> None:
@@ -177,6 +178,8 @@ def run(s: Scenario) -> dict[str, bool]:
         if job:
             _cancel_quietly(s, job[-1])
 
+    if s.dump:   # for a look at a failure without rerunning it
+        s.dump.write_text(json.dumps({"valid": valid, "published": published}))
     results = {}
     dup_or_order = [u for u, vs in seen.items() if vs != sorted(set(vs))]
     results["increasing"] = (not dup_or_order, f"{len(dup_or_order)} users break it")
@@ -355,8 +358,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="at-least-once breaks the guarantee on purpose: the checks must fail")
     ap.add_argument("--redis-write", choices=("versioned", "unconditional"), default="versioned",
                     help="unconditional breaks the guarantee on purpose: the checks must fail")
+    ap.add_argument("--dump", type=Path, metavar="PATH",
+                    help="write the valid events and the published co-occurrence lists there as JSON")
     args = ap.parse_args(argv)
-    s = Scenario(events=args.events, kills=args.kills, seed=args.seed, rate=args.rate,
+    s = Scenario(events=args.events, kills=args.kills, seed=args.seed, rate=args.rate, dump=args.dump,
                  delivery_guarantee=args.delivery_guarantee, redis_write=args.redis_write,
                  bootstrap=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}",
                  redis_url=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",

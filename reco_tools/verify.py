@@ -181,11 +181,11 @@ def expected_windows(events: list[dict], cfg, until: int | None = None) -> dict[
 
 def surely_unpruned(pair_list: list[tuple[int, int, float]], end: int, cfg, lag_ms: int = 0) -> bool:
     """Whether item i's list at bucket end ``end`` cannot have been pruned, so that its counts
-    are exact even with pruning on. Pruning happens when a delta takes the item above M
-    neighbors; it can touch the list's buckets only between their arrival (after
-    ``end - L``) and the list's publication, when the item holds buckets that started after
-    ``end - 2L - bucket`` and, if the watermark jumped past ``end``, buckets up to
-    ``lag_ms`` later. At most M distinct neighbors in all those buckets: no prune."""
+    are exact even with pruning on. Pruning happens at the item's publications, in the
+    buckets before each; the list's buckets (after ``end - L``) are touched only by those up
+    to ``end``, which see buckets that started after ``end - 2L - bucket``. At most M
+    distinct neighbors there: no prune. (``lag_ms`` widens the range for a job that prunes
+    on arrival, where buckets that came early after a watermark jump count too.)"""
     low = end - 2 * cfg.cooccurrence_window_ms - cfg.bucket_ms
     high = end + lag_ms
     return len({j for j, t, _ in pair_list if low < _bucket(t, cfg.bucket_ms) <= high}) <= cfg.neighbors_per_item

@@ -109,12 +109,16 @@ def top_neighbors(counts: dict[int, float], n_i: float, n_other: dict[int, float
     return heapq.nsmallest(k, scored, key=lambda r: (-r[1], r[0]))
 
 
-def prune(win: ItemWindow, keep: set[int]) -> None:
-    """Forget every neighbor not in ``keep`` (the bounded neighbor set, at most M)."""
-    for b in list(win.pairs):
-        bucket = {j: c for j, c in win.pairs[b].items() if j in keep}
-        if bucket:
-            win.pairs[b] = bucket
-        else:
+def prune(win: ItemWindow, keep: set[int], before: int) -> None:
+    """Forget every neighbor not in ``keep`` in the buckets that start before ``before``
+    (the bounded neighbor set, at most M); later buckets are not touched."""
+    for b in [b for b in win.pairs if b < before]:
+        for j in [j for j in win.pairs[b] if j not in keep]:
+            c = win.pairs[b].pop(j)
+            left = win.totals[j] - c
+            if left < _EPSILON:
+                del win.totals[j]
+            else:
+                win.totals[j] = left
+        if not win.pairs[b]:
             del win.pairs[b]
-    win.totals = {j: c for j, c in win.totals.items() if j in keep}

@@ -4,7 +4,10 @@ users' per-bucket ``ItemDelta``s; and trending, fed by the items' closed buckets
 At each bucket end (event time) an item publishes its counts as ``NeighborCounts``: by
 then every delta of earlier buckets has arrived (users send a bucket's deltas when the
 watermark passes its end, before forwarding that watermark), so the published counts are
-exactly those of the window (end - L, end).
+exactly those of the window (end - L, end). Then, if it has more than M neighbors there,
+it forgets all but the M it published, in those buckets only: pruning depends on event
+time alone, not on how far the watermark ran ahead (after a restore, deltas of later
+buckets may already be in), so a replay prunes the same.
 
 Item state is ``ItemWindow.plain()``; trending state is {bucket start: {item: count}}.
 """
@@ -26,10 +29,6 @@ def on_delta(state: tuple | None, d: ItemDelta, cfg) -> tuple[tuple, list, list[
         co.add_own(win, d.bucket, d.own, cfg.bucket_ms)
     for j, w in d.pairs.items():
         co.add_pair(win, j, d.bucket, w, cfg.bucket_ms)
-    if len(win.totals) > cfg.neighbors_per_item:
-        # prune to 3/4 of M so that the sort is paid once per M/4 new neighbors
-        keep = sorted(win.totals.items(), key=lambda kv: (-kv[1], kv[0]))[: max(1, cfg.neighbors_per_item * 3 // 4)]
-        co.prune(win, {j for j, _ in keep})
     return win.plain(), [], timers
 
 
@@ -48,6 +47,8 @@ def on_item_timer(state: tuple | None, item: int, ts: int, cfg) -> tuple[tuple |
     if counts:
         top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.neighbors_per_item]
         out.append(NeighborCounts(item, ts, co.own_count(win, before=ts), tuple(top)))
+        if len(counts) > cfg.neighbors_per_item:   # keep the M published ones, in the buckets before ts
+            co.prune(win, {j for j, _ in top}, before=ts)
     if not win.own and not win.pairs:
         return None, out, []
     return win.plain(), out, []

@@ -4,7 +4,6 @@ by the integration tests that run the whole Kafka job."""
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from reco_tools.demo import stop_job  # noqa: F401 (the tests' way to stop what start_job started)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,14 +41,6 @@ def start_job(stack, run_id, log_dir: Path, redis_url: str, *flags):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_job(job):
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGTERM)
-        try:
-            job.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait()
 
 
 class MiniClusterRest:

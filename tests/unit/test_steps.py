@@ -136,14 +136,22 @@ def test_item_window_publishes_at_bucket_ends_and_is_gone_after_its_last_bucket_
     assert [x for x in published if isinstance(x, BucketCount)] == [BucketCount(1, 0, 3.0), BucketCount(1, b, 1.0)]
 
 
-def test_item_window_prunes_to_three_quarters_of_m():
-    cfg = CFG.replace(neighbors_per_item=8, fragment_size=8)
+def test_item_window_keeps_the_m_it_published_and_prunes_only_buckets_before_the_end():
+    # README: at a bucket end an item with more than M neighbors keeps the M it published
+    # (largest counts, ties: lower id) in the buckets before that end; later ones untouched
+    cfg = CFG.replace(neighbors_per_item=4, fragment_size=4)
+    b = cfg.bucket_ms
     state = None
-    for j in range(1, 10):
+    for j in range(1, 7):
         state, _, _ = item_side.on_delta(state, ItemDelta(1, 0, 1.0, {j: float(j)}), cfg)
-    _, out, _ = item_side.on_item_timer(state, 1, cfg.bucket_ms, cfg)
+    state, _, _ = item_side.on_delta(state, ItemDelta(1, b, 1.0, {1: 10.0}), cfg)   # arrived early
+    state, out, _ = item_side.on_item_timer(state, 1, b, cfg)
     nc = next(x for x in out if isinstance(x, NeighborCounts))
-    assert [j for j, _ in nc.counts] == [9, 8, 7, 6, 5, 4]   # the 6 (= 3/4 of 8) largest
+    assert nc.counts == ((6, 6.0), (5, 5.0), (4, 4.0), (3, 3.0))   # 1 and 2 beyond M at b
+    state, out, _ = item_side.on_item_timer(state, 1, 2 * b, cfg)
+    nc = next(x for x in out if isinstance(x, NeighborCounts))
+    # bucket 0 lost 1 and 2; bucket b kept 1's 10
+    assert nc.counts == ((1, 10.0), (6, 6.0), (5, 5.0), (4, 4.0))
 
 
 def test_trending_counts_the_window_and_ends_empty():
