@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from flink_jobs.sensitive import (Properties, kafka_property_errors, parse_assignment, parse_properties,
-                                  read_properties, read_secret_file, redact_url)
+from flink_jobs.sensitive import (Properties, is_secret_property, kafka_property_errors, parse_assignment,
+                                  parse_properties, read_properties, read_secret_file, redact_url)
 
 from udfs.versioning import EVENT_TIME_LIMIT_MS
 
@@ -299,4 +299,13 @@ def from_arguments(args: argparse.Namespace) -> JobConfig:
             overrides["kafka_properties"] = dict(parse_assignment(a) for a in args.kafka_property)
         except ValueError as exc:
             raise ConfigError(f"--kafka-property: {exc}") from None
+    # A command line is visible to every user of the machine (ps, /proc): no secrets on it.
+    secret = [k for k in overrides.get("kafka_properties", {}) if is_secret_property(k)]
+    if secret:
+        raise ConfigError(f"--kafka-property {secret[0]}: a credential on the command line can be read by every "
+                          f"user of the machine; put it in --kafka-properties-file or RECO_KAFKA_PROPERTIES_FILE")
+    url = overrides.get("redis_url")
+    if url and redact_url(url) != url:
+        raise ConfigError("--redis-url with a password: a command line can be read by every user of the machine; "
+                          "use RECO_REDIS_URL, --redis-url-file or RECO_REDIS_URL_FILE")
     return JobConfig.load(args.config, overrides=overrides)

@@ -95,6 +95,22 @@ def test_main_logs_its_settings_without_secrets(monkeypatch, caplog, tmp_path):
     assert REDIS_SECRET not in logged and KAFKA_SECRET not in logged
 
 
+@pytest.mark.parametrize("flags, names", [
+    (["--kafka-property", f"sasl.jaas.config={JAAS}"], "--kafka-properties-file"),
+    (["--kafka-property", "ssl.key.password=" + KAFKA_SECRET], "--kafka-properties-file"),
+    (["--redis-url", f"redis://reco:{REDIS_SECRET}@redis:6379/0"], "RECO_REDIS_URL"),
+])
+def test_main_refuses_a_secret_on_its_command_line_without_echoing_it(flags, names, capsys):
+    # ps shows a process's command line to every user of the machine
+    from flink_jobs import main as job_main
+
+    with pytest.raises(SystemExit) as exit_:
+        job_main.main(flags)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and names in err
+    assert REDIS_SECRET not in err and KAFKA_SECRET not in err
+
+
 # -- secrets from the environment or a file ------------------------------------------------------
 
 def test_redis_url_from_a_file_or_the_environment(tmp_path):
