@@ -3,6 +3,10 @@ standalone cluster, kill -9 the TaskManager (and its Python workers) at random m
 cancel the job once and resume it from its last retained checkpoint, then check the
 committed outputs against what the events imply (``reco_tools.verify``).
 
+At the end the job is restarted once more from a checkpoint that holds every input, and
+each user gets one closing event that moves no watermark: its list is ranked from the
+neighbor lists and trending already committed, so its contents are known exactly.
+
     python -m reco_tools.chaos --events 20000 --kills 2 --seed 7
 
 Needs the local stack (``deploy/local/stack.sh start``) and the cluster
@@ -29,15 +33,19 @@ from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
 from reco_tools.flinkcluster import ROOT, FlinkCluster
 from reco_tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
-from reco_tools.synth import Synth, SynthConfig, encoded_stream
+from reco_tools.synth import Synth, SynthConfig, encoded_stream, event_message
 from reco_tools.topics import ensure_topics
-from reco_tools.verify import (batch_own, batch_pairs, expected_trending, expected_versions, expected_windows,
-                               surely_unpruned, unexplained_scores, window_counts, window_own_counts)
+from reco_tools.verify import (batch_own, batch_pairs, expected_neighbor_list, expected_top, expected_trending,
+                               expected_versions, expected_windows, surely_unpruned, top_differences,
+                               ttl_ambiguous, unexplained_scores, window_counts, window_own_counts)
 
 # Settings of the job under test: the production defaults (pruning to M neighbors, 5 s of
 # out-of-orderness) except shorter buckets, window and checkpoint interval, so that a few
 # minutes of streaming publish many lists and commit often.
 JOB = JobConfig(checkpoint_interval_ms=3_000, bucket_ms=5 * 60_000, cooccurrence_window_ms=3_600_000)
+# A published list then holds every count the ranker holds for the item (at most M of them,
+# K published), so the lists can be rescored from what was committed.
+assert JOB.neighbors_per_item <= JOB.fragment_size
 
 
 @dataclass
@@ -56,6 +64,7 @@ class Scenario:
     timeout_s: float = 900.0
     dump: Path | None = None                   # where to write the valid events and published lists (JSON)
     log: list = field(default_factory=list)
+    started: int = field(default_factory=lambda: int(time.time()))   # names this run's consumer group and transactions
 
     def say(self, msg: str) -> None:
         line = f"[chaos {time.strftime('%H:%M:%S')}] {msg}"
@@ -67,7 +76,8 @@ def _cluster(s: Scenario) -> FlinkCluster:
     return FlinkCluster(s.rest_port, s.run_dir, say=s.say)
 
 
-def _submit(s: Scenario, run_id: str, from_checkpoint: str | None = None) -> str:
+def _submit(s: Scenario, from_checkpoint: str | None = None) -> str:
+    run_id = f"{s.seed}-{s.started}"
     flags = ["--kafka-bootstrap", s.bootstrap, "--redis-url", s.redis_url,
              "--consumer-group", f"chaos-{run_id}", "--transactional-id-prefix", f"chaos-{run_id}",
              "--delivery-guarantee", s.delivery_guarantee, "--redis-write", s.redis_write]
@@ -131,6 +141,7 @@ CHECKS = {
     "redis-trending": "Redis trending equals a batch recount",
     "redis-equals-kafka": "Redis equals the last committed Kafka record",
     "redis-never-back": "Redis never went back to an older version",
+    "last-lists": "each user's last list, ranked from the committed lists",
     "dead-letters": "dead letters are exactly the malformed records",
 }
 
@@ -161,6 +172,15 @@ def run(s: Scenario) -> dict[str, bool]:
     try:
         _stream_with_failures(s, synth, rows, job)
         s.say("all records produced; waiting for every user's last list to be committed")
+        _read_recommendations(s, {u: v[-1] for u, v in expected.items()})
+        _restart_settled(s, job)
+        closing = _closing_events(s, valid)
+        valid_all = valid + closing
+        expected = expected_versions(valid_all)
+        producer = make_producer(s.bootstrap)
+        produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(codec, e) for e in closing), progress=False)
+        producer.close()
+        s.say(f"{len(closing)} closing events produced (one per user, no watermark moves)")
         seen, last_record = _read_recommendations(s, {u: v[-1] for u, v in expected.items()})
         watcher.stop()
         s.say(f"{sum(map(len, seen.values()))} committed lists read; Redis polled {watcher.polls} times")
@@ -186,6 +206,7 @@ def run(s: Scenario) -> dict[str, bool]:
     wrong_set = [u for u in expected if seen.get(u) != expected[u]]
     results["same-versions"] = (not wrong_set, f"{len(wrong_set)} of {len(expected)} users differ")
     results.update(_item_side_checks(s, valid, published, item_docs, trending_raw))
+    results["last-lists"] = _last_list_check(s, valid_all, last_record, published, trending_raw, synth.catalog())
     mismatch = [u for u in expected if cached[u] is None or u not in last_record
                 or (cached[u]["version"], cached[u]["items"]) != (last_record[u]["version"], last_record[u]["items"])]
     results["redis-equals-kafka"] = (not mismatch, f"{len(mismatch)} of {len(expected)} users differ")
@@ -262,6 +283,84 @@ def _item_side_checks(s: Scenario, valid: list[dict], published: list[dict], ite
     }
 
 
+def _last_list_check(s: Scenario, events: list[dict], last_record: dict[int, dict], published: list[dict],
+                     trending_raw: bytes | None, catalog: list[dict]) -> tuple[bool, str]:
+    """Each user's last list (its closing event's) against ``verify.expected_top``, given the
+    last committed list of every item and the last trending list. The job restarted just
+    before, so its rankers score each list from scratch when first asked, with every N(j)
+    as of the last list of j: the committed counts, rescored by the oracle, are what they use."""
+    last: dict[int, dict] = {}
+    for n in published:
+        if n["event_time"] >= last.get(n["item_id"], {}).get("event_time", -1):
+            last[n["item_id"]] = n
+    n_known = {i: n["item_count"] for i, n in last.items()}
+    neighbors = {i: [(j, score) for j, score, _ in expected_neighbor_list(
+        {x["item_id"]: x["co_count"] for x in n["neighbors"]}, n["item_count"], n_known, JOB)]
+        for i, n in last.items()}
+    trending = [(x["item_id"], x["count"]) for x in json.loads(trending_raw)["items"]] if trending_raw else []
+    mine: dict[int, list[dict]] = {}
+    for e in events:
+        mine.setdefault(e["user_id"], []).append(e)
+    gap = max(b["event_time"] - a["event_time"] for a, b in zip(events, events[1:]) if b["event_time"] >= a["event_time"])
+    wrong, skipped = [], 0
+    for user, theirs in sorted(mine.items()):
+        if ttl_ambiguous(theirs, JOB, gap):
+            skipped += 1
+            continue
+        every: dict = {}
+        want = expected_top(theirs, neighbors, catalog, trending, JOB, every)
+        got = last_record.get(user, {}).get("items")
+        diffs = ["no list"] if got is None else top_differences(got, want, every)
+        if diffs:
+            wrong.append(user)
+            if len(wrong) <= 5:
+                s.say(f"user {user}'s last list: {'; '.join(diffs[:3])}")
+    compared = len(mine) - skipped
+    return (compared > 0 and not wrong,
+            f"{len(wrong)} of {compared} users differ ({skipped} skipped: a pause near the TTL)")
+
+
+def _restart_settled(s: Scenario, job: list[str]) -> None:
+    """Cancel the job after two more checkpoints (every input, and what its watermark
+    fired, is then in the last one) and resume it from the last one."""
+    cluster = _cluster(s)
+    first = cluster.wait_checkpoint(job[-1])
+    cluster.wait_checkpoint(job[-1], after=first + 1)
+    _cancel_and_resume(s, cluster, job)
+
+
+def _cancel_and_resume(s: Scenario, cluster: FlinkCluster, job: list[str]) -> None:
+    cluster.wait_checkpoint(job[-1])
+    cluster.rest(f"/jobs/{job[-1]}?mode=cancel", method="PATCH")
+    cluster.wait_state(job[-1], {"CANCELED"})
+    checkpoint = cluster.latest_checkpoint(job[-1])
+    s.say(f"cancelled job {job[-1]}; resuming from {Path(checkpoint).name}")
+    cluster.ensure_taskmanager()
+    job.append(_submit(s, checkpoint))
+    cluster.wait_state(job[-1], {"RUNNING"})
+    s.say(f"resumed as job {job[-1]}")
+
+
+def _closing_events(s: Scenario, valid: list[dict]) -> list[dict]:
+    """One VIEW per user of the item of its last event, at the newest record time of its
+    partition: no partition's newest time grows, so neither does the watermark (no list,
+    trending or TTL fires), and no closing event is late."""
+    consumer = make_consumer(s.bootstrap, contracts.USER_EVENTS_TOPIC)
+    try:
+        newest, partition_of = {}, {}
+        for r in consume(consumer, idle_timeout_s=3):
+            newest[r.partition] = max(newest.get(r.partition, r.timestamp), r.timestamp)
+            partition_of[r.key] = r.partition
+    finally:
+        consumer.close()
+    last = {}
+    for e in valid:
+        last[e["user_id"]] = e
+    return [{**e, "event_id": f"closing-{user}", "event_type": "VIEW", "value": None,
+             "event_time": newest[partition_of[contracts.record_key(user)]]}
+            for user, e in sorted(last.items())]
+
+
 def _cancel_quietly(s: Scenario, job_id: str) -> None:
     """Cancel the run's job and wait until it has ended, without hiding an error that is
     already on its way up (the cluster may be what failed)."""
@@ -275,12 +374,11 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
     """Submit the job, produce the rows at the scenario's rate, and meanwhile kill the
     TaskManager and cancel/resume the job at moments drawn from the seed."""
     rng = random.Random(s.seed)
-    run_id = f"{s.seed}-{int(time.time())}"
     cluster = _cluster(s)
     producer = make_producer(s.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
     cluster.ensure_taskmanager()
-    job.append(_submit(s, run_id))
+    job.append(_submit(s))
     s.say(f"job {job[-1]} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
           f"({sum(bad for *_, bad in rows)} malformed)")
     cluster.wait_state(job[-1], {"RUNNING"})
@@ -304,15 +402,7 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
         if action == "kill":
             _kill_taskmanager(s)
         else:
-            cluster.wait_checkpoint(job[-1])
-            cluster.rest(f"/jobs/{job[-1]}?mode=cancel", method="PATCH")
-            cluster.wait_state(job[-1], {"CANCELED"})
-            checkpoint = cluster.latest_checkpoint(job[-1])
-            s.say(f"cancelled job {job[-1]}; resuming from {Path(checkpoint).name}")
-            cluster.ensure_taskmanager()
-            job.append(_submit(s, run_id, checkpoint))
-            cluster.wait_state(job[-1], {"RUNNING"})
-            s.say(f"resumed as job {job[-1]}")
+            _cancel_and_resume(s, cluster, job)
     streamer.join()
     producer.close()
     if failure:

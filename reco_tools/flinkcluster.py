@@ -81,12 +81,13 @@ class FlinkCluster:
             time.sleep(0.5)
         raise RuntimeError(f"job {job_id}'s tasks not all running after {timeout_s}s")
 
-    def wait_checkpoint(self, job_id: str, timeout_s: float = 180) -> int:
-        """Until the job has completed a checkpoint since it (re)started; returns its id."""
+    def wait_checkpoint(self, job_id: str, timeout_s: float = 180, after: int = 0) -> int:
+        """Until the job has completed a checkpoint since it (re)started, with an id above
+        ``after`` when given; returns its id."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             latest = self.rest(f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed")
-            if latest:
+            if latest and latest["id"] > after:
                 return latest["id"]
             time.sleep(0.5)
         raise RuntimeError(f"job {job_id} completed no checkpoint in {timeout_s}s")
