@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -36,6 +37,7 @@ class JobConfig:
     seeds: int = 20                      # recent items whose neighbors become candidates (bench/quality.py: 5 -> 20 +23% HR)
     neighbors_per_item: int = 200        # M: bounded neighbor set per item
     fragment_size: int = 200             # K: neighbors per item, scored, used for ranking and published (50 -> 200 +16% HR)
+    similarity_shrinkage: float = 1.0    # lambda: similarity x C/(C + lambda), in down-weighted counts (bench/quality.py: 0 -> 1 +17% HR)
     cooccurrence_window_ms: int = 7 * DAY  # L: sliding event-time window of the counts
     bucket_ms: int = HOUR                # granularity of that window
     interest_half_life_ms: int = 7 * DAY
@@ -106,6 +108,8 @@ class JobConfig:
         for name in ("max_out_of_orderness_ms", "idle_source_timeout_ms", "redis_ttl_ms", "debounce_ms"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.similarity_shrinkage >= 0.0 and math.isfinite(self.similarity_shrinkage)):
+            errors.append(f"similarity_shrinkage must be a finite number >= 0, got {self.similarity_shrinkage}")
         if not 0.0 <= self.interest_weight <= 1.0:
             errors.append(f"interest_weight must be within [0, 1], got {self.interest_weight}")
         if self.seeds > self.recent_items:

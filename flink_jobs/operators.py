@@ -255,7 +255,7 @@ class Ranker(KeyedBroadcastProcessFunction):
 
     def _index(self, ctx) -> ranker.ItemIndex:
         if self.index is None:
-            self.index = ranker.ItemIndex(self.cfg.fragment_size)
+            self.index = ranker.ItemIndex(self.cfg.fragment_size, self.cfg.similarity_shrinkage)
             for descriptor, record in BROADCAST_STATES:
                 for _, value in ctx.get_broadcast_state(descriptor).items():
                     self.index.put(record(*value))

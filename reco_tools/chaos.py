@@ -136,7 +136,7 @@ CHECKS = {
     "same-versions": "same versions as a failure-free run",
     "cooccurrence": "co-occurrence lists equal a batch recount, once each",
     "complete": "every co-occurrence list due was published",
-    "scores": "published scores are cosines of published counts",
+    "scores": "published scores are similarities of published counts",
     "redis-items": "Redis item lists equal the last committed ones",
     "redis-trending": "Redis trending equals a batch recount",
     "redis-equals-kafka": "Redis equals the last committed Kafka record",
@@ -259,7 +259,7 @@ def _item_side_checks(s: Scenario, valid: list[dict], published: list[dict], ite
     n_seen: dict[int, list[float]] = {}
     for n in published:
         n_seen.setdefault(n["item_id"], []).append(n["item_count"])
-    unexplained = [k for n, k in zip(published, keys) if unexplained_scores(n, n_seen)]
+    unexplained = [k for n, k in zip(published, keys) if unexplained_scores(n, n_seen, JOB.similarity_shrinkage)]
     last = {}
     for n in published:
         if n["event_time"] >= last.get(n["item_id"], {}).get("event_time", -1):

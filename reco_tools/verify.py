@@ -194,15 +194,18 @@ def surely_unpruned(pair_list: list[tuple[int, int, float]], end: int, cfg, lag_
 # ---------------------------------------------------------------- scores
 
 
-def expected_scores(counts: Mapping[int, float], n_i: float, n_known: Mapping[int, float]) -> dict[int, float]:
-    """Cosine C(i,j) / sqrt(N(i) N(j)) for each neighbor j of i. N(j) is ``n_known[j]`` (j's
-    count from the last list of j the ranker had), or C(i,j) when unknown or smaller; 0 when
-    N(i) is 0 (the item's own events left the window while pairs remain)."""
-    out = {}
-    for j, c in counts.items():
-        n_j = max(n_known.get(j, 0.0), c)
-        out[j] = 0.0 if n_i <= 0 or n_j <= 0 else c / math.sqrt(n_i * n_j)
-    return out
+def _shrunk_cosine(c: float, n_i: float, n_j: float, shrinkage: float) -> float:
+    # README: C(i,j) / sqrt(N(i) N(j)) x C(i,j) / (C(i,j) + lambda); 0 when N(i) or N(j) is 0
+    return 0.0 if n_i <= 0 or n_j <= 0 else (c / math.sqrt(n_i * n_j)) * (c / (c + shrinkage))
+
+
+def expected_scores(counts: Mapping[int, float], n_i: float, n_known: Mapping[int, float],
+                    shrinkage: float = 0.0) -> dict[int, float]:
+    """The similarity C(i,j) / sqrt(N(i) N(j)) x C(i,j) / (C(i,j) + ``shrinkage``) for each
+    neighbor j of i. N(j) is ``n_known[j]`` (j's count from the last list of j the ranker
+    had), or C(i,j) when unknown or smaller; 0 when N(i) is 0 (the item's own events left
+    the window while pairs remain)."""
+    return {j: _shrunk_cosine(c, n_i, max(n_known.get(j, 0.0), c), shrinkage) for j, c in counts.items()}
 
 
 def expected_neighbor_list(counts: Mapping[int, float], n_i: float, n_known: Mapping[int, float],
@@ -212,23 +215,24 @@ def expected_neighbor_list(counts: Mapping[int, float], n_i: float, n_known: Map
     neighbor's ``(score, C(i,j))`` (for ``list_differences``)."""
     held = sorted(((j, c) for j, c in counts.items() if c > 0), key=lambda jc: (-jc[1], jc[0]))
     held = dict(held[:cfg.neighbors_per_item])
-    scores = expected_scores(held, n_i, n_known)
+    scores = expected_scores(held, n_i, n_known, cfg.similarity_shrinkage)
     if every is not None:
         every.update({j: (scores[j], held[j]) for j in held})
     best = sorted(held, key=lambda j: (-scores[j], j))[:cfg.fragment_size]
     return [(j, scores[j], held[j]) for j in best]
 
 
-def unexplained_scores(record: Mapping, n_seen: Mapping[int, Iterable[float]], tol: float = 1e-9) -> list[int]:
+def unexplained_scores(record: Mapping, n_seen: Mapping[int, Iterable[float]], shrinkage: float = 0.0,
+                       tol: float = 1e-9) -> list[int]:
     """The neighbors of a published list (``reco.ItemNeighbors``) whose score no N(j) in
     ``n_seen[j]`` (N(j) values of j's lists the ranker may have had), nor the fallback
-    C(i,j), explains. Empty when every score is a cosine of the list's own counts."""
+    C(i,j), explains. Empty when every score is a similarity of the list's own counts."""
     n_i = record["item_count"]
     wrong = []
     for nb in record["neighbors"]:
         j, c = nb["item_id"], nb["co_count"]
         options = [c] + [max(n, c) for n in n_seen.get(j, ())]
-        want = [0.0 if n_i <= 0 or n <= 0 else c / math.sqrt(n_i * n) for n in options]
+        want = [_shrunk_cosine(c, n_i, n, shrinkage) for n in options]
         if not any(abs(nb["score"] - w) <= tol * max(1.0, abs(w)) for w in want):
             wrong.append(j)
     return wrong

@@ -93,19 +93,24 @@ def own_count(win: ItemWindow, before: int | None = None) -> float:
     return sum(c for b, c in win.own.items() if b < before)
 
 
-def cosine(c_ij: float, n_i: float, n_j: float) -> float:
-    """Cosine similarity on implicit counts: C(i,j) / sqrt(N(i) N(j))."""
-    return 0.0 if n_i <= 0 or n_j <= 0 else c_ij / math.sqrt(n_i * n_j)
+def similarity(c_ij: float, n_i: float, n_j: float, shrinkage: float = 0.0) -> float:
+    """Cosine on implicit counts, shrunk toward 0 when the evidence is thin:
+    C(i,j) / sqrt(N(i) N(j)) x C(i,j) / (C(i,j) + shrinkage). Without the shrinkage, two
+    items that met once, one of them rare, look as similar as two that met a hundred times."""
+    if n_i <= 0 or n_j <= 0 or c_ij <= 0:
+        return 0.0
+    return c_ij / math.sqrt(n_i * n_j) * (c_ij / (c_ij + shrinkage))
 
 
 def top_neighbors(counts: dict[int, float], n_i: float, n_other: dict[int, float],
-                  k: int) -> list[tuple[int, float, float]]:
+                  k: int, shrinkage: float = 0.0) -> list[tuple[int, float, float]]:
     """The k most similar items as ``(item, score, count)``, best first, ties by item id.
 
     ``n_other[j]`` is item j's own count as last known here; unknown counts fall back to
     C(i,j), an upper bound on N(j) that keeps the score at most sqrt(C/N(i)).
     """
-    scored = ((j, cosine(c, n_i, max(n_other.get(j, 0.0), c)), c) for j, c in counts.items() if c > 0)
+    scored = ((j, similarity(c, n_i, max(n_other.get(j, 0.0), c), shrinkage), c)
+              for j, c in counts.items() if c > 0)
     return heapq.nsmallest(k, scored, key=lambda r: (-r[1], r[0]))
 
 

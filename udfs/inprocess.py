@@ -59,7 +59,7 @@ class Dataflow:
     def __init__(self, cfg, catalog: Iterable[ItemInfo] = (), on_output: Callable[[str, object], None] = None,
                  now_ms: Callable[[], int] = lambda: 0):
         self.cfg = cfg
-        self.index = ranker.ItemIndex(cfg.fragment_size)
+        self.index = ranker.ItemIndex(cfg.fragment_size, cfg.similarity_shrinkage)
         for info in catalog:
             self.index.put(info)
         self.users: dict = {}

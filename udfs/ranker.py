@@ -23,8 +23,9 @@ class ItemIndex:
     """What the ranker knows of items. Scored neighbor lists are cached per item until its
     counts change (a neighbor's N(j) is read when the list is scored)."""
 
-    def __init__(self, fragment_size: int):
+    def __init__(self, fragment_size: int, shrinkage: float = 0.0):
         self.k = fragment_size
+        self.shrinkage = shrinkage
         self.info: dict[int, ItemInfo] = {}
         self.deleted: set[int] = set()
         self._listed: np.ndarray | None = np.zeros(0, dtype=np.int64)   # None: to rebuild
@@ -63,14 +64,15 @@ class ItemIndex:
         return info.title if info else f"item {item}"
 
     def neighbors(self, item: int) -> Neighbors:
-        """Top-K of ``item`` by cosine, best first (ties by id)."""
+        """Top-K of ``item`` by similarity, best first (ties by id)."""
         scored = self._scored.get(item)
         if scored is None:
             nc = self.counts.get(item)
             if nc is None:
                 return Neighbors.of([])
             n_other = {j: self.counts[j].n for j, _ in nc.counts if j in self.counts}
-            scored = self._scored[item] = Neighbors.of(co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k))
+            scored = self._scored[item] = Neighbors.of(co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k,
+                                                                     self.shrinkage))
         return scored
 
     def neighbor_record(self, item: int) -> dict:

@@ -19,6 +19,7 @@ import pytest
 from flink_jobs.config import HOUR, MINUTE, JobConfig
 from reco_tools import verify as V
 from reco_tools.synth import Synth, SynthConfig
+from udfs import cooccurrence as co
 from udfs.inprocess import Dataflow
 from udfs.records import Event, ItemInfo, NeighborCounts, Trending
 
@@ -57,7 +58,8 @@ def of_kind(stream, kind):
 
 HAND = JobConfig(recent_items=2, pair_span_ms=10 * MINUTE, bucket_ms=10 * MINUTE, cooccurrence_window_ms=30 * MINUTE,
                  trending_window_ms=10 * MINUTE, trending_size=2, neighbors_per_item=1000, fragment_size=1000,
-                 max_out_of_orderness_ms=0, user_ttl_ms=24 * HOUR, seeds=2, top_n=3)
+                 max_out_of_orderness_ms=0, user_ttl_ms=24 * HOUR, seeds=2, top_n=3,
+                 similarity_shrinkage=0.0)   # worked out with the plain cosine; shrinkage: its own case
 S = 1_000  # ms
 
 # W = 2, T = 10 min (inclusive), buckets of 10 min, L = 30 min.
@@ -133,6 +135,24 @@ def test_hand_case_trending():
     assert V.expected_trending(HAND_EVENTS, HAND) == want
     got = of_kind(drive(HAND_EVENTS, [], HAND), "trending")
     assert {t.t: list(t.top) for t in got} == want
+
+
+def test_hand_case_shrinkage():
+    # lambda = 1: 7: 2 / sqrt(4 x 2) x 2 / 3 = 0.47140; 8: 3 / sqrt(4 x 9) x 3 / 4 = 0.375;
+    # 9: 1.2 / sqrt(4 x 1.2) x 1.2 / 2.2 = 0.29876, though its plain cosine (0.54772) is the highest
+    counts, known = {7: 2.0, 8: 3.0, 9: 1.2}, {7: 1.0, 8: 9.0, 9: 1.2}
+    want = {7: 0.4714045, 8: 0.375, 9: 0.2987578}
+    assert V.expected_scores(counts, 4.0, known, 1.0) == pytest.approx(want)
+    assert V.expected_scores(counts, 4.0, known)[9] == pytest.approx(0.5477226)
+    cfg = HAND.replace(similarity_shrinkage=1.0)
+    assert V.expected_neighbor_list(counts, 4.0, known, cfg) == [
+        (7, pytest.approx(want[7]), 2.0), (8, 0.375, 3.0), (9, pytest.approx(want[9]), 1.2)]
+    # the job's own scoring, against the numbers above
+    assert [(j, pytest.approx(s), c) for j, s, c in co.top_neighbors(counts, 4.0, known, 3, 1.0)] == [
+        (7, want[7], 2.0), (8, want[8], 3.0), (9, want[9], 1.2)]
+    record = {"item_count": 4.0, "neighbors": [{"item_id": 8, "score": 0.375, "co_count": 3.0}]}
+    assert V.unexplained_scores(record, {8: [9.0]}, 1.0, tol=1e-6) == []
+    assert V.unexplained_scores(record, {8: [9.0]}, 0.0, tol=1e-6) == [8]
 
 
 def test_hand_case_scores():
@@ -314,7 +334,7 @@ def test_oracle_equals_the_job_with_pruning_off(seed, debounce_ms):
         expected = V.expected_neighbor_list(counts, n, known, cfg, every)
         rows = [(x["item_id"], x["score"], x["co_count"]) for x in r["neighbors"]]
         assert V.list_differences(rows, expected, every) == [], r
-        assert V.unexplained_scores(r, {j: [m] for j, m in known.items()}) == []
+        assert V.unexplained_scores(r, {j: [m] for j, m in known.items()}, cfg.similarity_shrinkage) == []
         known[r["item_id"]] = r["item_count"]
 
     trending = {t.t: list(t.top) for t in of_kind(stream, "trending")}

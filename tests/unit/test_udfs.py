@@ -126,9 +126,10 @@ def test_window_counts_match_a_batch_recount(seed):
             assert co.own_count(win) == pytest.approx(sum(w for _, w in owns))
 
 
-def test_cosine_and_heavy_user_weight():
-    assert co.cosine(2, 4, 9) == pytest.approx(2 / 6)
-    assert co.cosine(1, 0, 3) == 0.0
+def test_similarity_and_heavy_user_weight():
+    assert co.similarity(2, 4, 9) == pytest.approx(2 / 6)
+    assert co.similarity(2, 4, 9, shrinkage=2.0) == pytest.approx(2 / 6 * 2 / 4)
+    assert co.similarity(1, 0, 3) == 0.0
     assert co.pair_weight(0) == 1.0 and co.pair_weight(2) == 0.5
     assert co.pair_weight(20) < co.pair_weight(5)
 
