@@ -100,10 +100,13 @@ def test_main_logs_its_settings_without_secrets(monkeypatch, caplog, tmp_path):
     (["--kafka-property", "ssl.key.password=" + KAFKA_SECRET], "--kafka-properties-file"),
     (["--redis-url", f"redis://reco:{REDIS_SECRET}@redis:6379/0"], "RECO_REDIS_URL"),
 ])
-def test_main_refuses_a_secret_on_its_command_line_without_echoing_it(flags, names, capsys):
+def test_main_refuses_a_secret_on_its_command_line_without_echoing_it(flags, names, capsys, monkeypatch):
     # ps shows a process's command line to every user of the machine
     from flink_jobs import main as job_main
 
+    def started(cfg):
+        raise AssertionError("the job was built with a secret on its command line")
+    monkeypatch.setattr(job_main, "build_job", started)
     with pytest.raises(SystemExit) as exit_:
         job_main.main(flags)
     err = capsys.readouterr().err
