@@ -91,8 +91,8 @@ def _pairings(events: Iterable[dict], cfg):
     README: an interest event's partners are the items of the user's window as it stood
     before it, other than its own item, within T of its event time (either direction). The
     item then enters the window once (an earlier entry of it goes), the window is ordered by
-    event time (equal times: the later arrival is newer) and keeps its W newest; an item
-    more than T away from an interest event is gone for good.
+    event time (equal times: the later arrival is newer) and keeps its W newest, whatever
+    their age.
     """
     windows: dict[int, list[tuple[int, int, int, float]]] = defaultdict(list)  # (t, arrival, item, weight)
     for arrival, e in enumerate(events):
@@ -101,9 +101,9 @@ def _pairings(events: Iterable[dict], cfg):
         if w <= 0:
             yield e, w, None, windows[user]
             continue
-        stay = [entry for entry in windows[user] if entry[2] != item and abs(t - entry[0]) <= cfg.pair_span_ms]
+        stay = [entry for entry in windows[user] if entry[2] != item]
         windows[user] = sorted(stay + [(t, arrival, item, w)])[-cfg.recent_items:]
-        yield e, w, [entry[2] for entry in stay], windows[user]
+        yield e, w, [entry[2] for entry in stay if abs(t - entry[0]) <= cfg.pair_span_ms], windows[user]
 
 
 def _pair_weight(partners: int) -> float:

@@ -235,7 +235,7 @@ def test_hand_case_window_out_of_order():
     # W = 2, T = 10 min. Item 2 comes 9 min *before* item 1 in event time: still a partner
     # (|t - t_j| <= T). Item 3 at 12 min pairs with 1 (2 min away) but not 2 (12 min); the
     # window is ordered by event time, so the W = 2 newest after it are 1 and 3, and 4 at
-    # 12 min pairs with both; item 2 is gone for good.
+    # 12 min pairs with both; item 2 was pushed out by them.
     events = [ev(1, 1, 10 * MINUTE), ev(1, 2, 1 * MINUTE), ev(1, 3, 12 * MINUTE), ev(1, 4, 12 * MINUTE)]
     cfg = HAND.replace(max_out_of_orderness_ms=20 * MINUTE)
     pairs = V.batch_pairs(events, cfg)
