@@ -350,42 +350,134 @@ def itemknn_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: in
 
 
 def itemcf_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: int = K,
-                 profile: int = PROFILE_ITEMS) -> ListsForCase:
+                 profile: int = PROFILE_ITEMS, interest_above: float | None = None, pair_span_ms: int | None = None,
+                 pair_weight: bool = False, stale_ms: int = 0, neighbors: int | None = None,
+                 shrinkage: float = 0.0, seed_weights: bool = False, embeddings: Mapping[int, np.ndarray] | None = None,
+                 embedding_weight: float = 0.0) -> ListsForCase:
     """Streaming item-CF: the item-kNN scoring, but C and N are updated on every rating >= 4
     in event order (from the first event): N(i) += 1, and C(i, j) += 1 for the user's previous
     (up to ``profile``) positively rated items j. The list before an event uses everything
-    before it. A user with no positive rating yet has no list."""
+    before it. A user with no positive rating yet has no list.
+
+    The keywords move it toward the job's definitions one at a time (README "Quality"; all
+    off by default): ``interest_above`` profile and pairs from ratings above that many stars
+    instead of >= 4 (test cases stay >= 4); ``pair_span_ms`` pairs only within that span;
+    ``pair_weight`` each pair weighs 1/log2(2 + partners); ``stale_ms`` lists from the
+    counts as of the last multiple of that (the job's bucket end); ``neighbors`` each seed
+    gives only its that-many most similar items; ``shrinkage`` similarity x C/(C + lambda);
+    ``seed_weights`` a seed weighs 2 x (stars - 2.5). ``embeddings`` (item -> unit vector)
+    with ``embedding_weight`` beta: score = (1 - beta) x the above + beta x the cosine of the
+    item with the sum of the seeds' vectors (0 when negative or unknown)."""
+    takes = (lambda e: e.get("value") is not None and e["value"] > interest_above) if interest_above is not None \
+        else is_positive
+    plain = (pair_span_ms, stale_ms, neighbors) == (None, 0, None) and not (pair_weight or shrinkage or seed_weights
+                                                                          or embedding_weight)
     cut = cut_index(len(events), warmup)
-    item_ids = np.array(sorted({e["item_id"] for e in events if is_positive(e)}), dtype=np.int64)
+    item_ids = np.array(sorted({e["item_id"] for e in events if takes(e)}), dtype=np.int64)
     col = {int(j): c for c, j in enumerate(item_ids)}   # an index only; counts start at zero
-    c = np.zeros((len(item_ids), len(item_ids)), dtype=np.float32)  # exact up to 2**24
+    c = np.zeros((len(item_ids), len(item_ids)), dtype=np.float32)  # exact up to 2**24 (unweighted)
     n = np.zeros(len(item_ids), dtype=np.float64)
-    recent: dict[int, list[int]] = defaultdict(list)      # columns of the last positive items
+    seen_c, seen_n, as_of = c, n, None                   # what lists are ranked from (stale_ms: a copy)
+    if embedding_weight:
+        dims = len(next(iter(embeddings.values())))
+        vectors = np.zeros((len(item_ids), dims))
+        for j, v in embeddings.items():
+            if j in col:
+                vectors[col[j]] = v
+    recent: dict[int, list[tuple[int, int, float]]] = defaultdict(list)   # (column, time, stars) of the last positives
     consumed: dict[int, list[int]] = defaultdict(list)
     lists: dict[int, list | None] = {}
     for i, e in enumerate(events):
-        user, item = e["user_id"], e["item_id"]
-        pos = is_positive(e)
-        if i >= cut and pos:
-            seeds = recent[user]
+        user, item, t = e["user_id"], e["item_id"], e["event_time"]
+        if stale_ms and as_of != t // stale_ms:
+            seen_c, seen_n, as_of = c.copy(), n.copy(), t // stale_ms
+        if i >= cut and is_positive(e):
+            seeds = [s for s, _, _ in recent[user]]
             if not seeds:
                 lists[i] = None
             else:
-                inv = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1.0)), 0.0)
-                scores = (inv[seeds] @ c[seeds]) * inv
+                inv = np.where(seen_n > 0, 1.0 / np.sqrt(np.maximum(seen_n, 1.0)), 0.0)
+                if plain:
+                    scores = (inv[seeds] @ seen_c[seeds]) * inv
+                else:
+                    rows = seen_c[seeds].astype(np.float64)
+                    sims = rows * inv[seeds][:, None] * inv[None, :]
+                    if shrinkage:
+                        sims *= rows / (rows + shrinkage)
+                    if neighbors is not None and neighbors < sims.shape[1]:
+                        cutoff = -np.partition(-sims, neighbors - 1, axis=1)[:, neighbors - 1:neighbors]
+                        sims[sims < cutoff] = 0.0
+                    w = np.array([2.0 * (v - 2.5) if seed_weights else 1.0 for _, _, v in recent[user]])
+                    scores = w @ sims
+                    if embedding_weight:
+                        profile_vec = vectors[seeds].sum(axis=0)
+                        norm = np.linalg.norm(profile_vec)
+                        near = np.maximum(vectors @ (profile_vec / norm), 0.0) if norm > 0 else 0.0
+                        scores = (1.0 - embedding_weight) * scores + embedding_weight * near
                 scores[seeds] = 0.0
                 scores[consumed[user]] = 0.0
                 lists[i] = _top_k(scores, item_ids, k)
-        if pos:
+        if takes(e):
             ci = col[item]
-            partners = _push_recent(recent[user], ci, profile)
+            previous = [r for r in recent[user] if r[0] != ci]
+            recent[user] = (previous + [(ci, t, e["value"])])[-profile:]
+            partners = [s for s, ts, _ in previous if pair_span_ms is None or abs(t - ts) <= pair_span_ms]
             n[ci] += 1.0
             if partners:
-                c[ci, partners] += 1.0
-                c[partners, ci] += 1.0
+                weight = 1.0 / math.log2(2 + len(partners)) if pair_weight else 1.0
+                c[ci, partners] += weight
+                c[partners, ci] += weight
         if item in col:
             consumed[user].append(col[item])
     return _lookup(lists)
+
+
+def ppmi_svd_embeddings(events: list[dict], dims: int = 48, half_life_ms: float = 365 * 86_400_000,
+                        seed: int = 0) -> dict[int, np.ndarray]:
+    """Item vectors (unit length) from the ratings >= 4 of ``events``: each user-item pair
+    weighs 2^-(age / half-life) at the newest event, C = X^T X off the diagonal, positive
+    PMI log(C x total / (row sum x column sum)) clipped at 0, then a truncated SVD (a
+    randomized one: numpy alone, three power iterations), rows U x sqrt(S)."""
+    now = max(e["event_time"] for e in events)
+    positive = [e for e in events if is_positive(e)]
+    items = sorted({e["item_id"] for e in positive})
+    users = sorted({e["user_id"] for e in positive})
+    col, row = {j: c for c, j in enumerate(items)}, {u: r for r, u in enumerate(users)}
+    x = np.zeros((len(users), len(items)), dtype=np.float32)
+    for e in positive:
+        r, c = row[e["user_id"]], col[e["item_id"]]
+        x[r, c] = max(x[r, c], 0.5 ** ((now - e["event_time"]) / half_life_ms))
+    co = x.T @ x
+    np.fill_diagonal(co, 0.0)
+    sums = co.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log(co * co.sum() / np.outer(sums, sums))
+    pmi = np.where(np.isfinite(pmi), np.maximum(pmi, 0.0), 0.0).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    basis = pmi @ rng.standard_normal((len(items), dims + 10)).astype(np.float32)
+    for _ in range(3):
+        basis, _ = np.linalg.qr(basis)
+        basis = pmi @ (pmi.T @ basis)
+    basis, _ = np.linalg.qr(basis)
+    u, s, _ = np.linalg.svd(basis.T @ pmi, full_matrices=False)
+    vectors = (basis @ u)[:, :dims] * np.sqrt(s[:dims])
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return {j: vectors[c] for j, c in col.items()}
+
+
+# Streaming item-CF, moved toward the job one definition at a time (demo.toml's values).
+ITEMCF_ABLATION = {
+    "as is": {},
+    "pairs from ratings above 2.5": {"interest_above": 2.5},
+    "pairs only within 1 day": {"pair_span_ms": 86_400_000},
+    "pairs weighted 1/log2(2 + partners)": {"pair_weight": True},
+    "counts as of the last day boundary": {"stale_ms": 86_400_000},
+    "200 best neighbors per seed": {"neighbors": 200},
+    "seeds weighted by stars": {"seed_weights": True},
+    "shrinkage 1": {"shrinkage": 1.0},
+}
+ITEMCF_ABLATION["all but shrinkage"] = {k: v for d in list(ITEMCF_ABLATION.values())[1:-1] for k, v in d.items()}
+ITEMCF_ABLATION["all"] = {**ITEMCF_ABLATION["all but shrinkage"], "shrinkage": 1.0}
 
 
 BASELINES = {
@@ -475,6 +567,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="add the job's lists, from its steps in one process (inprocess, the default) "
                         "or from the PyFlink pipeline (pipeline); repeat for both")
     p.add_argument("--no-job", action="store_true", help="baselines only")
+    p.add_argument("--itemcf-ablation", action="store_true",
+                   help="instead: the streaming item-CF moved toward the job one definition at a time")
+    p.add_argument("--embedding-probe", action="store_true",
+                   help="instead: the streaming item-CF (shrinkage 1) with item vectors trained at the cut "
+                        "(ppmi_svd_embeddings) blended in")
     p.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "deploy/local/demo.toml"),
                    help="the job's settings (TOML; default deploy/local/demo.toml)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -487,8 +584,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.events > 0:
         events = events[:args.events]
     timings: dict[str, float] = {}
-    methods = baseline_methods(events, movies, args.warmup, timings=timings)
-    if not args.no_job:
+    if args.embedding_probe:
+        t0 = time.perf_counter()
+        vectors = ppmi_svd_embeddings(events[:cut_index(len(events), args.warmup)])
+        print(f"{len(vectors):,} item vectors trained at the cut in {time.perf_counter() - t0:.1f} s")
+        methods = {}
+        for beta in (0.0, 0.05, 0.1, 0.3, 1.0):
+            t0 = time.perf_counter()
+            methods[f"item-cf, shrinkage 1, beta {beta}"] = itemcf_lists(
+                events, movies, args.warmup, shrinkage=1.0, embeddings=vectors, embedding_weight=beta)
+            timings[f"item-cf, shrinkage 1, beta {beta}"] = time.perf_counter() - t0
+    elif args.itemcf_ablation:
+        methods = {}
+        for name, knobs in ITEMCF_ABLATION.items():
+            t0 = time.perf_counter()
+            methods[f"item-cf, {name}"] = itemcf_lists(events, movies, args.warmup, **knobs)
+            timings[f"item-cf, {name}"] = time.perf_counter() - t0
+    else:
+        methods = baseline_methods(events, movies, args.warmup, timings=timings)
+    if not (args.no_job or args.itemcf_ablation or args.embedding_probe):
         from flink_jobs.config import JobConfig
 
         overrides = dict(kv.split("=", 1) for kv in args.set)

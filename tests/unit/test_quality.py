@@ -9,6 +9,7 @@ import math
 import random
 from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from bench import quality as q
@@ -372,3 +373,63 @@ def test_cli_on_a_prefix_writes_json(tmp_path, capsys):
     cases = {r["cases"] for r in data["results"].values()}
     assert len(cases) == 1 and cases.pop() > 0
     assert "HR@10" in capsys.readouterr().out
+
+
+def _shrinkage_case():
+    rows = [(1, A, 4.0), (1, B, 4.0)]                                   # C(A,B) = 1
+    rows += [(u, A, 4.0) for u in (3, 4)] + [(u, C, 4.0) for u in (3, 4)]   # C(A,C) = 2 (users 3, 4 pair C with A)
+    rows += [(u, C, 4.0) for u in (5, 6, 7)]                            # N(C) = 5
+    rows += [(2, A, 5.0), (2, E, 4.0)]                                  # user 2: profile [A], then a case
+    rows = [(9, 900 + n, 1.0) for n in range(len(rows))] + rows        # low-rated warm-up padding
+    return events_from(rows)
+
+
+def test_itemcf_knobs_shrinkage_and_neighbors_per_seed():
+    events = _shrinkage_case()
+    case = len(events) - 1
+    # before the case: N(A) = 4 (users 1, 3, 4, 2), N(B) = 1, N(C) = 5.
+    # plain: B 1 / sqrt(4 x 1) = 0.5, C 2 / sqrt(4 x 5) = 0.44721 -> B first
+    assert ids(q.itemcf_lists(events, None)(case)) == [B, C]
+    # shrinkage 1: B 0.5 x 1/2 = 0.25, C 0.44721 x 2/3 = 0.29814 -> C first
+    shrunk = q.itemcf_lists(events, None, shrinkage=1.0)(case)
+    assert ids(shrunk) == [C, B]
+    assert [x["score"] for x in shrunk] == pytest.approx([2 / math.sqrt(20) * 2 / 3, 0.25])
+    # one neighbor per seed: A gives only its most similar item, B
+    assert ids(q.itemcf_lists(events, None, neighbors=1)(case)) == [B]
+
+
+def test_itemcf_knobs_interest_threshold_span_and_stale_counts():
+    events = events_from([(9, 900 + n, 1.0) for n in range(6)]
+                         + [(1, A, 3.0), (1, B, 4.0), (2, A, 4.0), (2, E, 4.0)])
+    case = len(events) - 1
+    # >= 4 only: user 1's 3-star A is no positive, no pair (A, B): user 2's list is empty
+    assert q.itemcf_lists(events, None)(case) == []
+    # above 2.5: A and B pair (1000 ms apart), so A's neighbor B is listed
+    assert ids(q.itemcf_lists(events, None, interest_above=2.5)(case)) == [B]
+    # pairs only within 500 ms: none
+    assert q.itemcf_lists(events, None, interest_above=2.5, pair_span_ms=500)(case) == []
+    # counts as of the last multiple of 100 s: the pair at 8 s is not yet seen at 10 s
+    assert q.itemcf_lists(events, None, interest_above=2.5, stale_ms=100_000)(case) == []
+
+
+def test_ppmi_svd_vectors_put_co_rated_items_together():
+    # users 0-19 like items 1-4, users 20-39 like items 11-14: two groups that never meet
+    rows = [(u, i, 5.0) for u in range(20) for i in (1, 2, 3, 4)]
+    rows += [(u, i, 5.0) for u in range(20, 40) for i in (11, 12, 13, 14)]
+    vectors = q.ppmi_svd_embeddings(events_from(rows), dims=2)
+    assert sorted(vectors) == [1, 2, 3, 4, 11, 12, 13, 14]
+    assert all(np.linalg.norm(v) == pytest.approx(1.0) for v in vectors.values())
+    within = float(vectors[1] @ vectors[2])
+    across = float(vectors[1] @ vectors[11])
+    assert within > 0.9 and across < 0.1
+
+
+def test_itemcf_embedding_weight_one_ranks_by_the_seeds_vector():
+    events = _shrinkage_case()
+    case = len(events) - 1
+    # A is the only seed; C points the same way as A, B at 60 degrees: cosines 1 and 0.5
+    vectors = {A: np.array([1.0, 0.0]), B: np.array([0.5, math.sqrt(0.75)]), C: np.array([1.0, 0.0]),
+               E: np.array([0.0, 1.0])}
+    got = q.itemcf_lists(events, None, embeddings=vectors, embedding_weight=1.0)(case)
+    assert ids(got) == [C, B]       # E: cosine 0 -> not listed (only positive scores are)
+    assert [x["score"] for x in got] == pytest.approx([1.0, 0.5])
