@@ -491,10 +491,16 @@ def baseline_methods(events: list[dict], movies=None, warmup: float = 0.5, *, k:
                      timings: dict | None = None) -> dict[str, ListsForCase]:
     """The three baselines built on ``events``: {name: lists_for_case}. Build times in
     seconds go to ``timings`` if given."""
+    return built({name: (lambda b=build: b(events, movies, warmup, k=k)) for name, build in BASELINES.items()},
+                 timings)
+
+
+def built(builders: Mapping[str, Callable[[], ListsForCase]], timings: dict | None = None) -> dict[str, ListsForCase]:
+    """{name: builder()} in order; each build's seconds go to ``timings`` if given."""
     out = {}
-    for name, build in BASELINES.items():
+    for name, build in builders.items():
         start = time.perf_counter()
-        out[name] = build(events, movies, warmup, k=k)
+        out[name] = build()
         if timings is not None:
             timings[name] = time.perf_counter() - start
     return out
@@ -588,18 +594,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         vectors = ppmi_svd_embeddings(events[:cut_index(len(events), args.warmup)])
         print(f"{len(vectors):,} item vectors trained at the cut in {time.perf_counter() - t0:.1f} s")
-        methods = {}
-        for beta in (0.0, 0.05, 0.1, 0.3, 1.0):
-            t0 = time.perf_counter()
-            methods[f"item-cf, shrinkage 1, beta {beta}"] = itemcf_lists(
-                events, movies, args.warmup, shrinkage=1.0, embeddings=vectors, embedding_weight=beta)
-            timings[f"item-cf, shrinkage 1, beta {beta}"] = time.perf_counter() - t0
+        methods = built({f"item-cf, shrinkage 1, beta {beta}": (
+            lambda beta=beta: itemcf_lists(events, movies, args.warmup, shrinkage=1.0, embeddings=vectors,
+                                           embedding_weight=beta)) for beta in (0.0, 0.05, 0.1, 0.3, 1.0)}, timings)
     elif args.itemcf_ablation:
-        methods = {}
-        for name, knobs in ITEMCF_ABLATION.items():
-            t0 = time.perf_counter()
-            methods[f"item-cf, {name}"] = itemcf_lists(events, movies, args.warmup, **knobs)
-            timings[f"item-cf, {name}"] = time.perf_counter() - t0
+        methods = built({f"item-cf, {name}": (lambda knobs=knobs: itemcf_lists(events, movies, args.warmup, **knobs))
+                         for name, knobs in ITEMCF_ABLATION.items()}, timings)
     else:
         methods = baseline_methods(events, movies, args.warmup, timings=timings)
     if not (args.no_job or args.itemcf_ablation or args.embedding_probe):

@@ -260,10 +260,7 @@ def _item_side_checks(s: Scenario, valid: list[dict], published: list[dict], ite
     for n in published:
         n_seen.setdefault(n["item_id"], []).append(n["item_count"])
     unexplained = [k for n, k in zip(published, keys) if unexplained_scores(n, n_seen, JOB.similarity_shrinkage)]
-    last = {}
-    for n in published:
-        if n["event_time"] >= last.get(n["item_id"], {}).get("event_time", -1):
-            last[n["item_id"]] = n
+    last = _last_per_item(published)
     redis_items = [i for i, doc in item_docs.items()
                    if doc is None or (doc["event_time"], doc["item_count"], doc["neighbors"])
                    != (last[i]["event_time"], last[i]["item_count"], last[i]["neighbors"])]
@@ -289,10 +286,7 @@ def _last_list_check(s: Scenario, events: list[dict], last_record: dict[int, dic
     last committed list of every item and the last trending list. The job restarted just
     before, so its rankers score each list from scratch when first asked, with every N(j)
     as of the last list of j: the committed counts, rescored by the oracle, are what they use."""
-    last: dict[int, dict] = {}
-    for n in published:
-        if n["event_time"] >= last.get(n["item_id"], {}).get("event_time", -1):
-            last[n["item_id"]] = n
+    last = _last_per_item(published)
     n_known = {i: n["item_count"] for i, n in last.items()}
     neighbors = {i: [(j, score) for j, score, _ in expected_neighbor_list(
         {x["item_id"]: x["co_count"] for x in n["neighbors"]}, n["item_count"], n_known, JOB)]
@@ -318,6 +312,15 @@ def _last_list_check(s: Scenario, events: list[dict], last_record: dict[int, dic
     compared = len(mine) - skipped
     return (compared > 0 and not wrong,
             f"{len(wrong)} of {compared} users differ ({skipped} skipped: a pause near the TTL)")
+
+
+def _last_per_item(published: list[dict]) -> dict[int, dict]:
+    """Each item's newest published list (by event time)."""
+    last: dict[int, dict] = {}
+    for n in published:
+        if n["event_time"] >= last.get(n["item_id"], {}).get("event_time", -1):
+            last[n["item_id"]] = n
+    return last
 
 
 def _restart_settled(s: Scenario, job: list[str]) -> None:
