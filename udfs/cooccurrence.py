@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 def pair_weight(n_partners: int) -> float:
@@ -103,15 +104,24 @@ def similarity(c_ij: float, n_i: float, n_j: float, shrinkage: float = 0.0) -> f
 
 
 def top_neighbors(counts: dict[int, float], n_i: float, n_other: dict[int, float],
-                  k: int, shrinkage: float = 0.0) -> list[tuple[int, float, float]]:
-    """The k most similar items as ``(item, score, count)``, best first, ties by item id.
+                  k: int, shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The k most similar items, best first, ties by item id: arrays of their ids (int64),
+    scores and counts (float64). ``similarity`` for every count at once.
 
     ``n_other[j]`` is item j's own count as last known here; unknown counts fall back to
     C(i,j), an upper bound on N(j) that keeps the score at most sqrt(C/N(i)).
     """
-    scored = ((j, similarity(c, n_i, max(n_other.get(j, 0.0), c), shrinkage), c)
-              for j, c in counts.items() if c > 0)
-    return heapq.nsmallest(k, scored, key=lambda r: (-r[1], r[0]))
+    ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+    c = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+    kept = c > 0
+    ids, c = ids[kept], c[kept]
+    n_j = np.maximum(np.fromiter((n_other.get(j, 0.0) for j in ids.tolist()), dtype=np.float64, count=len(ids)), c)
+    if n_i > 0:
+        scores = c / np.sqrt(n_i * n_j) * (c / (c + shrinkage))
+    else:
+        scores = np.zeros(len(c))
+    best = np.lexsort((ids, -scores))[:k]
+    return ids[best], scores[best], c[best]
 
 
 def prune(win: ItemWindow, keep: set[int], before: int) -> None:

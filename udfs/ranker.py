@@ -10,13 +10,16 @@ ttl_timer)``; ``consumed`` is {item: last event time}.
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import numpy as np
 
 from udfs import cooccurrence as co
 from udfs import ttl
 from udfs.ranking import Neighbors, merge, rank
 from udfs.records import ItemInfo, NeighborCounts, Request, Trending
-from udfs.signals import InterestVector, add_interest, interest_scorer
+from udfs.signals import InterestVector, add_interest
 
 
 class ItemIndex:
@@ -28,7 +31,10 @@ class ItemIndex:
         self.shrinkage = shrinkage
         self.info: dict[int, ItemInfo] = {}
         self.deleted: set[int] = set()
-        self._listed: np.ndarray | None = np.zeros(0, dtype=np.int64)   # None: to rebuild
+        self._listed: np.ndarray | None = None   # None: to rebuild, with the tag table below
+        self._vocab: dict[str, int] = {}          # tag -> column of the interest vector
+        self._tag_start = self._tag_end = np.zeros(0, dtype=np.int64)   # per listed item: its span of _tags
+        self._tags = np.zeros(0, dtype=np.int64)  # tag columns of every listed item, one after another
         self.counts: dict[int, NeighborCounts] = {}
         self.trending: tuple = ()
         self._scored: dict[int, Neighbors] = {}
@@ -38,9 +44,11 @@ class ItemIndex:
             self.counts[msg.item] = msg
             self._scored.pop(msg.item, None)
         elif isinstance(msg, ItemInfo):
-            if msg.item not in self.info or msg.deleted != (msg.item in self.deleted):
+            msg = msg._replace(tags=tuple(dict.fromkeys(msg.tags)))  # a tag counts once
+            old = self.info.get(msg.item)
+            if old is None or msg.deleted != old.deleted or msg.tags != old.tags:
                 self._listed = None
-            self.info[msg.item] = msg._replace(tags=tuple(dict.fromkeys(msg.tags)))  # a tag counts once
+            self.info[msg.item] = msg
             (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
         elif isinstance(msg, Trending):
             self.trending = msg.top
@@ -52,8 +60,39 @@ class ItemIndex:
         deleted. (Events of an item the catalog does not know yet still count, and the item
         still becomes others' neighbor; it is recommended once its catalog record arrives.)"""
         if self._listed is None:
-            self._listed = np.array(sorted(self.info.keys() - self.deleted), dtype=np.int64)
+            listed = sorted(self.info.keys() - self.deleted)
+            vocab: dict[str, int] = {}
+            columns = [[vocab.setdefault(tag, len(vocab)) for tag in self.info[item].tags] for item in listed]
+            ends = np.cumsum([len(c) for c in columns], dtype=np.int64)
+            self._tag_end, self._tag_start = ends, ends - np.array([len(c) for c in columns], dtype=np.int64)
+            self._tags = np.array([t for c in columns for t in c], dtype=np.int64)
+            self._vocab, self._listed = vocab, np.array(listed, dtype=np.int64)
         return self._listed
+
+    def interest(self, vec: InterestVector) -> Callable[[np.ndarray], np.ndarray]:
+        """``score(ids)``: the cosine between ``vec`` and each item's unit tag vector (0 when
+        either is empty or the item is not listed), for many items at once."""
+        listed = self.listed()
+        if not vec.weights or not len(listed):
+            return lambda ids: np.zeros(len(ids))
+        norm = math.sqrt(sum(w * w for w in vec.weights.values()))
+        v = np.zeros(len(self._vocab))
+        for tag, w in vec.weights.items():
+            column = self._vocab.get(tag)
+            if column is not None:
+                v[column] = w
+
+        def score(ids: np.ndarray) -> np.ndarray:
+            rows = np.minimum(np.searchsorted(listed, ids), len(listed) - 1)
+            known = listed[rows] == ids
+            start, n = self._tag_start[rows], np.where(known, self._tag_end[rows] - self._tag_start[rows], 0)
+            dot = np.zeros(len(ids))
+            for k in range(int(n.max(initial=0))):   # tag by tag, in the item's order
+                has = n > k
+                dot[has] += v[self._tags[start[has] + k]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(n > 0, dot / (norm * np.sqrt(n)), 0.0)
+        return score
 
     def tags(self, item: int) -> tuple:
         info = self.info.get(item)
@@ -70,9 +109,10 @@ class ItemIndex:
             nc = self.counts.get(item)
             if nc is None:
                 return Neighbors.of([])
-            n_other = {j: self.counts[j].n for j, _ in nc.counts if j in self.counts}
-            scored = self._scored[item] = Neighbors.of(co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k,
-                                                                     self.shrinkage))
+            counts = self.counts
+            n_other = {j: counts[j].n for j, _ in nc.counts if j in counts}
+            scored = self._scored[item] = Neighbors(*co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k,
+                                                                      self.shrinkage))
         return scored
 
     def neighbor_record(self, item: int) -> dict:
@@ -97,8 +137,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, _ttl_ms(cfg))
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
     exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
-    interest, tags = interest_scorer(vec), index.tags
-    top = rank(candidates, lambda i: interest(tags(i)), exclude, cfg.top_n, cfg.interest_weight, index.trending,
+    top = rank(candidates, index.interest(vec), exclude, cfg.top_n, cfg.interest_weight, index.trending,
                index.title, allowed=index.listed())
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}

@@ -6,7 +6,6 @@ with 20 seeds of 200 neighbors each merges 4,000 (item, score) pairs per list.
 
 from __future__ import annotations
 
-import heapq
 from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
@@ -31,10 +30,29 @@ class Neighbors(NamedTuple):
 
 
 class Candidates(NamedTuple):
-    """Merged candidates, by item id: co-occurrence score and the seed that gave most."""
-    ids: np.ndarray
+    """Merged candidates, by item id, with their co-occurrence score. The (seed, neighbor)
+    entries they came from are kept to name a candidate's seed, which only the few items
+    of a list need (``best_seed``)."""
+    ids: np.ndarray        # sorted, unique
     scores: np.ndarray
-    best_seed: np.ndarray
+    of_entry: np.ndarray   # per entry: its candidate's position in ids
+    parts: np.ndarray      # per entry: seed weight x similarity
+    seed_of: np.ndarray    # per entry: the seed
+
+    def best_seed(self, positions: np.ndarray) -> np.ndarray:
+        """For the candidates at ``positions``: the seed whose part is largest (ties: the
+        lowest seed id, the earliest entry)."""
+        wanted = np.zeros(len(self.ids), dtype=bool)
+        wanted[positions] = True
+        picked = np.flatnonzero(wanted[self.of_entry])
+        order = picked[np.lexsort((picked, -self.parts[picked], self.of_entry[picked]))]
+        owner = self.of_entry[order]
+        firsts = order[np.r_[True, owner[1:] != owner[:-1]]] if len(order) else order
+        seed = dict(zip(self.of_entry[firsts].tolist(), self.seed_of[firsts].tolist()))
+        return np.array([seed[p] for p in np.asarray(positions).tolist()], dtype=np.int64)
+
+
+_NO_CANDIDATES = Candidates(_EMPTY_IDS, _EMPTY_FLOATS, _EMPTY_IDS, _EMPTY_FLOATS, _EMPTY_IDS)
 
 
 def merge(seeds: Iterable[tuple[int, float, Neighbors]]) -> Candidates:
@@ -42,50 +60,49 @@ def merge(seeds: Iterable[tuple[int, float, Neighbors]]) -> Candidates:
     seed is the one whose part is largest (ties: the lowest seed id)."""
     seeds = sorted((s for s in seeds if len(s[2].ids)), key=lambda s: s[0])
     if not seeds:
-        return Candidates(_EMPTY_IDS, _EMPTY_FLOATS, _EMPTY_IDS)
+        return _NO_CANDIDATES
     ids = np.concatenate([nb.ids for _, _, nb in seeds])
     parts = np.concatenate([w * nb.sims for _, w, nb in seeds])
-    seed_of = np.concatenate([np.full(len(nb.ids), s, dtype=np.int64) for s, _, nb in seeds])
+    seed_of = np.repeat(np.array([s for s, _, _ in seeds], dtype=np.int64), [len(nb.ids) for _, _, nb in seeds])
     unique, inverse = np.unique(ids, return_inverse=True)
     scores = np.bincount(inverse, weights=parts, minlength=len(unique))
-    # per candidate (ascending, as in unique), its largest part first, then the earliest seed
-    order = np.lexsort((np.arange(len(parts)), -parts, inverse))
-    firsts = order[np.r_[True, inverse[order][1:] != inverse[order][:-1]]]
-    return Candidates(unique, scores, seed_of[firsts])
+    return Candidates(unique, scores, inverse, parts, seed_of)
 
 
-def blend(co_score: float, interest: float, alpha: float) -> float:
-    """Final score: (1 - alpha) x co-occurrence + alpha x interest similarity."""
+def blend(co_score, interest, alpha: float):
+    """Final score: (1 - alpha) x co-occurrence + alpha x interest similarity (numbers or arrays)."""
     return (1.0 - alpha) * co_score + alpha * interest
 
 
-def rank(candidates: Candidates, interest: Callable[[int], float], exclude: np.ndarray, n: int, alpha: float,
-         trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
+def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], exclude: np.ndarray, n: int,
+         alpha: float, trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
          pool: int | None = 4, allowed: np.ndarray | None = None) -> list[tuple[int, float, str]]:
     """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of
-    ``exclude``, and only items of ``allowed`` when given (sorted ids).
+    ``exclude``, and only items of ``allowed`` when given (sorted ids). ``interest(ids)`` is
+    each item's interest similarity (an array).
 
     The blend reads the interest of the ``pool`` x N best candidates by co-occurrence only
     (all of them with ``pool`` None): interest reorders the strongest candidates, it does not
     dig items out of the tail. When there are fewer than ``n``, trending items fill the list
     (the cold-start fallback) in trending order, with score 0.
     """
-    ids, scores, seeds = candidates
+    ids, scores = candidates.ids, candidates.scores
+    at = np.arange(len(ids))
     if len(ids) and (len(exclude) or allowed is not None):
-        keep = ~np.isin(ids, exclude) if len(exclude) else np.ones(len(ids), dtype=bool)
-        if allowed is not None:   # sorted already: a binary search each, no sort of the catalog
-            at = np.minimum(np.searchsorted(allowed, ids), max(len(allowed) - 1, 0))
-            keep &= allowed[at] == ids if len(allowed) else False
-        ids, scores, seeds = ids[keep], scores[keep], seeds[keep]
+        keep = ~_isin_sorted(ids, np.sort(exclude)) if len(exclude) else np.ones(len(ids), dtype=bool)
+        if allowed is not None:   # sorted already: no sort of the catalog
+            keep &= _isin_sorted(ids, allowed)
+        ids, scores, at = ids[keep], scores[keep], at[keep]
     if pool is not None and len(ids) > pool * n:
         # the pool x N best, and every candidate tied with the last of them (ties go by id)
         threshold = -np.partition(-scores, pool * n - 1)[pool * n - 1]
         top = scores >= threshold
-        ids, scores, seeds = ids[top], scores[top], seeds[top]
-    scored = [(blend(co, interest(item), alpha), item, seed)
-              for item, co, seed in zip(ids.tolist(), scores.tolist(), seeds.tolist())]
-    best = heapq.nsmallest(n, scored, key=lambda r: (-r[0], r[1]))
-    out = [(item, score, f"because you liked {title(seed)}") for score, item, seed in best]
+        ids, scores, at = ids[top], scores[top], at[top]
+    final = blend(scores, interest(ids), alpha) if len(ids) else scores
+    best = np.lexsort((ids, -final))[:n]
+    seeds = candidates.best_seed(at[best])
+    out = [(item, score, f"because you liked {title(seed)}")
+           for item, score, seed in zip(ids[best].tolist(), final[best].tolist(), seeds.tolist())]
     if len(out) < n:
         taken = {item for item, _, _ in out}
         excluded = set(exclude.tolist())
@@ -96,6 +113,14 @@ def rank(candidates: Candidates, interest: Callable[[int], float], exclude: np.n
                 out.append((item, 0.0, "trending now"))
                 taken.add(item)
     return out
+
+
+def _isin_sorted(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """``np.isin(ids, sorted_ids)`` by binary search (``sorted_ids`` ascending)."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), dtype=bool)
+    found = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return sorted_ids[found] == ids
 
 
 def _member(item: int, allowed: np.ndarray | None) -> bool:

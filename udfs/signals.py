@@ -50,24 +50,3 @@ def add_interest(vec: InterestVector, tags: list[str] | tuple[str, ...], weight:
         for tag in tags:
             weights[tag] = weights.get(tag, 0.0) + contribution
     return InterestVector({k: w for k, w in weights.items() if w >= min_weight}, as_of)
-
-
-def interest_scorer(vec: InterestVector):
-    """``score(tags)``: the cosine between the interest vector and an item's unit tag vector
-    (``tags`` without repeats; 0 when either is empty), for many items: the vector's norm is
-    computed once."""
-    weights = vec.weights
-    if not weights:
-        return lambda tags: 0.0
-    norm = math.sqrt(sum(w * w for w in weights.values()))
-
-    def score(tags) -> float:
-        if not tags:
-            return 0.0
-        return sum([weights.get(t, 0.0) for t in tags]) / (norm * math.sqrt(len(tags)))
-    return score
-
-
-def interest_similarity(vec: InterestVector, tags: list[str] | tuple[str, ...]) -> float:
-    """Cosine between the interest vector and an item's unit tag vector (0 when either is empty)."""
-    return interest_scorer(vec)(tuple(set(tags)))

@@ -148,7 +148,7 @@ def test_hand_case_shrinkage():
     assert V.expected_neighbor_list(counts, 4.0, known, cfg) == [
         (7, pytest.approx(want[7]), 2.0), (8, 0.375, 3.0), (9, pytest.approx(want[9]), 1.2)]
     # the job's own scoring, against the numbers above
-    assert [(j, pytest.approx(s), c) for j, s, c in co.top_neighbors(counts, 4.0, known, 3, 1.0)] == [
+    assert [(j, pytest.approx(s), c) for j, s, c in zip(*(a.tolist() for a in co.top_neighbors(counts, 4.0, known, 3, 1.0)))] == [
         (7, want[7], 2.0), (8, want[8], 3.0), (9, want[9], 1.2)]
     record = {"item_count": 4.0, "neighbors": [{"item_id": 8, "score": 0.375, "co_count": 3.0}]}
     assert V.unexplained_scores(record, {8: [9.0]}, 1.0, tol=1e-6) == []

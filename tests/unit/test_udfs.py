@@ -8,9 +8,11 @@ import pytest
 from udfs import cooccurrence as co
 import numpy as np
 
-from udfs.ranking import Candidates, Neighbors, merge, rank
+from udfs.ranking import Neighbors, merge, rank
 from udfs.recent import add_recent
-from udfs.signals import InterestVector, add_interest, decay, event_weight, interest_similarity
+from udfs.ranker import ItemIndex
+from udfs.records import ItemInfo
+from udfs.signals import InterestVector, add_interest, decay, event_weight
 
 HALF_LIFE = 3_600_000
 TAGS = ["a", "b", "c", "d", "e"]
@@ -53,6 +55,34 @@ def test_interest_vector_matches_brute_force_in_any_order(seed):
     dot = sum(expected.get(t, 0) for t in item) / math.sqrt(2)
     norm = math.sqrt(sum(v * v for v in expected.values()))
     assert interest_similarity(vec, item) == pytest.approx(dot / norm)
+
+
+def interest_similarity(vec: InterestVector, tags) -> float:
+    """The job's interest score of one catalog item with ``tags``."""
+    index = ItemIndex(10)
+    index.put(ItemInfo(1, "one", tuple(tags), False))
+    return float(index.interest(vec)(np.array([1]))[0])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_interest_of_many_items_matches_brute_force(seed):
+    """Every item scored at once (the ranker's way), against the cosine of explicit vectors;
+    items the index does not list (unknown, deleted) score 0."""
+    rng = random.Random(seed)
+    tags = TAGS + ["f", "g", "h", "i", "j", "k"]
+    catalog = {i: [rng.choice(tags) for _ in range(rng.randint(0, 9))] for i in rng.sample(range(1, 200), 40)}
+    deleted = set(rng.sample(sorted(catalog), 5))
+    index = ItemIndex(10)
+    for i, item_tags in catalog.items():
+        index.put(ItemInfo(i, str(i), tuple(item_tags), i in deleted))
+    weights = {t: rng.uniform(0.01, 3) for t in rng.sample(tags + ["not in any item"], rng.randint(0, 8))}
+    ids = np.array(sorted(set(catalog) | set(rng.sample(range(1, 300), 20))), dtype=np.int64)
+    got = index.interest(InterestVector(weights, 0))(ids)
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    for i, score in zip(ids.tolist(), got.tolist()):
+        unit = set(catalog.get(i, ())) if i not in deleted else set()
+        want = sum(weights.get(t, 0.0) for t in unit) / (norm * math.sqrt(len(unit))) if unit and norm else 0.0
+        assert score == pytest.approx(want), i
 
 
 def test_interest_similarity_is_zero_without_overlap_or_data():
@@ -143,7 +173,8 @@ def test_top_neighbors_matches_sorting_everything(seed):
     n_i, k = float(rng.randint(5, 40)), rng.randint(1, 15)
     brute = sorted(((j, c / math.sqrt(n_i * max(n_other.get(j, 0), c)), c) for j, c in counts.items() if c > 0),
                    key=lambda r: (-r[1], r[0]))[:k]
-    assert co.top_neighbors(counts, n_i, n_other, k) == brute
+    ids, scores, cs = co.top_neighbors(counts, n_i, n_other, k)
+    assert list(zip(ids.tolist(), scores.tolist(), cs.tolist())) == brute
 
 
 def test_prune_keeps_only_the_given_neighbors():
@@ -163,12 +194,13 @@ def test_merge_and_rank_match_brute_force(seed):
                   [(j, rng.choice([0.25, 0.5, rng.uniform(0, 1)]), 1.0) for j in rng.sample(range(1, 60), rng.randint(0, 10))])
                  for seed_item in rng.sample(range(100, 110), rng.randint(1, 5))]
     merged = merge((s, w, Neighbors.of(rows)) for s, w, rows in fragments)
+    best_seeds = merged.best_seed(np.arange(len(merged.ids)))
     expected = {}
     for s, w, nbrs in fragments:
         for j, sim, _ in nbrs:
             expected[j] = expected.get(j, 0.0) + w * sim
     assert sorted(merged.ids.tolist()) == sorted(expected)
-    for j, score, best_seed in zip(merged.ids.tolist(), merged.scores.tolist(), merged.best_seed.tolist()):
+    for j, score, best_seed in zip(merged.ids.tolist(), merged.scores.tolist(), best_seeds.tolist()):
         assert score == pytest.approx(expected[j])
         parts = {s: w * sim for s, w, nbrs in fragments for jj, sim, _ in nbrs if jj == j}
         top = max(parts.values())
@@ -178,7 +210,8 @@ def test_merge_and_rank_match_brute_force(seed):
     exclude = set(rng.sample(range(1, 60), 10))
     trending = [(j, 1.0) for j in rng.sample(range(1, 80), 30)]
     n, alpha = rng.randint(1, 20), rng.choice([0.0, 0.3])
-    out = rank(merged, interest.get, np.array(sorted(exclude)), n, alpha, trending, pool=None)
+    interest_of = lambda ids: np.array([interest[j] for j in ids.tolist()])  # noqa: E731
+    out = rank(merged, interest_of, np.array(sorted(exclude)), n, alpha, trending, pool=None)
     brute = sorted(((1 - alpha) * expected[j] + alpha * interest[j], j) for j in expected if j not in exclude)
     brute.sort(key=lambda r: (-r[0], r[1]))
     head = [j for _, j in brute[:n]]
@@ -192,12 +225,12 @@ def test_merge_and_rank_match_brute_force(seed):
     assert [j for j, _, _ in tail] == order[:len(tail)]
     # without interest, reading only the pool of the best candidates changes nothing
     if alpha == 0.0:
-        assert rank(merged, interest.get, np.array(sorted(exclude)), n, 0.0, trending, pool=1) == out
+        assert rank(merged, interest_of, np.array(sorted(exclude)), n, 0.0, trending, pool=1) == out
 
 
 def test_cold_start_gets_only_trending():
-    empty = Candidates(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
-    out = rank(empty, lambda j: 0.0, np.array([3]), 3, 0.2, [(3, 9.0), (5, 8.0), (7, 7.0), (9, 1.0)])
+    empty = merge([])
+    out = rank(empty, lambda ids: np.zeros(len(ids)), np.array([3]), 3, 0.2, [(3, 9.0), (5, 8.0), (7, 7.0), (9, 1.0)])
     assert out == [(5, 0.0, "trending now"), (7, 0.0, "trending now"), (9, 0.0, "trending now")]
     assert merge([(1, 1.0, Neighbors.of([]))]).ids.size == 0
 
