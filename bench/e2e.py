@@ -12,12 +12,15 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
   produced first, then the job is submitted and drains it. Rate = lists arriving on the
   recommendations topic (read_uncommitted, as written) between the 10th and 90th
   percentile of arrival times; then every list is checked to be committed (read_committed).
-  At parallelism 1 and 2, and at W = 5, 20, 50 (parallelism 2).
+  CPU per event over the same window: the TaskManagers' CPU time with their Python workers'
+  (from /proc), steadier than the rate on a shared machine. At parallelism 1 and 2, and at
+  W = 5, 20, 50 (parallelism 2).
 - ceiling: bench/passthrough.py (the job's source, settings and exactly-once sink, one
   Python operator passing records through) on a backlog five times as long.
 - freshness: the job runs on an empty topic; events are produced at 25%, 50% and 75% of
   the measured maximum, with event time = wall time; for each event, the time from just
-  before it is sent until the user's Redis key holds its version (polled every 10 ms).
+  before it is sent until the user's Redis key holds its version (read when Redis
+  announces a write of that key: keyspace notifications, no polling).
 - redis: GET latency of ``reco:v1:user:*`` keys, 8 client processes, beside
   ``redis-benchmark -c 8 -t get``.
 - state: the latest completed checkpoint's state size per operator, divided by the users
@@ -27,11 +30,13 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import multiprocessing
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -144,6 +149,73 @@ def steady_rate(times: list[float]) -> float:
     return (hi - lo) / max(times[hi - 1] - times[lo], 1e-9)
 
 
+class CpuSampler:
+    """CPU seconds used by the TaskManagers and everything they started (the Python
+    workers), sampled every ``every_s`` in a thread: what an event costs in CPU is steadier
+    on a shared machine than what it takes in wall time."""
+
+    def __init__(self, every_s: float = 0.25):
+        self.samples: list[tuple[float, float]] = []
+        self.every_s, self._stop = every_s, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _tick() -> float:
+        return float(os.sysconf("SC_CLK_TCK"))
+
+    @classmethod
+    def cpu_seconds(cls) -> float:
+        """utime + stime of each TaskManager and its live descendants, with the times of
+        their reaped children (cutime + cstime): workers that ended still count."""
+        stats, children = {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:
+                continue
+            pid, ppid = int(entry), int(fields[1])
+            stats[pid] = (sum(int(x) for x in fields[11:15]), b"TaskManagerRunner" in cmdline)
+            children.setdefault(ppid, []).append(pid)
+        total, todo = 0, [pid for pid, (_, is_tm) in stats.items() if is_tm]
+        while todo:
+            pid = todo.pop()
+            total += stats[pid][0]
+            todo.extend(children.get(pid, []))
+        return total / cls._tick()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.monotonic(), self.cpu_seconds()))
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "CpuSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def at(self, t: float) -> float:
+        """CPU seconds at monotonic time ``t``, interpolated between samples."""
+        times = [s[0] for s in self.samples]
+        i = max(1, min(bisect.bisect_left(times, t), len(times) - 1))
+        (t0, c0), (t1, c1) = self.samples[i - 1], self.samples[i]
+        return c0 + (c1 - c0) * (t - t0) / max(t1 - t0, 1e-9)
+
+
+def steady_cpu_ms(times: list[float], cpu: CpuSampler) -> float:
+    """CPU milliseconds per record over the window of ``steady_rate``."""
+    times = sorted(times)
+    lo, hi = int(len(times) * 0.1), int(len(times) * 0.9)
+    return 1000 * (cpu.at(times[hi - 1]) - cpu.at(times[lo])) / max(hi - lo - 1, 1)
+
+
 def _produce_backlog(synth: Synth, events: list[dict]) -> None:
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     producer = make_producer(BOOTSTRAP)
@@ -162,13 +234,15 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     topic = PASSTHROUGH_TOPIC if passthrough else contracts.RECOMMENDATIONS_TOPIC
     say(f"{label}: {n:,} events backlogged; submitting at parallelism {parallelism}")
     start = time.monotonic()
-    job = svc.submit(flags, run_id, parallelism, py=str(ROOT / "bench/passthrough.py") if passthrough else None)
-    deployed = time.monotonic()
-    times = _arrivals(topic, n, timeout_s=max(600.0, n / 50))
+    with CpuSampler() as cpu:
+        job = svc.submit(flags, run_id, parallelism, py=str(ROOT / "bench/passthrough.py") if passthrough else None)
+        deployed = time.monotonic()
+        times = _arrivals(topic, n, timeout_s=max(600.0, n / 50))
     result = {"label": label, "events": n, "parallelism": parallelism, "flags": flags,
               "arrived": len(times), "deploy_s": round(deployed - start, 1)}
     if len(times) >= n:
         result["events_per_s"] = round(steady_rate(times), 1)
+        result["cpu_ms_per_event"] = round(steady_cpu_ms(times, cpu), 3)
         result["drain_s"] = round(max(times) - deployed, 1)
         committed = _arrivals(topic, n, timeout_s=120, isolation="read_committed")
         result["committed"] = len(committed)
@@ -176,7 +250,8 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     if not passthrough:
         result["state"] = state_sizes(svc, job)
     svc.cluster.cancel(job)
-    say(f"{label}: {result.get('events_per_s', 'n/a')} events/s ({result['arrived']:,} of {n:,} arrived"
+    say(f"{label}: {result.get('events_per_s', 'n/a')} events/s, {result.get('cpu_ms_per_event', 'n/a')} CPU ms "
+        f"per event ({result['arrived']:,} of {n:,} arrived"
         f", {result.get('committed', 0):,} committed)")
     return result
 
@@ -209,27 +284,36 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
     done = threading.Event()
     done_at = [0.0]
 
+    # Each write of a user's list is announced by Redis (keyspace notifications on the
+    # bench's own server): read that one key then, instead of polling every pending key.
+    client = redis.Redis.from_url(REDIS_URL)
+    client.config_set("notify-keyspace-events", "K$")
+    prefix = f"__keyspace@0__:{contracts.user_recommendations_key(0)[:-1]}"
+    subscriber = client.pubsub(ignore_subscribe_messages=True)
+    subscriber.psubscribe(prefix + "*")
+
+    def settle(user: int, stored: int, now: float) -> None:
+        waiting = pending.get(user)
+        if waiting:
+            latencies.extend(now - sent for v, sent in waiting if v <= stored)
+            left = [(v, sent) for v, sent in waiting if v > stored]
+            if left:
+                pending[user] = left
+            else:
+                del pending[user]
+
     def poll():
-        client = redis.Redis.from_url(REDIS_URL)
         while not done.is_set() or (pending and time.monotonic() < done_at[0] + 30):
-            with lock:
-                users = list(pending)
-            if users:
-                raws = client.mget([contracts.user_recommendations_key(u) for u in users])
-                now = time.monotonic()
+            message = subscriber.get_message(timeout=0.1)
+            if message is None:
+                continue
+            now = time.monotonic()
+            user = int(message["channel"][len(prefix):])
+            raw = client.get(contracts.user_recommendations_key(user))
+            match = VERSION.search(raw or b"")
+            if match:
                 with lock:
-                    for u, raw in zip(users, raws):
-                        if raw is None:
-                            continue
-                        stored = json.loads(raw)["version"]
-                        waiting = pending[u]
-                        latencies.extend(now - sent for v, sent in waiting if v <= stored)
-                        left = [(v, sent) for v, sent in waiting if v > stored]
-                        if left:
-                            pending[u] = left
-                        else:
-                            del pending[u]
-            time.sleep(0.01)
+                    settle(user, int(match.group(1)), now)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
@@ -252,6 +336,7 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
     done_at[0] = time.monotonic()
     done.set()
     poller.join()
+    subscriber.close()
     producer.close()
     svc.cluster.cancel(job)
     lost = sum(map(len, pending.values()))
@@ -264,6 +349,9 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
     say(f"freshness at {rate:.0f}/s: p50 {result['p50_ms']} ms, p95 {result['p95_ms']} ms, p99 {result['p99_ms']} ms"
         f" ({len(latencies)} events, {lost} not seen)")
     return result
+
+
+VERSION = re.compile(rb'"version": *(\d+)')
 
 
 def _get_latencies(args) -> list[float]:
@@ -344,7 +432,7 @@ def print_table(results: dict) -> None:
     print(f"{'figure':44} {'value':>14}  method")
     for r in results.get("throughput", []) + results.get("window", []) + results.get("ceiling", []):
         print(f"{r['label']:44} {r.get('events_per_s', 'n/a'):>14}  events/s, backlog of {r['events']:,} drained, "
-              f"{r.get('committed', 0):,} committed")
+              f"{r.get('committed', 0):,} committed; {r.get('cpu_ms_per_event', 'n/a')} CPU ms per event")
     for r in results.get("freshness", []):
         print(f"{'freshness at %.0f events/s p50/p95/p99' % r['rate']:44} "
               f"{'%s/%s/%s' % (r['p50_ms'], r['p95_ms'], r['p99_ms']):>14}  ms, produce -> Redis, "
