@@ -22,58 +22,129 @@ from udfs.records import ItemInfo, NeighborCounts, Request, Trending
 from udfs.signals import InterestVector, add_interest
 
 
+class _Growing:
+    """An int64 array that grows by doubling: appends cost O(1) amortised."""
+
+    def __init__(self):
+        self.a, self.n = np.zeros(64, dtype=np.int64), 0
+
+    def extend(self, values: list[int]) -> int:
+        """Append ``values``; return where they start."""
+        start, self.n = self.n, self.n + len(values)
+        if self.n > len(self.a):
+            self.a = np.concatenate([self.a, np.zeros(max(self.n, 2 * len(self.a)) - len(self.a), dtype=np.int64)])
+        self.a[start:self.n] = values
+        return start
+
+
 class ItemIndex:
     """What the ranker knows of items. Scored neighbor lists are cached per item until its
-    counts change (a neighbor's N(j) is read when the list is scored)."""
+    counts change (a neighbor's N(j) is read when the list is scored).
+
+    The catalog is also kept as arrays, for ranking many candidates at once: each item's
+    tag columns (a row of a table that only grows), and the recommendable items as a
+    sorted base plus the changes since it was built. A catalog record costs O(its tags)
+    and the base is rebuilt once the changes outnumber sqrt(items): a job that starts with
+    a backlog reads catalog records and requests in turn, and rebuilding per record would
+    cost O(items) per request.
+    """
 
     def __init__(self, fragment_size: int, shrinkage: float = 0.0):
         self.k = fragment_size
         self.shrinkage = shrinkage
         self.info: dict[int, ItemInfo] = {}
         self.deleted: set[int] = set()
-        self._listed: np.ndarray | None = None   # None: to rebuild, with the tag table below
-        self._vocab: dict[str, int] = {}          # tag -> column of the interest vector
-        self._tag_start = self._tag_end = np.zeros(0, dtype=np.int64)   # per listed item: its span of _tags
-        self._tags = np.zeros(0, dtype=np.int64)  # tag columns of every listed item, one after another
         self.counts: dict[int, NeighborCounts] = {}
         self.trending: tuple = ()
         self._scored: dict[int, Neighbors] = {}
+        self._vocab: dict[str, int] = {}                  # tag -> column of the interest vector
+        self._row: dict[int, int] = {}                    # item -> its row
+        self._start, self._count, self._tags = _Growing(), _Growing(), _Growing()  # row -> its span of _tags
+        self._base_ids = self._base_rows = np.zeros(0, dtype=np.int64)   # listed items, sorted, and their rows
+        self._added: dict[int, int] = {}                  # listed since the base was built: item -> row
+        self._removed: set[int] = set()                   # in the base, no longer listed
+        self._changes: tuple | None = None                # the two above as sorted arrays; None: to redo
+        self.rebuilds = self.compactions = 0
 
     def put(self, msg) -> None:
         if isinstance(msg, NeighborCounts):
             self.counts[msg.item] = msg
             self._scored.pop(msg.item, None)
         elif isinstance(msg, ItemInfo):
-            msg = msg._replace(tags=tuple(dict.fromkeys(msg.tags)))  # a tag counts once
-            old = self.info.get(msg.item)
-            if old is None or msg.deleted != old.deleted or msg.tags != old.tags:
-                self._listed = None
-            self.info[msg.item] = msg
-            (self.deleted.add if msg.deleted else self.deleted.discard)(msg.item)
+            self._put_item(msg._replace(tags=tuple(dict.fromkeys(msg.tags))))  # a tag counts once
         elif isinstance(msg, Trending):
             self.trending = msg.top
         else:
             raise TypeError(f"not an item-side record: {msg!r}")
 
-    def listed(self) -> np.ndarray:
-        """The items that may be recommended, sorted: those the catalog has and has not
-        deleted. (Events of an item the catalog does not know yet still count, and the item
-        still becomes others' neighbor; it is recommended once its catalog record arrives.)"""
-        if self._listed is None:
-            listed = sorted(self.info.keys() - self.deleted)
-            vocab: dict[str, int] = {}
-            columns = [[vocab.setdefault(tag, len(vocab)) for tag in self.info[item].tags] for item in listed]
-            ends = np.cumsum([len(c) for c in columns], dtype=np.int64)
-            self._tag_end, self._tag_start = ends, ends - np.array([len(c) for c in columns], dtype=np.int64)
-            self._tags = np.array([t for c in columns for t in c], dtype=np.int64)
-            self._vocab, self._listed = vocab, np.array(listed, dtype=np.int64)
-        return self._listed
+    def _put_item(self, msg: ItemInfo) -> None:
+        item, old = msg.item, self.info.get(msg.item)
+        self.info[item] = msg
+        (self.deleted.add if msg.deleted else self.deleted.discard)(item)
+        if old is None or old.tags != msg.tags:
+            columns = [self._vocab.setdefault(tag, len(self._vocab)) for tag in msg.tags]
+            start = self._tags.extend(columns)
+            row = self._row.get(item)
+            if row is None:
+                self._row[item] = self._start.extend([start])
+                self._count.extend([len(columns)])
+            else:
+                self._start.a[row], self._count.a[row] = start, len(columns)
+        if (old is None or old.deleted) == msg.deleted:
+            return   # listed before as now
+        self._changes = None
+        if msg.deleted:
+            if self._added.pop(item, None) is None:
+                self._removed.add(item)
+        elif item in self._removed:
+            self._removed.discard(item)
+        else:
+            self._added[item] = self._row[item]
+        if (len(self._added) + len(self._removed)) ** 2 > len(self._base_ids) + 1024:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        live = [(item, self._row[item]) for item in self.info.keys() - self.deleted]
+        pairs = np.array(live, dtype=np.int64).reshape(-1, 2)
+        order = np.argsort(pairs[:, 0], kind="stable")
+        self._base_ids, self._base_rows = pairs[order, 0], pairs[order, 1]
+        self._added, self._removed, self._changes = {}, set(), None
+        self.rebuilds += 1
+        if self._tags.n > 2 * int(self._count.a[:self._start.n].sum()) + 4096:
+            # mostly columns of replaced tags: copy the live ones (each row keeps its number)
+            old, self._tags = self._tags.a, _Growing()
+            for row in range(self._start.n):
+                at, n = int(self._start.a[row]), int(self._count.a[row])
+                self._start.a[row] = self._tags.extend(old[at:at + n].tolist())
+            self.compactions += 1
+
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Each item's row, or -1 for an item that may not be recommended: one the catalog
+        does not have or has deleted. (Events of an item the catalog does not know yet still
+        count, and the item still becomes others' neighbor; it is recommended once its
+        catalog record arrives.)"""
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = _lookup(self._base_ids, self._base_rows, ids)
+        if self._added or self._removed:
+            if self._changes is None:
+                added = sorted(self._added.items())
+                self._changes = (np.array([i for i, _ in added], dtype=np.int64),
+                                 np.array([r for _, r in added], dtype=np.int64),
+                                 np.array(sorted(self._removed), dtype=np.int64))
+            added_ids, added_rows, removed = self._changes
+            if len(removed):
+                rows[_lookup(removed, removed, ids) >= 0] = -1
+            if len(added_ids):
+                rows = np.where(rows < 0, _lookup(added_ids, added_rows, ids), rows)
+        return rows
+
+    def is_listed(self, ids: np.ndarray) -> np.ndarray:
+        return self.rows(ids) >= 0
 
     def interest(self, vec: InterestVector) -> Callable[[np.ndarray], np.ndarray]:
         """``score(ids)``: the cosine between ``vec`` and each item's unit tag vector (0 when
         either is empty or the item is not listed), for many items at once."""
-        listed = self.listed()
-        if not vec.weights or not len(listed):
+        if not vec.weights:
             return lambda ids: np.zeros(len(ids))
         norm = math.sqrt(sum(w * w for w in vec.weights.values()))
         v = np.zeros(len(self._vocab))
@@ -83,13 +154,14 @@ class ItemIndex:
                 v[column] = w
 
         def score(ids: np.ndarray) -> np.ndarray:
-            rows = np.minimum(np.searchsorted(listed, ids), len(listed) - 1)
-            known = listed[rows] == ids
-            start, n = self._tag_start[rows], np.where(known, self._tag_end[rows] - self._tag_start[rows], 0)
+            rows = self.rows(ids)
+            listed = rows >= 0
+            start = np.where(listed, self._start.a[rows], 0)
+            n = np.where(listed, self._count.a[rows], 0)
             dot = np.zeros(len(ids))
             for k in range(int(n.max(initial=0))):   # tag by tag, in the item's order
                 has = n > k
-                dot[has] += v[self._tags[start[has] + k]]
+                dot[has] += v[self._tags.a[start[has] + k]]
             with np.errstate(divide="ignore", invalid="ignore"):
                 return np.where(n > 0, dot / (norm * np.sqrt(n)), 0.0)
         return score
@@ -124,6 +196,14 @@ class ItemIndex:
                               for j, s, c in zip(nb.ids.tolist(), nb.sims.tolist(), nb.counts.tolist())]}
 
 
+def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``values`` at each id's place in the sorted ``keys``, -1 where an id is not there."""
+    if not len(keys):
+        return np.full(len(ids), -1, dtype=np.int64)
+    at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    return np.where(keys[at] == ids, values[at], -1)
+
+
 def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
                now_ms: int) -> tuple[tuple, list, list[int]]:
     """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
@@ -138,7 +218,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
     exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
     top = rank(candidates, index.interest(vec), exclude, cfg.top_n, cfg.interest_weight, index.trending,
-               index.title, allowed=index.listed())
+               index.title, allowed=index.is_listed)
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
     return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer), [record], timers

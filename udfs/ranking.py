@@ -76,10 +76,11 @@ def blend(co_score, interest, alpha: float):
 
 def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], exclude: np.ndarray, n: int,
          alpha: float, trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
-         pool: int | None = 4, allowed: np.ndarray | None = None) -> list[tuple[int, float, str]]:
+         pool: int | None = 4, allowed: Callable[[np.ndarray], np.ndarray] | None = None
+         ) -> list[tuple[int, float, str]]:
     """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of
-    ``exclude``, and only items of ``allowed`` when given (sorted ids). ``interest(ids)`` is
-    each item's interest similarity (an array).
+    ``exclude``, and only items that ``allowed(ids)`` (a mask) lets through when given.
+    ``interest(ids)`` is each item's interest similarity (an array).
 
     The blend reads the interest of the ``pool`` x N best candidates by co-occurrence only
     (all of them with ``pool`` None): interest reorders the strongest candidates, it does not
@@ -90,8 +91,8 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
     at = np.arange(len(ids))
     if len(ids) and (len(exclude) or allowed is not None):
         keep = ~_isin_sorted(ids, np.sort(exclude)) if len(exclude) else np.ones(len(ids), dtype=bool)
-        if allowed is not None:   # sorted already: no sort of the catalog
-            keep &= _isin_sorted(ids, allowed)
+        if allowed is not None:
+            keep &= allowed(ids)
         ids, scores, at = ids[keep], scores[keep], at[keep]
     if pool is not None and len(ids) > pool * n:
         # the pool x N best, and every candidate tied with the last of them (ties go by id)
@@ -109,7 +110,7 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
         for item, _ in trending:
             if len(out) >= n:
                 break
-            if item not in taken and item not in excluded and _member(item, allowed):
+            if item not in taken and item not in excluded and (allowed is None or allowed(np.array([item]))[0]):
                 out.append((item, 0.0, "trending now"))
                 taken.add(item)
     return out
@@ -121,10 +122,3 @@ def _isin_sorted(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=bool)
     found = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
     return sorted_ids[found] == ids
-
-
-def _member(item: int, allowed: np.ndarray | None) -> bool:
-    if allowed is None:
-        return True
-    at = int(np.searchsorted(allowed, item))
-    return at < len(allowed) and int(allowed[at]) == item

@@ -85,6 +85,34 @@ def test_interest_of_many_items_matches_brute_force(seed):
         assert score == pytest.approx(want), i
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_catalog_changes_between_queries_match_a_fresh_reading(seed):
+    """Records (new items, new tags, deletes, returns) and queries in turn, as a ranker
+    sees them when it starts on a backlog, across the index's rebuilds and compactions:
+    each answer equals one from the catalog as it stands."""
+    rng = random.Random(seed)
+    tags = TAGS + ["f", "g", "h", "i", "j"]
+    index, catalog = ItemIndex(10), {}
+    weights = {t: rng.uniform(0.1, 2) for t in tags}
+    norm = math.sqrt(sum(w * w for w in weights.values()))
+    for step in range(3000):
+        item = rng.randrange(1, 400)
+        record = ItemInfo(item, str(item), tuple(rng.choice(tags) for _ in range(rng.randint(0, 6))),
+                          rng.random() < 0.2)
+        index.put(record)
+        catalog[item] = record
+        if step % 7 == 0:
+            ids = np.array(rng.sample(range(0, 450), 60), dtype=np.int64)
+            listed = [i in catalog and not catalog[i].deleted for i in ids.tolist()]
+            assert index.is_listed(ids).tolist() == listed
+            got = index.interest(InterestVector(weights, 0))(ids).tolist()
+            for i, ok, score in zip(ids.tolist(), listed, got):
+                unit = set(catalog[i].tags) if ok else set()
+                assert score == pytest.approx(sum(weights[t] for t in unit) / (norm * math.sqrt(len(unit)))
+                                              if unit else 0.0), (step, i)
+    assert index.rebuilds > 10 and index.compactions >= 1   # both paths were taken
+
+
 def test_interest_similarity_is_zero_without_overlap_or_data():
     vec = add_interest(InterestVector(), ["a"], 1.0, 10, HALF_LIFE)
     assert interest_similarity(vec, ["b"]) == 0.0
