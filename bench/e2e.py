@@ -56,6 +56,8 @@ from reco_tools.flinkcluster import FlinkCluster  # noqa: E402
 from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
 from reco_tools.synth import Synth, SynthConfig  # noqa: E402
 from reco_tools.topics import connect_admin, ensure_topics  # noqa: E402
+from udfs import inprocess  # noqa: E402
+from udfs.records import Event, ItemInfo  # noqa: E402
 from udfs.versioning import next_version  # noqa: E402
 
 KAFKA_PORT, REDIS_PORT, REST_PORT, RPC_PORT = 29092, 26379, 28081, 28123
@@ -256,6 +258,20 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     return result
 
 
+def core_cost(n: int) -> dict:
+    """The job's own steps (udfs.inprocess: no engine, one process) on the throughput runs'
+    events, in CPU time: what the engine adds is the job's CPU per event beyond this."""
+    synth, events = synth_events(n)
+    typed, catalog = [Event.of(e) for e in events], [ItemInfo.of(r) for r in synth.catalog()]
+    cfg = JobConfig()
+    start = time.process_time()
+    inprocess.run(typed, catalog, cfg, keep=())
+    cpu = time.process_time() - start
+    result = {"events": n, "cpu_ms_per_event": round(1000 * cpu / n, 3), "events_per_s": round(n / cpu, 1)}
+    say(f"core (the job's steps in one process, same events): {result['cpu_ms_per_event']} CPU ms per event")
+    return result
+
+
 def state_sizes(svc: Services, job: str) -> dict:
     """State bytes per operator in the latest completed checkpoint (full size, not the increment)."""
     try:
@@ -433,6 +449,13 @@ def print_table(results: dict) -> None:
     for r in results.get("throughput", []) + results.get("window", []) + results.get("ceiling", []):
         print(f"{r['label']:44} {r.get('events_per_s', 'n/a'):>14}  events/s, backlog of {r['events']:,} drained, "
               f"{r.get('committed', 0):,} committed; {r.get('cpu_ms_per_event', 'n/a')} CPU ms per event")
+    core, job = results.get("core"), (results.get("throughput") or [{}])[0].get("cpu_ms_per_event")
+    if core:
+        print(f"{'core: the job steps in one process':44} {core['cpu_ms_per_event']:>14}  CPU ms per event, same events, "
+              f"no engine ({core['events_per_s']:,.0f} events/s on one core)")
+        if job:
+            print(f"{'engine overhead: core / job p=2 CPU per event':44} {core['cpu_ms_per_event'] / job:>14.2f}  "
+                  f"share of the job's CPU that is its own steps")
     for r in results.get("freshness", []):
         print(f"{'freshness at %.0f events/s p50/p95/p99' % r['rate']:44} "
               f"{'%s/%s/%s' % (r['p50_ms'], r['p95_ms'], r['p99_ms']):>14}  ms, produce -> Redis, "
@@ -474,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "throughput" in stages or "state" in stages or ("freshness" in stages and "throughput" not in results):
             results["throughput"] = [throughput(svc, args.events, p, extra, f"job p={p}") for p in (1, 2)][::-1]
+            results["core"] = core_cost(args.events)
             if "state" in stages:
                 _, events = synth_events(args.events)
                 results["state"] = per_entity(results["throughput"][0].get("state", {}),
