@@ -17,7 +17,7 @@ import numpy as np
 
 from udfs import cooccurrence as co
 from udfs import ttl
-from udfs.ranking import Neighbors, merge, rank
+from udfs.ranking import Neighbors, find_sorted, merge, rank
 from udfs.records import ItemInfo, NeighborCounts, Request, Trending
 from udfs.signals import InterestVector, add_interest
 
@@ -133,7 +133,7 @@ class ItemIndex:
                                  np.array(sorted(self._removed), dtype=np.int64))
             added_ids, added_rows, removed = self._changes
             if len(removed):
-                rows[_lookup(removed, removed, ids) >= 0] = -1
+                rows[find_sorted(removed, ids)[1]] = -1
             if len(added_ids):
                 rows = np.where(rows < 0, _lookup(added_ids, added_rows, ids), rows)
         return rows
@@ -198,10 +198,8 @@ class ItemIndex:
 
 def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``values`` at each id's place in the sorted ``keys``, -1 where an id is not there."""
-    if not len(keys):
-        return np.full(len(ids), -1, dtype=np.int64)
-    at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
-    return np.where(keys[at] == ids, values[at], -1)
+    at, found = find_sorted(keys, ids)
+    return np.where(found, values[at], -1) if len(keys) else np.full(len(ids), -1, dtype=np.int64)
 
 
 def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,

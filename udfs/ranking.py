@@ -90,7 +90,7 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
     ids, scores = candidates.ids, candidates.scores
     at = np.arange(len(ids))
     if len(ids) and (len(exclude) or allowed is not None):
-        keep = ~_isin_sorted(ids, np.sort(exclude)) if len(exclude) else np.ones(len(ids), dtype=bool)
+        keep = ~find_sorted(np.sort(exclude), ids)[1] if len(exclude) else np.ones(len(ids), dtype=bool)
         if allowed is not None:
             keep &= allowed(ids)
         ids, scores, at = ids[keep], scores[keep], at[keep]
@@ -99,7 +99,7 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
         threshold = -np.partition(-scores, pool * n - 1)[pool * n - 1]
         top = scores >= threshold
         ids, scores, at = ids[top], scores[top], at[top]
-    final = blend(scores, interest(ids), alpha) if len(ids) else scores
+    final = blend(scores, interest(ids), alpha)
     best = np.lexsort((ids, -final))[:n]
     seeds = candidates.best_seed(at[best])
     out = [(item, score, f"because you liked {title(seed)}")
@@ -116,9 +116,10 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
     return out
 
 
-def _isin_sorted(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    """``np.isin(ids, sorted_ids)`` by binary search (``sorted_ids`` ascending)."""
-    if not len(sorted_ids):
-        return np.zeros(len(ids), dtype=bool)
-    found = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-    return sorted_ids[found] == ids
+def find_sorted(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Binary search of each id in the sorted ``keys``: ``(position, found)``; a position
+    is only meaningful where found."""
+    if not len(keys):
+        return np.zeros(len(ids), dtype=np.int64), np.zeros(len(ids), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, ids), len(keys) - 1)
+    return at, keys[at] == ids
