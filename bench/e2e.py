@@ -20,7 +20,8 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
 - freshness: the job runs on an empty topic; events are produced at 25%, 50% and 75% of
   the measured maximum, with event time = wall time; for each event, the time from just
   before it is sent until the user's Redis key holds its version (read when Redis
-  announces a write of that key: keyspace notifications, no polling).
+  announces a write of that key: keyspace notifications, no polling). ``--rates 50,100``
+  measures at those rates instead (with ``--flags``, e.g. to compare bundle times).
 - redis: GET latency of ``reco:v1:user:*`` keys, 8 client processes, beside
   ``redis-benchmark -c 8 -t get``.
 - state: the latest completed checkpoint's state size per operator, divided by the users
@@ -478,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=40_000, help="backlog size per throughput run")
     ap.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages of {STAGES}")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each freshness run")
+    ap.add_argument("--rates", default="", help="freshness at these events/s (comma-separated) instead of at "
+                                                "25/50/75%% of the measured maximum, e.g. --rates 50")
     ap.add_argument("--root", type=Path, default=ROOT, help="checkout whose job is measured (an older commit)")
     ap.add_argument("--out", type=Path, default=RESULTS / "e2e.json")
     ap.add_argument("--keep", action="store_true", help="leave the services running")
@@ -495,7 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                     "root": str(args.root.resolve()), "events": args.events, "flags": extra})
     svc.start()
     try:
-        if "throughput" in stages or "state" in stages or ("freshness" in stages and "throughput" not in results):
+        rates = [float(r) for r in args.rates.split(",") if r]
+        if ("throughput" in stages or "state" in stages
+                or ("freshness" in stages and not rates and "throughput" not in results)):
             results["throughput"] = [throughput(svc, args.events, p, extra, f"job p={p}") for p in (1, 2)][::-1]
             results["core"] = core_cost(args.events)
             if "state" in stages:
@@ -513,8 +518,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                    "--seeds", str(min(w, JobConfig().seeds))],
                                             f"job p=2 W={w}") for w in (5, 50)]
         if "freshness" in stages:
-            top = results["throughput"][0].get("events_per_s") or 100.0
-            results["freshness"] = [freshness(svc, top * share, args.seconds, 2, extra) for share in (0.25, 0.5, 0.75)]
+            if not rates:
+                top = results["throughput"][0].get("events_per_s") or 100.0
+                rates = [top * share for share in (0.25, 0.5, 0.75)]
+            results["freshness"] = [freshness(svc, rate, args.seconds, 2, extra) for rate in rates]
     finally:
         if not args.keep:
             svc.stop()
