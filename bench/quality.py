@@ -432,39 +432,6 @@ def itemcf_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: int
     return _lookup(lists)
 
 
-def ppmi_svd_embeddings(events: list[dict], dims: int = 48, half_life_ms: float = 365 * 86_400_000,
-                        seed: int = 0) -> dict[int, np.ndarray]:
-    """Item vectors (unit length) from the ratings >= 4 of ``events``: each user-item pair
-    weighs 2^-(age / half-life) at the newest event, C = X^T X off the diagonal, positive
-    PMI log(C x total / (row sum x column sum)) clipped at 0, then a truncated SVD (a
-    randomized one: numpy alone, three power iterations), rows U x sqrt(S)."""
-    now = max(e["event_time"] for e in events)
-    positive = [e for e in events if is_positive(e)]
-    items = sorted({e["item_id"] for e in positive})
-    users = sorted({e["user_id"] for e in positive})
-    col, row = {j: c for c, j in enumerate(items)}, {u: r for r, u in enumerate(users)}
-    x = np.zeros((len(users), len(items)), dtype=np.float32)
-    for e in positive:
-        r, c = row[e["user_id"]], col[e["item_id"]]
-        x[r, c] = max(x[r, c], 0.5 ** ((now - e["event_time"]) / half_life_ms))
-    co = x.T @ x
-    np.fill_diagonal(co, 0.0)
-    sums = co.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pmi = np.log(co * co.sum() / np.outer(sums, sums))
-    pmi = np.where(np.isfinite(pmi), np.maximum(pmi, 0.0), 0.0).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    basis = pmi @ rng.standard_normal((len(items), dims + 10)).astype(np.float32)
-    for _ in range(3):
-        basis, _ = np.linalg.qr(basis)
-        basis = pmi @ (pmi.T @ basis)
-    basis, _ = np.linalg.qr(basis)
-    u, s, _ = np.linalg.svd(basis.T @ pmi, full_matrices=False)
-    vectors = (basis @ u)[:, :dims] * np.sqrt(s[:dims])
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return {j: vectors[c] for j, c in col.items()}
-
-
 # Streaming item-CF, moved toward the job one definition at a time (demo.toml's values).
 ITEMCF_ABLATION = {
     "as is": {},
@@ -512,15 +479,21 @@ def built(builders: Mapping[str, Callable[[], ListsForCase]], timings: dict | No
 JOB_ENGINES = ("inprocess", "pipeline")
 
 
-def job_records(events: list[dict], movies, cfg, engine: str = "inprocess") -> list[dict]:
+def job_records(events: list[dict], movies, cfg, engine: str = "inprocess",
+                models: Iterable[tuple[int, Mapping]] = ()) -> list[dict]:
     """The recommendation records the job emits for ``events`` (ratings) with settings ``cfg``.
 
     ``inprocess``: the job's step functions driven in one process (``udfs.inprocess``),
     seconds; ``pipeline``: the real PyFlink pipeline on in-memory input (minutes, a JVM).
+    ``models`` ``(at, {item: vector})``, in process only: each is published in the catalog
+    (as reco-embed does; model_version 1, 2, ...) just before event ``at``.
     """
     from reco_tools.movielens import item_records
 
     catalog = item_records(movies, 0)
+    models = sorted(models, key=lambda m: m[0])
+    if models and engine != "inprocess":
+        raise ValueError("models are published mid-stream in process only")
     if engine == "pipeline":
         import os
 
@@ -530,10 +503,19 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess") -> l
         os.environ.setdefault("_python_worker_execution_mode", "process")
         codec = AvroCodec("reco.UserEvent")
         return run_pipeline([codec.encode(e) for e in events], catalog, cfg, bundle_size=1000)["recommendations"]
+    from itertools import chain
+
+    from reco_tools.embed import with_embeddings
     from udfs import inprocess
     from udfs.records import Event, ItemInfo
 
-    return inprocess.run(map(Event.of, events), map(ItemInfo.of, catalog), cfg)["recommendations"]
+    parts, done = [], 0
+    for version, (at, vectors) in enumerate(models, start=1):
+        parts += [map(Event.of, events[done:at]),
+                  [ItemInfo.of(r, cfg.embedding_precision) for r in with_embeddings(catalog, vectors, version, 0)]]
+        done = at
+    stream = chain(*parts, map(Event.of, events[done:]))
+    return inprocess.run(stream, map(ItemInfo.of, catalog), cfg)["recommendations"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -577,7 +559,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="instead: the streaming item-CF moved toward the job one definition at a time")
     p.add_argument("--embedding-probe", action="store_true",
                    help="instead: the streaming item-CF (shrinkage 1) with item vectors trained at the cut "
-                        "(ppmi_svd_embeddings) blended in")
+                        "(reco_tools.embed.train) blended in")
+    p.add_argument("--model", action="store_true",
+                   help="also the job with item embeddings trained at the cut (reco_tools.embed.train, as "
+                        "reco-embed) and published there, in process; --set embedding_weight=... to weigh them")
+    p.add_argument("--model-only", action="store_true", help="with --model: the job's row with the model only")
+    p.add_argument("--retrain-every", type=float, default=0.0, metavar="SHARE",
+                   help="with --model: train again on all events so far every SHARE of the events after the cut "
+                        "(e.g. 0.1), each a new model version")
     p.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "deploy/local/demo.toml"),
                    help="the job's settings (TOML; default deploy/local/demo.toml)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -590,10 +579,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.events > 0:
         events = events[:args.events]
     timings: dict[str, float] = {}
-    if args.embedding_probe:
+    cut = cut_index(len(events), args.warmup)
+    args.model |= args.model_only
+    if args.embedding_probe or args.model:
+        from reco_tools.embed import train
+
         t0 = time.perf_counter()
-        vectors = ppmi_svd_embeddings(events[:cut_index(len(events), args.warmup)])
+        vectors = train(events[:cut])
         print(f"{len(vectors):,} item vectors trained at the cut in {time.perf_counter() - t0:.1f} s")
+        models = [(cut, vectors)]
+        step = int(len(events) * args.retrain_every)
+        for at in range(cut + step, len(events), step) if step > 0 else ():
+            models.append((at, train(events[:at])))
+    if args.embedding_probe:
         methods = built({f"item-cf, shrinkage 1, beta {beta}": (
             lambda beta=beta: itemcf_lists(events, movies, args.warmup, shrinkage=1.0, embeddings=vectors,
                                            embedding_weight=beta)) for beta in (0.0, 0.05, 0.1, 0.3, 1.0)}, timings)
@@ -608,11 +606,17 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(kv.split("=", 1) for kv in args.set)
         cfg = JobConfig.load(args.config, env={}, overrides={
             k: type(getattr(JobConfig, k))(v) for k, v in overrides.items()})
-        for engine in args.job or ["inprocess"]:
+        for engine in [] if args.model_only else args.job or ["inprocess"]:
             t0 = time.perf_counter()
             records = job_records(events, movies, cfg, engine)
             methods[f"job ({engine})"] = lists_from_records(events, records)
             timings[f"job ({engine})"] = time.perf_counter() - t0
+        if args.model:
+            t0 = time.perf_counter()
+            records = job_records(events, movies, cfg, "inprocess", models)
+            name = f"job (inprocess) + {len(models)} model{'s' if len(models) > 1 else ''}, {cfg.embedding_precision}"
+            methods[name] = lists_from_records(events, records)
+            timings[name] = time.perf_counter() - t0
     results = evaluate_methods(events, methods, args.warmup, catalog_size=len(movies))
     for name, r in results.items():
         r["build_seconds"] = timings.get(name)

@@ -7,6 +7,12 @@ event with W=20). The plain-Python figure is the job's own step functions driven
 process (udfs.inprocess), with no engine; the pipeline figure is the whole job on a local mini-cluster (parallelism 2,
 in-memory source), start-up subtracted by timing a 10-event run first. Compare the two as
 a ratio from one run: this machine is shared and noisy.
+
+``--model``: also both with item embeddings (trained on the same ratings by reco-embed's
+``train``, in the catalog from the start) and ``embedding_weight`` > 0, the cost of
+embeddings in one run beside the figures without. ``--nearest``: instead, the time of one
+brute-force nearest-items query of the ranker by catalog size (where an ANN index would
+start to pay).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from udfs.records import Event, ItemInfo  # noqa: E402
 
 def plain_python(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
     """events/s of the job's own step functions in one process (udfs.inprocess), no engine."""
-    typed, items = [Event.of(e) for e in events], [ItemInfo.of(r) for r in catalog]
+    typed, items = [Event.of(e) for e in events], [ItemInfo.of(r, cfg.embedding_precision) for r in catalog]
     start = time.perf_counter()
     inprocess.run(typed, items, cfg, keep=())
     return len(events) / (time.perf_counter() - start)
@@ -53,23 +59,62 @@ def pipeline(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
     return (len(raw) - 10) / max(whole - startup, 1e-9)
 
 
+def nearest_cost(sizes=(10_000, 100_000, 1_000_000), dims: int = 48, queries: int = 50) -> None:
+    """ms per ``ItemIndex.nearest`` query (top 20) over random unit vectors, by catalog size."""
+    import numpy as np
+
+    from udfs.ranker import ItemIndex
+
+    rng = np.random.default_rng(0)
+    for size in sizes:
+        index = ItemIndex(10)
+        vectors = rng.standard_normal((size, dims)).astype(np.float32)
+        for i in range(size):
+            index.put(ItemInfo.of({"item_id": i, "title": "", "tags": [], "deleted": False,
+                                   "embedding": vectors[i], "model_version": 1}))
+        users = rng.standard_normal((queries, dims)).astype(np.float32)
+        exclude = np.arange(0, size, max(1, size // 200), dtype=np.int64)   # 200 consumed items
+        start = time.perf_counter()
+        for u in users:
+            index.nearest(u, 20, exclude)
+        print(f"nearest 20 of {size:>9,} items x {dims} dims  {(time.perf_counter() - start) / queries * 1e3:8.2f} ms/query")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=3000)
     ap.add_argument("--skip-flink", action="store_true")
+    ap.add_argument("--model", action="store_true", help="also with item embeddings (see above)")
+    ap.add_argument("--embedding-weight", type=float, default=0.5, help="beta with --model (0.5)")
+    ap.add_argument("--nearest", action="store_true", help="instead: brute-force nearest-items cost by catalog size")
     args = ap.parse_args()
+    if args.nearest:
+        nearest_cost()
+        return 0
     cfg = JobConfig(max_out_of_orderness_ms=0)
     events = movielens.load_rating_events()[: args.events]
     movies = movielens.load_movies()
     catalog = movielens.item_records(movies, 0)
     print(f"# {time.strftime('%Y-%m-%d')}  {platform.node()}  {os.cpu_count()} cores  Python {platform.python_version()}")
     print(f"# {len(events)} MovieLens ratings, W={cfg.recent_items}, seeds={cfg.seeds}, M={cfg.neighbors_per_item}, N={cfg.top_n}")
-    core = plain_python(events, cfg, catalog)
-    print(f"plain Python core          {core:10,.0f} events/s")
-    if not args.skip_flink:
-        job = pipeline(events, cfg.replace(parallelism=2), catalog)
-        print(f"PyFlink pipeline (p=2)     {job:10,.0f} events/s")
-        print(f"ratio pipeline / core      {job / core:10.3f}")
+    runs = [("", cfg, catalog)]
+    if args.model:
+        from reco_tools.embed import train, with_embeddings
+
+        vectors = train(events)
+        embedded = {r["item_id"]: r for r in with_embeddings(catalog, vectors, 1, 0)}
+        with_model = [embedded.get(r["item_id"], r) for r in catalog]
+        print(f"# model: {len(vectors):,} item vectors of {len(next(iter(vectors.values()))):,} dimensions, "
+              f"beta {args.embedding_weight}")
+        runs += [(f" + model, {p}", cfg.replace(embedding_weight=args.embedding_weight, embedding_precision=p),
+                  with_model) for p in ("int8", "float32")]
+    for label, run_cfg, run_catalog in runs:
+        core = plain_python(events, run_cfg, run_catalog)
+        print(f"{'plain Python core' + label:<34} {core:10,.0f} events/s")
+        if not args.skip_flink:
+            job = pipeline(events, run_cfg.replace(parallelism=2), run_catalog)
+            print(f"{'PyFlink pipeline (p=2)' + label:<34} {job:10,.0f} events/s")
+            print(f"{'ratio pipeline / core' + label:<34} {job / core:10.3f}")
     return 0
 
 

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from flink_jobs.sensitive import (Properties, is_secret_property, kafka_property_errors, parse_assignment,
                                   parse_properties, read_properties, read_secret_file, redact_url)
 
+from udfs.embedding import PRECISIONS
 from udfs.versioning import EVENT_TIME_LIMIT_MS
 
 MINUTE = 60_000
@@ -42,6 +43,12 @@ class JobConfig:
     bucket_ms: int = HOUR                # granularity of that window
     interest_half_life_ms: int = 7 * DAY
     interest_weight: float = 0.2         # alpha: share of interest similarity in the score
+    # Embeddings (catalog records of a model, e.g. from reco-embed): beta weighs the cosine
+    # of the user's embedding interest with a candidate's embedding (0 = embeddings unused);
+    # the nearest items by embedding join the candidates; vectors are kept packed in state.
+    embedding_weight: float = 0.0        # beta
+    embedding_candidates: int = 20       # E: nearest items by embedding added to the candidates
+    embedding_precision: str = "int8"    # int8 (per-vector scale) or float32
     debounce_ms: int = 0                 # event time a burst of a user's events waits for one list (0 = a list per event)
     max_consumed: int = 5_000            # consumed items remembered for exclusion, per user
     user_ttl_ms: int = 30 * DAY          # event-time inactivity after which a user's state is dropped
@@ -112,6 +119,12 @@ class JobConfig:
             errors.append(f"similarity_shrinkage must be a finite number >= 0, got {self.similarity_shrinkage}")
         if not 0.0 <= self.interest_weight <= 1.0:
             errors.append(f"interest_weight must be within [0, 1], got {self.interest_weight}")
+        if not (self.embedding_weight >= 0.0 and math.isfinite(self.embedding_weight)):
+            errors.append(f"embedding_weight must be a finite number >= 0, got {self.embedding_weight}")
+        if self.embedding_candidates < 0:
+            errors.append(f"embedding_candidates must be >= 0, got {self.embedding_candidates}")
+        if self.embedding_precision not in PRECISIONS:
+            errors.append(f"embedding_precision must be one of {', '.join(PRECISIONS)}, got {self.embedding_precision!r}")
         if self.seeds > self.recent_items:
             errors.append(f"seeds ({self.seeds}) cannot exceed recent_items ({self.recent_items})")
         if self.fragment_size > self.neighbors_per_item:

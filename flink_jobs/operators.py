@@ -104,6 +104,9 @@ class DecodeCatalog(FlatMapFunction):
     see and fix, not a dead letter among the users' events.
     """
 
+    def __init__(self, precision: str):
+        self.precision = precision   # of the packed embeddings (JobConfig.embedding_precision)
+
     def open(self, runtime_context):
         self.codec = AvroCodec(TOPIC_RECORDS[ITEMS_TOPIC])
         self.invalid = runtime_context.get_metrics_group().counter("catalogRecordsInvalid")
@@ -123,7 +126,7 @@ class DecodeCatalog(FlatMapFunction):
             except AvroError as exc:
                 reason = str(exc)
             if reason is None:
-                yield ItemInfo.of(r)
+                yield ItemInfo.of(r, self.precision)
                 return
         self.invalid.inc()
         log.warning("catalog record skipped (%s partition %s offset %s): %s", ITEMS_TOPIC, partition, offset,

@@ -88,7 +88,7 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     trending = (neighbor_counts.get_side_output(BUCKET_COUNTS).key_by(lambda c: 0, key_type=Types.INT())
                 .process(TrendingItems(cfg), output_type=PICKLED).uid("trending-v2").name("Trending")
                 .set_parallelism(1))
-    items = catalog.flat_map(DecodeCatalog(), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
+    items = catalog.flat_map(DecodeCatalog(cfg.embedding_precision), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
     broadcast = items.union(neighbor_counts, trending).broadcast(*(d for d, _ in BROADCAST_STATES))
     recommendations = (activity.key_by(lambda r: r.user, key_type=Types.LONG()).connect(broadcast)
                        .process(Ranker(cfg), output_type=PICKLED).uid("ranker-v2").name("Ranker"))

@@ -175,10 +175,11 @@ def event_message(codec, event: dict) -> tuple[bytes, bytes, int]:
     return contracts.record_key(event["user_id"]), codec.encode(event), event["event_time"]
 
 
-def produce_catalog(producer: KafkaProducer, items: list[dict], progress: bool = True) -> int:
+def produce_catalog(producer: KafkaProducer, items: list[dict], progress: bool = True,
+                    topic: str = contracts.ITEMS_TOPIC) -> int:
     """ItemFeatures records to the catalog topic, keyed by item id; returns the number sent."""
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.ITEMS_TOPIC])
-    return produce(producer, contracts.ITEMS_TOPIC,
+    return produce(producer, topic,
                    ((contracts.record_key(r["item_id"]), codec.encode(r)) for r in items),
                    total=len(items), desc="catalog", progress=progress)
 

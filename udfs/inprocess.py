@@ -20,14 +20,19 @@ from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, Neigh
 KINDS = ("recommendations", "item_neighbors", "trending", "expired_users")
 
 
-def run(events: Iterable[Event], catalog: Iterable[ItemInfo], cfg, keep: Iterable[str] = KINDS) -> dict[str, list]:
+def run(events: Iterable[Event | ItemInfo], catalog: Iterable[ItemInfo], cfg,
+        keep: Iterable[str] = KINDS) -> dict[str, list]:
     """The outputs of the kinds in ``keep`` for ``events`` (in order) and a bounded input's
     end, by kind, as the pipeline's in-memory runner returns them (``keep=()``: none, for
-    timing the work alone)."""
+    timing the work alone). ``catalog`` is known from the start; catalog records among the
+    events (a new model, say) reach the rankers in their place."""
     out: dict[str, list] = {kind: [] for kind in keep}
     flow = Dataflow(cfg, catalog, lambda kind, record: out[kind].append(record) if kind in out else None)
     for ev in events:
-        flow.push(ev)
+        if isinstance(ev, ItemInfo):
+            flow.index.put(ev)
+        else:
+            flow.push(ev)
     flow.finish()
     return out
 

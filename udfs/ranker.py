@@ -5,7 +5,8 @@ neighbor counts as of its last bucket end, delivered to each ranking subtask (br
 Ranking then needs no round trip: a request is answered from the index as it stands.
 
 State is one plain tuple ``(interest weights, interest as_of, consumed, last_seen,
-ttl_timer)``; ``consumed`` is {item: last event time}.
+ttl_timer, taste)``; ``consumed`` is {item: last event time}; ``taste`` is None or
+``(model_version, packed vector)``, the user's embedding interest (``udfs.embedding``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from udfs import cooccurrence as co
-from udfs import ttl
+from udfs import embedding, ttl
 from udfs.ranking import Neighbors, find_sorted, merge, rank
 from udfs.records import ItemInfo, NeighborCounts, Request, Trending
 from udfs.signals import InterestVector, add_interest
@@ -28,7 +29,7 @@ class _Growing:
     def __init__(self):
         self.a, self.n = np.zeros(64, dtype=np.int64), 0
 
-    def extend(self, values: list[int]) -> int:
+    def extend(self, values) -> int:
         """Append ``values``; return where they start."""
         start, self.n = self.n, self.n + len(values)
         if self.n > len(self.a):
@@ -37,9 +38,30 @@ class _Growing:
         return start
 
 
+class _GrowingRows:
+    """A float32 matrix (rows x dims) whose rows are set by number; it grows by doubling."""
+
+    def __init__(self, dims: int = 0):
+        self.a = np.zeros((64, dims), dtype=np.float32)
+        self.ok = np.zeros(64, dtype=bool)    # rows that hold a vector
+
+    def set(self, row: int, vec: np.ndarray | None) -> None:
+        if row >= len(self.a):
+            size = max(row + 1, 2 * len(self.a))
+            self.a = np.concatenate([self.a, np.zeros((size - len(self.a), self.a.shape[1]), dtype=np.float32)])
+            self.ok = np.concatenate([self.ok, np.zeros(size - len(self.ok), dtype=bool)])
+        self.ok[row] = vec is not None
+        self.a[row] = 0.0 if vec is None else vec
+
+
 class ItemIndex:
     """What the ranker knows of items. Scored neighbor lists are cached per item until its
     counts change (a neighbor's N(j) is read when the list is scored).
+
+    Embeddings: only those of the newest model seen (``model_version``) are used; a record
+    of a newer model makes every older vector unknown until its item's new record arrives.
+    The index holds them at float32, for search; what is checkpointed (broadcast state) is
+    the catalog record, packed in the configured precision.
 
     The catalog is also kept as arrays, for ranking many candidates at once: each item's
     tag columns (a row of a table that only grows), and the recommendable items as a
@@ -64,7 +86,10 @@ class ItemIndex:
         self._added: dict[int, int] = {}                  # listed since the base was built: item -> row
         self._removed: set[int] = set()                   # in the base, no longer listed
         self._changes: tuple | None = None                # the two above as sorted arrays; None: to redo
-        self.rebuilds = self.compactions = 0
+        self._item_of_row, self._listed = _Growing(), _Growing()   # row -> item; 1 when listed
+        self._vecs = _GrowingRows()                       # row -> embedding of model_version
+        self.model_version = 0
+        self.rebuilds = self.compactions = self.mismatched_embeddings = 0
 
     def put(self, msg) -> None:
         if isinstance(msg, NeighborCounts):
@@ -88,8 +113,13 @@ class ItemIndex:
             if row is None:
                 self._row[item] = self._start.extend([start])
                 self._count.extend([len(columns)])
+                self._item_of_row.extend([item])
+                self._listed.extend([0])
             else:
                 self._start.a[row], self._count.a[row] = start, len(columns)
+        row = self._row[item]
+        self._listed.a[row] = not msg.deleted
+        self._put_vector(row, msg)
         if (old is None or old.deleted) == msg.deleted:
             return   # listed before as now
         self._changes = None
@@ -102,6 +132,57 @@ class ItemIndex:
             self._added[item] = self._row[item]
         if (len(self._added) + len(self._removed)) ** 2 > len(self._base_ids) + 1024:
             self._rebuild()
+
+    def _put_vector(self, row: int, msg: ItemInfo) -> None:
+        vec = None if msg.embedding is None else embedding.unpack(msg.embedding)
+        if vec is not None and msg.model_version > self.model_version:
+            self.model_version, self._vecs = msg.model_version, _GrowingRows(len(vec))   # a newer model
+        if vec is not None and (msg.model_version < self.model_version or len(vec) != self._vecs.a.shape[1]):
+            self.mismatched_embeddings += msg.model_version == self.model_version   # dims other than its model's
+            vec = None
+        self._vecs.set(row, vec)
+
+    @property
+    def dims(self) -> int:
+        return self._vecs.a.shape[1]
+
+    def vector(self, item: int) -> np.ndarray | None:
+        """The item's unit embedding in the current model, or None."""
+        row = self._row.get(item)
+        return self._vecs.a[row] if row is not None and row < len(self._vecs.ok) and self._vecs.ok[row] else None
+
+    def taste(self, u: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
+        """``score(ids)``: the cosine between the user's embedding interest ``u`` and each
+        listed item's embedding (0 when either is missing)."""
+        norm = float(np.linalg.norm(u)) if u is not None else 0.0
+        if norm == 0.0:
+            return lambda ids: np.zeros(len(ids))
+        unit = u / norm
+
+        def score(ids: np.ndarray) -> np.ndarray:
+            rows = self.rows(ids)
+            rows = np.where(rows < len(self._vecs.ok), rows, -1)
+            ok = rows >= 0
+            ok[ok] = self._vecs.ok[rows[ok]]
+            out = np.zeros(len(ids))
+            out[ok] = self._vecs.a[rows[ok]] @ unit
+            return out
+        return score
+
+    def nearest(self, u: np.ndarray | None, n: int, exclude: np.ndarray) -> np.ndarray:
+        """Up to ``n`` listed items, not in ``exclude``, whose embeddings are nearest to ``u``
+        by cosine, when that is positive (brute force over the catalog), as sorted ids."""
+        rows = min(self._start.n, len(self._vecs.ok))
+        if u is None or n <= 0 or not rows:
+            return _EMPTY
+        scores = self._vecs.a[:rows] @ u
+        scores[~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0) & (scores > 0))] = -np.inf
+        if len(exclude):
+            gone = self.rows(exclude)
+            scores[gone[(gone >= 0) & (gone < rows)]] = -np.inf
+        k = min(n, rows)
+        top = np.argpartition(-scores, k - 1)[:k]
+        return np.sort(self._item_of_row.a[top[np.isfinite(scores[top])]])
 
     def _rebuild(self) -> None:
         live = [(item, self._row[item]) for item in self.info.keys() - self.deleted]
@@ -196,6 +277,9 @@ class ItemIndex:
                               for j, s, c in zip(nb.ids.tolist(), nb.sims.tolist(), nb.counts.tolist())]}
 
 
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
 def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``values`` at each id's place in the sorted ``keys``, -1 where an id is not there."""
     at, found = find_sorted(keys, ids)
@@ -205,9 +289,12 @@ def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray
 def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
                now_ms: int) -> tuple[tuple, list, list[int]]:
     """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
-    weights, as_of, consumed, last_seen, ttl_timer = state or ({}, 0, {}, 0, 0)
+    weights, as_of, consumed, last_seen, ttl_timer, taste = _fields(state)
     vec = InterestVector(weights, as_of)
+    u = _taste_vector(taste, index, consumed, as_of, cfg.interest_half_life_ms)
     for item, weight, t in req.events:
+        if u is not None:
+            u = embedding.add(u, index.vector(item), weight, t, vec.as_of, cfg.interest_half_life_ms)
         vec = add_interest(vec, index.tags(item), weight, t, cfg.interest_half_life_ms)
         consumed[item] = max(consumed.get(item, 0), t)
     if len(consumed) > cfg.max_consumed:
@@ -215,11 +302,38 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, _ttl_ms(cfg))
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
     exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
+    nominated = index.nearest(u, cfg.embedding_candidates, exclude) if cfg.embedding_weight else _EMPTY
     top = rank(candidates, index.interest(vec), exclude, cfg.top_n, cfg.interest_weight, index.trending,
-               index.title, allowed=index.is_listed)
+               index.title, allowed=index.is_listed, taste=index.taste(u), beta=cfg.embedding_weight,
+               nominated=nominated)
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
-              "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top]}
-    return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer), [record], timers
+              "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top],
+              "model_version": index.model_version if u is not None else 0}
+    if u is not None:
+        taste = (index.model_version, embedding.pack(u, cfg.embedding_precision))
+    return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer, taste), [record], timers
+
+
+def _fields(state: tuple | None) -> tuple:
+    """The state's fields; a state saved before embeddings (five fields) has no taste."""
+    if state is None:
+        return {}, 0, {}, 0, 0, None
+    return (*state, None) if len(state) == 5 else state
+
+
+def _taste_vector(taste: tuple | None, index: ItemIndex, consumed: dict, as_of: int,
+                  half_life_ms: float) -> np.ndarray | None:
+    """The user's embedding interest in the index's current model (None: no model). Kept
+    from the state when of that model; else rebuilt from the consumed items, each weighing 1
+    decayed from its last event time (the events' own weights are not kept)."""
+    if not index.model_version:
+        return None
+    if taste is not None and taste[0] == index.model_version:
+        return embedding.unpack(taste[1])
+    u = np.zeros(index.dims, dtype=np.float32)
+    for item, t in consumed.items():
+        u = embedding.add(u, index.vector(item), 1.0, t, as_of, half_life_ms)
+    return u
 
 
 def _ttl_ms(cfg) -> int:
@@ -234,8 +348,8 @@ def on_timer(state: tuple | None, ts: int, cfg) -> tuple[tuple | None, list, lis
     """The TTL: ``(state or None when expired, [], timers)``."""
     if state is None:
         return None, [], []
-    weights, as_of, consumed, last_seen, ttl_timer = state
+    weights, as_of, consumed, last_seen, ttl_timer, taste = _fields(state)
     expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, _ttl_ms(cfg))
     if expired:
         return None, [], []
-    return (weights, as_of, consumed, last_seen, ttl_timer), [], timers
+    return (weights, as_of, consumed, last_seen, ttl_timer, taste), [], timers

@@ -41,15 +41,15 @@ class Candidates(NamedTuple):
 
     def best_seed(self, positions: np.ndarray) -> np.ndarray:
         """For the candidates at ``positions``: the seed whose part is largest (ties: the
-        lowest seed id, the earliest entry)."""
+        lowest seed id, the earliest entry); -1 for a position of -1 (not a candidate)."""
         wanted = np.zeros(len(self.ids), dtype=bool)
-        wanted[positions] = True
+        wanted[positions[positions >= 0]] = True
         picked = np.flatnonzero(wanted[self.of_entry])
         order = picked[np.lexsort((picked, -self.parts[picked], self.of_entry[picked]))]
         owner = self.of_entry[order]
         firsts = order[np.r_[True, owner[1:] != owner[:-1]]] if len(order) else order
         seed = dict(zip(self.of_entry[firsts].tolist(), self.seed_of[firsts].tolist()))
-        return np.array([seed[p] for p in np.asarray(positions).tolist()], dtype=np.int64)
+        return np.array([seed.get(p, -1) for p in np.asarray(positions).tolist()], dtype=np.int64)
 
 
 _NO_CANDIDATES = Candidates(_EMPTY_IDS, _EMPTY_FLOATS, _EMPTY_IDS, _EMPTY_FLOATS, _EMPTY_IDS)
@@ -69,40 +69,63 @@ def merge(seeds: Iterable[tuple[int, float, Neighbors]]) -> Candidates:
     return Candidates(unique, scores, inverse, parts, seed_of)
 
 
-def blend(co_score, interest, alpha: float):
-    """Final score: (1 - alpha) x co-occurrence + alpha x interest similarity (numbers or arrays)."""
-    return (1.0 - alpha) * co_score + alpha * interest
+TASTE_REASON = "close to your taste"
+
+
+def blend(co_score, interest, alpha: float, taste=0.0, beta: float = 0.0):
+    """Final score: (1 - alpha) x co-occurrence + alpha x interest similarity + beta x taste
+    (the embedding cosine); numbers or arrays."""
+    return (1.0 - alpha) * co_score + alpha * interest + beta * taste
 
 
 def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], exclude: np.ndarray, n: int,
          alpha: float, trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
-         pool: int | None = 4, allowed: Callable[[np.ndarray], np.ndarray] | None = None
-         ) -> list[tuple[int, float, str]]:
+         pool: int | None = 4, allowed: Callable[[np.ndarray], np.ndarray] | None = None,
+         taste: Callable[[np.ndarray], np.ndarray] | None = None, beta: float = 0.0,
+         nominated: np.ndarray = _EMPTY_IDS) -> list[tuple[int, float, str]]:
     """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of
     ``exclude``, and only items that ``allowed(ids)`` (a mask) lets through when given.
-    ``interest(ids)`` is each item's interest similarity (an array).
+    ``interest(ids)`` and ``taste(ids)`` are each item's interest and taste similarity
+    (arrays), weighed by ``alpha`` and ``beta`` (``blend``).
 
-    The blend reads the interest of the ``pool`` x N best candidates by co-occurrence only
-    (all of them with ``pool`` None): interest reorders the strongest candidates, it does not
-    dig items out of the tail. When there are fewer than ``n``, trending items fill the list
-    (the cold-start fallback) in trending order, with score 0.
+    The blend reads the similarities of the ``pool`` x N best candidates by co-occurrence
+    only (all of them with ``pool`` None), plus the ``nominated`` items (the nearest by
+    embedding), which join with their co-occurrence score, 0 if none: interest reorders the
+    strongest candidates, it does not dig items out of the tail. When there are fewer than
+    ``n``, trending items fill the list (the cold-start fallback) in trending order, with
+    score 0.
     """
     ids, scores = candidates.ids, candidates.scores
     at = np.arange(len(ids))
+    exclude_sorted = np.sort(exclude)
+
+    def admitted(xs: np.ndarray) -> np.ndarray:
+        keep = ~find_sorted(exclude_sorted, xs)[1] if len(exclude) else np.ones(len(xs), dtype=bool)
+        return keep & allowed(xs) if allowed is not None else keep
+
     if len(ids) and (len(exclude) or allowed is not None):
-        keep = ~find_sorted(np.sort(exclude), ids)[1] if len(exclude) else np.ones(len(ids), dtype=bool)
-        if allowed is not None:
-            keep &= allowed(ids)
+        keep = admitted(ids)
         ids, scores, at = ids[keep], scores[keep], at[keep]
     if pool is not None and len(ids) > pool * n:
         # the pool x N best, and every candidate tied with the last of them (ties go by id)
         threshold = -np.partition(-scores, pool * n - 1)[pool * n - 1]
         top = scores >= threshold
+    else:
+        top = np.ones(len(ids), dtype=bool)
+    if len(nominated):
+        nominated = nominated[admitted(nominated)]
+        where, known = find_sorted(ids, nominated)
+        top[where[known]] = True
+        new = nominated[~known]
+        ids = np.concatenate([ids[top], new])
+        scores = np.concatenate([scores[top], np.zeros(len(new))])
+        at = np.concatenate([at[top], np.full(len(new), -1, dtype=np.int64)])
+    else:
         ids, scores, at = ids[top], scores[top], at[top]
-    final = blend(scores, interest(ids), alpha)
+    final = blend(scores, interest(ids), alpha, taste(ids) if taste is not None and beta else 0.0, beta)
     best = np.lexsort((ids, -final))[:n]
     seeds = candidates.best_seed(at[best])
-    out = [(item, score, f"because you liked {title(seed)}")
+    out = [(item, score, f"because you liked {title(seed)}" if seed >= 0 else TASTE_REASON)
            for item, score, seed in zip(ids[best].tolist(), final[best].tolist(), seeds.tolist())]
     if len(out) < n:
         taken = {item for item, _, _ in out}

@@ -412,18 +412,6 @@ def test_itemcf_knobs_interest_threshold_span_and_stale_counts():
     assert q.itemcf_lists(events, None, interest_above=2.5, stale_ms=100_000)(case) == []
 
 
-def test_ppmi_svd_vectors_put_co_rated_items_together():
-    # users 0-19 like items 1-4, users 20-39 like items 11-14: two groups that never meet
-    rows = [(u, i, 5.0) for u in range(20) for i in (1, 2, 3, 4)]
-    rows += [(u, i, 5.0) for u in range(20, 40) for i in (11, 12, 13, 14)]
-    vectors = q.ppmi_svd_embeddings(events_from(rows), dims=2)
-    assert sorted(vectors) == [1, 2, 3, 4, 11, 12, 13, 14]
-    assert all(np.linalg.norm(v) == pytest.approx(1.0) for v in vectors.values())
-    within = float(vectors[1] @ vectors[2])
-    across = float(vectors[1] @ vectors[11])
-    assert within > 0.9 and across < 0.1
-
-
 def test_itemcf_embedding_weight_one_ranks_by_the_seeds_vector():
     events = _shrinkage_case()
     case = len(events) - 1

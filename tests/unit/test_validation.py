@@ -269,7 +269,7 @@ def test_decode_catalog_deletes_on_a_tombstone_and_logs_a_bad_record_with_its_of
     from udfs.records import ItemInfo
 
     codec = AvroCodec("reco.ItemFeatures")
-    op = DecodeCatalog()
+    op = DecodeCatalog("int8")
     runtime = _Runtime()
     op.open(runtime)
     nan = codec.encode({**ITEM, "embedding": [1.0, float("nan")]})

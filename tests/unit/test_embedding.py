@@ -1,0 +1,187 @@
+"""Embeddings in the job: packing, the user's embedding interest, nearest items, model
+versions, and a new item recommended from its embedding alone.
+
+The references here are written from the README's definitions ("Embeddings"), with numpy
+on the test's own vectors, never through ``udfs.embedding`` or the index under test.
+"""
+
+import math
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from flink_jobs.config import ConfigError, JobConfig
+from udfs import embedding, ranker
+from udfs.ranking import TASTE_REASON
+from udfs.records import ItemInfo, NeighborCounts, Request
+
+DAY = 86_400_000
+CFG = JobConfig(top_n=5, recent_items=4, seeds=2, interest_weight=0.0, interest_half_life_ms=10 * DAY,
+                embedding_weight=1.0, embedding_candidates=3)
+
+
+def _unit(v):
+    v = np.asarray(v, dtype=np.float64)
+    return v / math.sqrt(float(v @ v))
+
+
+def _item(i, vec=None, version=1, deleted=False, precision="float32"):
+    return ItemInfo.of({"item_id": i, "title": f"t{i}", "tags": ["x"], "deleted": deleted,
+                        "embedding": None if vec is None else list(vec), "model_version": version}, precision)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_int8_keeps_each_component_within_half_a_step_and_float32_is_exact(seed):
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal(48).astype(np.float32) * 10 ** rng.uniform(-3, 3)
+    precision, data, scale = embedding.pack(v, "int8")
+    assert precision == "int8" and len(data) == 48
+    step = float(np.max(np.abs(v))) / 127
+    assert scale == pytest.approx(step)
+    assert np.max(np.abs(embedding.unpack((precision, data, scale)) - v)) <= step / 2 * (1 + 1e-5)
+    assert np.array_equal(embedding.unpack(embedding.pack(v, "float32")), v)
+    assert not embedding.unpack(embedding.pack(np.zeros(4), "int8")).any()
+    with pytest.raises(ValueError, match="precision"):
+        embedding.pack(v, "int4")
+
+
+def test_embedding_interest_is_the_decayed_weighted_sum_whatever_the_event_order():
+    rng = random.Random(3)
+    vectors = {i: _unit(np.random.default_rng(i).standard_normal(8)) for i in range(6)}
+    events = [(rng.randrange(6), rng.choice([1.0, 5.0, 0.0]), rng.randrange(0, 30 * DAY)) for _ in range(40)]
+    newest = max(t for _, _, t in events)
+    want = sum(w * 0.5 ** ((newest - t) / (10 * DAY)) * vectors[i] for i, w, t in events)
+    for order in (events, sorted(events, key=lambda e: e[2]), list(reversed(events))):
+        u, as_of = None, 0
+        for i, w, t in order:
+            u = embedding.add(u if u is not None else np.zeros(8, dtype=np.float32),
+                              vectors[i].astype(np.float32), w, t, as_of, 10 * DAY)
+            as_of = max(as_of, t)
+        assert np.allclose(u, want, rtol=1e-4, atol=1e-6)
+
+
+def test_nearest_is_the_brute_force_cosine_top_among_listed_items_of_the_newest_model():
+    rng = np.random.default_rng(7)
+    vectors = {i: rng.standard_normal(6) for i in range(1, 61)}
+    index = ranker.ItemIndex(10)
+    for i, v in vectors.items():
+        index.put(_item(i, v, deleted=i % 7 == 0))
+    index.put(_item(61))                           # no embedding
+    index.put(_item(62, rng.standard_normal(6), version=0))   # no model (an older version)
+    u = rng.standard_normal(6).astype(np.float32)
+    cosine = {i: float(_unit(v) @ _unit(u)) for i, v in vectors.items() if i % 7}
+    exclude = np.array(sorted(cosine, key=lambda i: -cosine[i])[:3] + [99], dtype=np.int64)   # the 3 nearest
+    kept = {i: c for i, c in cosine.items() if i not in exclude and c > 0}
+    want = sorted(sorted(kept, key=lambda i: -kept[i])[:10])
+    assert index.nearest(u, 10, exclude).tolist() == want
+    got = index.taste(u)(np.array([1, 2, 7, 61, 62, 1000]))
+    assert np.allclose(got, [cosine[1], cosine[2], 0, 0, 0, 0], atol=1e-6)   # 7 is deleted
+
+
+def test_a_newer_model_replaces_the_older_one_and_users_follow_it():
+    index = ranker.ItemIndex(10)
+    for i in (1, 2, 3):
+        index.put(_item(i, np.eye(3)[i - 1], version=5))
+    request = Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
+    state, out, _ = ranker.on_request(None, request, index, CFG, 0)
+    assert out[0]["model_version"] == 5 and state[5][0] == 5
+    assert np.allclose(embedding.unpack(state[5][1]), [5.0, 0, 0])
+    index.put(_item(2, [0, 0, 1], version=4))       # a record of an older model: no vector
+    assert index.vector(2) is None and index.model_version == 5 and np.allclose(index.vector(3), [0, 0, 1])
+    index.put(_item(1, [0, 1, 0], version=6))       # a newer one: the others are unknown until republished
+    assert index.model_version == 6 and index.vector(2) is None and np.allclose(index.vector(1), [0, 1, 0])
+    later = Request(9, 2, 2_000, ((3, 5.0, 2_000),), ((3, 5.0),))
+    state, out, _ = ranker.on_request(state, later, index, CFG, 0)
+    # rebuilt from the consumed item 1 (weight 1, decayed from t = 1,000) in model 6, plus
+    # item 3, which has no vector in model 6 yet
+    assert out[0]["model_version"] == 6 and state[5][0] == 6
+    assert np.allclose(embedding.unpack(state[5][1]), [0, 0.5 ** (1_000 / (10 * DAY)), 0], atol=1e-6)
+
+
+def test_a_new_item_with_an_embedding_and_no_cooccurrence_is_recommended():
+    index = ranker.ItemIndex(10)
+    index.put(_item(1, [1, 0.1, 0]))
+    index.put(_item(2, [0, 1, 0]))
+    index.put(_item(3, [0, 0, 1]))
+    index.put(NeighborCounts(1, 100, 4.0, ((2, 2.0),)))
+    index.put(NeighborCounts(2, 100, 4.0, ((1, 2.0),)))
+    request = Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
+    _, out, _ = ranker.on_request(None, request, index, CFG, 0)
+    assert [x["item_id"] for x in out[0]["items"]] == [2]    # 3: no co-occurrence, cosine 0
+    index.put(_item(50, [1, 0.2, 0]))                              # new: an embedding, no events yet
+    _, out, _ = ranker.on_request(None, request, index, CFG, 0)
+    items = {x["item_id"]: x for x in out[0]["items"]}
+    assert 50 in items and items[50]["reason"] == TASTE_REASON
+    assert items[50]["score"] == pytest.approx(float(_unit([1, 0.2, 0]) @ _unit([1, 0.1, 0])), rel=1e-6)
+    assert [x["item_id"] for x in out[0]["items"]] == [2, 50]
+    _, out, _ = ranker.on_request(None, request, index, CFG.replace(embedding_weight=0.0), 0)
+    assert 50 not in [x["item_id"] for x in out[0]["items"]]
+
+
+def test_the_blend_adds_beta_times_the_taste_cosine_to_the_cooccurrence_score():
+    rng = np.random.default_rng(11)
+    vectors = {i: rng.standard_normal(4) for i in range(1, 9)}
+    index = ranker.ItemIndex(10)
+    for i, v in vectors.items():
+        index.put(_item(i, v))
+    counts = ((2, 3.0), (3, 2.0), (4, 1.0), (5, 1.0))
+    index.put(NeighborCounts(1, 100, 4.0, counts))
+    for j, c in counts:
+        index.put(NeighborCounts(j, 100, 4.0, ((1, c),)))
+    cfg = CFG.replace(embedding_weight=0.5, embedding_candidates=2, top_n=8)
+    _, out, _ = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
+    taste = _unit(vectors[1])
+    cos = {j: float(_unit(v) @ taste) for j, v in vectors.items()}
+    # co-occurrence: seed weight 5 x cosine C / sqrt(N N) (an index without shrinkage)
+    co = {j: 5.0 * c / 4.0 for j, c in counts}
+    nominated = [j for j in sorted((j for j in vectors if j != 1), key=lambda j: -cos[j])[:2] if cos[j] > 0]
+    want = {j: co.get(j, 0.0) + 0.5 * cos[j] for j in set(co) | set(nominated)}
+    got = {x["item_id"]: x["score"] for x in out[0]["items"]}
+    assert set(got) == set(want)
+    assert all(got[j] == pytest.approx(want[j], rel=1e-5) for j in want)
+    assert [x["item_id"] for x in out[0]["items"]] == sorted(want, key=lambda j: (-want[j], j))
+
+
+def test_a_state_saved_before_embeddings_is_read_and_int8_state_is_smaller():
+    index = ranker.ItemIndex(10)
+    for i in range(1, 4):
+        index.put(_item(i, np.random.default_rng(i).standard_normal(48), precision="int8"))
+    old = ({"x": 1.0}, 500, {1: 500}, 500, 0)      # five fields: no taste
+    request = Request(9, 1, 1_000, ((2, 5.0, 1_000),), ((2, 5.0),))
+    state, out, _ = ranker.on_request(old, request, index, CFG, 0)
+    assert len(state) == 6 and out[0]["model_version"] == 1
+    f32, _, _ = ranker.on_request(old, request, index, CFG.replace(embedding_precision="float32"), 0)
+    assert len(pickle.dumps(f32)) - len(pickle.dumps(state)) >= 3 * 48 - 8
+    assert len(pickle.dumps(_item(1, np.ones(48), precision="float32"))) - \
+        len(pickle.dumps(_item(1, np.ones(48), precision="int8"))) >= 3 * 48 - 8
+
+
+def test_embedding_settings_are_validated():
+    with pytest.raises(ConfigError) as err:
+        JobConfig(embedding_weight=-1.0, embedding_candidates=-2, embedding_precision="int4")
+    for fragment in ("embedding_weight must be", "embedding_candidates must be", "embedding_precision must be"):
+        assert fragment in str(err.value)
+
+
+def test_a_nominated_item_outside_the_cooccurrence_pool_keeps_its_cooccurrence_score():
+    # top_n 1: the pool is the 4 best by co-occurrence; item 7 is the 6th but nearest by embedding
+    index = ranker.ItemIndex(10)
+    vecs = {j: [1.0, 0.0] if j in (1, 7) else [0.0, 1.0] for j in range(1, 8)}
+    for j, v in vecs.items():
+        index.put(_item(j, v))
+    counts = tuple((j, 8.0 - j) for j in range(2, 8))      # C: 2 -> 6, ..., 7 -> 1
+    index.put(NeighborCounts(1, 100, 16.0, counts))
+    for j, c in counts:
+        index.put(NeighborCounts(j, 100, 16.0, ((1, c),)))
+    cfg = CFG.replace(top_n=1, embedding_weight=1.0, embedding_candidates=1)
+    _, out, _ = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
+    # 2: 5 x 6/16 = 1.875; 7: 5 x 1/16 + 1 x cos 1 = 1.3125; a 7 joined with co 0 would score 1
+    assert [(x["item_id"], x["score"]) for x in out[0]["items"]] == [(2, 1.875)]
+    _, out, _ = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index,
+                                  cfg.replace(embedding_weight=1.7), 0)
+    # 7: 0.3125 + 1.7 = 2.0125 > 2: 1.875; with co 0 it would be 1.7 and lose
+    assert [x["item_id"] for x in out[0]["items"]] == [7]
+    assert out[0]["items"][0]["score"] == pytest.approx(2.0125)
+    assert out[0]["items"][0]["reason"] == "because you liked t1"

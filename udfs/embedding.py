@@ -1,0 +1,60 @@
+"""Item embeddings in the job: packed vectors and the user's embedding interest.
+
+A catalog record may carry an item's embedding (``reco.ItemFeatures.embedding``) from a
+model with a version (``model_version``); items of one model share one space. The job keeps
+each embedding at unit length, packed in one of two precisions:
+
+- ``int8``: each component rounded to an integer in [-127, 127] times one scale per vector
+  (the largest component / 127): a quarter of float32's bytes;
+- ``float32``.
+
+A packed vector is plain data, ``(precision, bytes, scale)``, so state holding it does not
+depend on a class. The user's embedding interest is the time-decayed, weighted sum of the
+embeddings of the items they consumed, decayed exactly like the tag vector
+(``udfs.signals.add_interest``), kept packed in the ranker's state with its model version.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PRECISIONS = ("int8", "float32")
+
+
+def unit(values) -> np.ndarray:
+    """``values`` as float32 at unit L2 norm (a zero vector stays zero)."""
+    v = np.asarray(values, dtype=np.float32)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+def pack(v: np.ndarray, precision: str) -> tuple:
+    """``(precision, bytes, scale)`` of vector ``v``: ``unpack`` gives it back, exactly for
+    float32, within scale / 2 per component for int8."""
+    if precision == "float32":
+        return ("float32", np.asarray(v, dtype=np.float32).tobytes(), 1.0)
+    if precision != "int8":
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    peak = float(np.max(np.abs(v))) if len(v) else 0.0
+    scale = peak / 127.0 if peak > 0 and math.isfinite(peak) else 1.0
+    return ("int8", np.rint(np.asarray(v, dtype=np.float64) / scale).astype(np.int8).tobytes(), scale)
+
+
+def unpack(packed: tuple) -> np.ndarray:
+    precision, data, scale = packed
+    return np.frombuffer(data, dtype=np.int8 if precision == "int8" else np.float32).astype(np.float32) * scale
+
+
+def add(u: np.ndarray | None, item_vec: np.ndarray | None, weight: float, t: int, as_of: int,
+        half_life_ms: float) -> np.ndarray | None:
+    """The user's embedding interest after one event at event time ``t``, where ``as_of`` is
+    the interest vector's time before the event: a newer event first decays the sum to
+    ``t``, a late one is added decayed to ``as_of`` (as ``add_interest`` does for tags)."""
+    if t > as_of and u is not None:
+        u = u * np.float32(0.5 ** ((t - as_of) / half_life_ms))
+    if item_vec is None or weight <= 0:
+        return u
+    part = item_vec * np.float32(weight * 0.5 ** (max(as_of - t, 0) / half_life_ms))
+    return part if u is None else u + part
