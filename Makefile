@@ -51,7 +51,7 @@ bench: setup
 
 ## Recommendation quality on MovieLens (prequential HR@10/NDCG@10, baselines and the job).
 quality: setup
-	$(PY) bench/quality.py --json bench/results/quality.json --plot bench/results/quality.png
+	$(PY) bench/quality.py --model --retrain-every 0.1 --json bench/results/quality.json --plot bench/results/quality.png
 
 stack-up: setup
 	@bash deploy/local/stack.sh start

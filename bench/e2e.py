@@ -66,7 +66,8 @@ BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 RUN_DIR = ROOT / ".run" / "bench"
 RESULTS = ROOT / "bench" / "results"
-STAGES = ("throughput", "ceiling", "freshness", "redis", "state", "window")
+STAGES = ("throughput", "ceiling", "freshness", "redis", "state", "window", "model")
+MODEL_BETA = 0.1   # embedding_weight of the model stage (JobConfig's default)
 
 
 def say(msg: str) -> None:
@@ -219,20 +220,32 @@ def steady_cpu_ms(times: list[float], cpu: CpuSampler) -> float:
     return 1000 * (cpu.at(times[hi - 1]) - cpu.at(times[lo])) / max(hi - lo - 1, 1)
 
 
-def _produce_backlog(synth: Synth, events: list[dict]) -> None:
+def _catalog(synth: Synth, events: list[dict], model: bool) -> list[dict]:
+    """The synthetic catalog; with ``model``, carrying embeddings trained on ``events`` (reco-embed's train)."""
+    catalog = synth.catalog()
+    if not model:
+        return catalog
+    from reco_tools.embed import train, with_embeddings
+
+    embedded = {r["item_id"]: r for r in with_embeddings(catalog, train(events), 1, 0)}
+    return [embedded.get(r["item_id"], r) for r in catalog]
+
+
+def _produce_backlog(synth: Synth, events: list[dict], model: bool = False) -> None:
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     producer = make_producer(BOOTSTRAP)
-    produce_catalog(producer, synth.catalog(), progress=False)
+    produce_catalog(producer, _catalog(synth, events, model), progress=False)
     produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(codec, e) for e in events), progress=False)
     producer.close()
 
 
 def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label: str,
-               passthrough: bool = False) -> dict:
-    """Drain a pre-loaded backlog of ``n`` events; the steady rate of lists (or records)."""
+               passthrough: bool = False, model: bool = False) -> dict:
+    """Drain a pre-loaded backlog of ``n`` events; the steady rate of lists (or records).
+    ``model``: the catalog carries embeddings (pass ``--embedding-weight`` in ``flags``)."""
     svc.fresh()
     synth, events = synth_events(n)
-    _produce_backlog(synth, events)
+    _produce_backlog(synth, events, model)
     run_id = f"{label}-{int(time.time())}"
     topic = PASSTHROUGH_TOPIC if passthrough else contracts.RECOMMENDATIONS_TOPIC
     say(f"{label}: {n:,} events backlogged; submitting at parallelism {parallelism}")
@@ -259,17 +272,19 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     return result
 
 
-def core_cost(n: int) -> dict:
+def core_cost(n: int, model: bool = False) -> dict:
     """The job's own steps (udfs.inprocess: no engine, one process) on the throughput runs'
-    events, in CPU time: what the engine adds is the job's CPU per event beyond this."""
+    events, in CPU time: what the engine adds is the job's CPU per event beyond this.
+    ``model``: the catalog carries embeddings, as in the model stage's second run."""
     synth, events = synth_events(n)
-    typed, catalog = [Event.of(e) for e in events], [ItemInfo.of(r) for r in synth.catalog()]
-    cfg = JobConfig()
+    typed, catalog = [Event.of(e) for e in events], [ItemInfo.of(r) for r in _catalog(synth, events, model)]
+    cfg = JobConfig(embedding_weight=MODEL_BETA)
     start = time.process_time()
     inprocess.run(typed, catalog, cfg, keep=())
     cpu = time.process_time() - start
     result = {"events": n, "cpu_ms_per_event": round(1000 * cpu / n, 3), "events_per_s": round(n / cpu, 1)}
-    say(f"core (the job's steps in one process, same events): {result['cpu_ms_per_event']} CPU ms per event")
+    say(f"core{' with a model' if model else ''} (the job's steps in one process, same events): "
+        f"{result['cpu_ms_per_event']} CPU ms per event")
     return result
 
 
@@ -447,7 +462,8 @@ def plot(results: dict, path: Path) -> None:
 def print_table(results: dict) -> None:
     print(f"\n# {results['date']}  {results['machine']}  (bench/e2e.py)")
     print(f"{'figure':44} {'value':>14}  method")
-    for r in results.get("throughput", []) + results.get("window", []) + results.get("ceiling", []):
+    for r in (results.get("throughput", []) + results.get("window", []) + results.get("ceiling", [])
+              + results.get("model", [])):
         print(f"{r['label']:44} {r.get('events_per_s', 'n/a'):>14}  events/s, backlog of {r['events']:,} drained, "
               f"{r.get('committed', 0):,} committed; {r.get('cpu_ms_per_event', 'n/a')} CPU ms per event")
     core, job = results.get("core"), (results.get("throughput") or [{}])[0].get("cpu_ms_per_event")
@@ -457,6 +473,8 @@ def print_table(results: dict) -> None:
         if job:
             print(f"{'engine overhead: core / job p=2 CPU per event':44} {core['cpu_ms_per_event'] / job:>14.2f}  "
                   f"share of the job's CPU that is its own steps")
+    for label, r in zip(("core, no model", "core, model"), results.get("model_core", [])):
+        print(f"{label:44} {r['cpu_ms_per_event']:>14}  CPU ms per event, the job's steps in one process")
     for r in results.get("freshness", []):
         print(f"{'freshness at %.0f events/s p50/p95/p99' % r['rate']:44} "
               f"{'%s/%s/%s' % (r['p50_ms'], r['p95_ms'], r['p99_ms']):>14}  ms, produce -> Redis, "
@@ -517,6 +535,12 @@ def main(argv: list[str] | None = None) -> int:
             results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w),
                                                                    "--seeds", str(min(w, JobConfig().seeds))],
                                             f"job p=2 W={w}") for w in (5, 50)]
+        if "model" in stages:
+            # one run beside the other: without, then with embeddings (a model trained on the same events)
+            results["model"] = [throughput(svc, args.events, 2, extra, "job p=2, no model"),
+                                throughput(svc, args.events, 2, extra + ["--embedding-weight", str(MODEL_BETA)],
+                                           f"job p=2, model, beta {MODEL_BETA}", model=True)]
+            results["model_core"] = [core_cost(args.events), core_cost(args.events, model=True)]
         if "freshness" in stages:
             if not rates:
                 top = results["throughput"][0].get("events_per_s") or 100.0

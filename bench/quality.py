@@ -611,10 +611,10 @@ def main(argv: list[str] | None = None) -> int:
             records = job_records(events, movies, cfg, engine)
             methods[f"job ({engine})"] = lists_from_records(events, records)
             timings[f"job ({engine})"] = time.perf_counter() - t0
-        if args.model:
+        for precision in ("int8", "float32") if args.model else ():   # the state's precision, side by side
             t0 = time.perf_counter()
-            records = job_records(events, movies, cfg, "inprocess", models)
-            name = f"job (inprocess) + {len(models)} model{'s' if len(models) > 1 else ''}, {cfg.embedding_precision}"
+            records = job_records(events, movies, cfg.replace(embedding_precision=precision), "inprocess", models)
+            name = f"job (inprocess) + {len(models)} model{'s' if len(models) > 1 else ''}, {precision}"
             methods[name] = lists_from_records(events, records)
             timings[name] = time.perf_counter() - t0
     results = evaluate_methods(events, methods, args.warmup, catalog_size=len(movies))

@@ -59,6 +59,24 @@ def pipeline(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
     return (len(raw) - 10) / max(whole - startup, 1e-9)
 
 
+def state_bytes(record: dict, dims: int) -> None:
+    """Pickled bytes of what state holds per item (its catalog record, broadcast state) and
+    per user (the taste field of the Ranker's state), by precision."""
+    import pickle
+
+    import numpy as np
+
+    from udfs import embedding
+
+    taste = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+    print(f"# no model: {len(pickle.dumps(tuple(ItemInfo.of({**record, 'embedding': None})))):,} bytes per catalog "
+          f"record")
+    for precision in ("int8", "float32"):
+        item = len(pickle.dumps(tuple(ItemInfo.of(record, precision))))
+        user = len(pickle.dumps((1, embedding.pack(taste, precision))))
+        print(f"# {precision}: {item:,} bytes per catalog record with its embedding, {user:,} per user taste")
+
+
 def nearest_cost(sizes=(10_000, 100_000, 1_000_000), dims: int = 48, queries: int = 50) -> None:
     """ms per ``ItemIndex.nearest`` query (top 20) over random unit vectors, by catalog size."""
     import numpy as np
@@ -85,7 +103,7 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=3000)
     ap.add_argument("--skip-flink", action="store_true")
     ap.add_argument("--model", action="store_true", help="also with item embeddings (see above)")
-    ap.add_argument("--embedding-weight", type=float, default=0.5, help="beta with --model (0.5)")
+    ap.add_argument("--embedding-weight", type=float, default=0.1, help="beta with --model (0.1)")
     ap.add_argument("--nearest", action="store_true", help="instead: brute-force nearest-items cost by catalog size")
     args = ap.parse_args()
     if args.nearest:
@@ -108,6 +126,7 @@ def main() -> int:
               f"beta {args.embedding_weight}")
         runs += [(f" + model, {p}", cfg.replace(embedding_weight=args.embedding_weight, embedding_precision=p),
                   with_model) for p in ("int8", "float32")]
+        state_bytes(next(iter(embedded.values())), len(next(iter(vectors.values()))))
     for label, run_cfg, run_catalog in runs:
         core = plain_python(events, run_cfg, run_catalog)
         print(f"{'plain Python core' + label:<34} {core:10,.0f} events/s")

@@ -46,7 +46,7 @@ class JobConfig:
     # Embeddings (catalog records of a model, e.g. from reco-embed): beta weighs the cosine
     # of the user's embedding interest with a candidate's embedding (0 = embeddings unused);
     # the nearest items by embedding join the candidates; vectors are kept packed in state.
-    embedding_weight: float = 0.0        # beta
+    embedding_weight: float = 0.1        # beta (bench/quality.py --model: 0.1-0.2 best, 0.5 below no model)
     embedding_candidates: int = 20       # E: nearest items by embedding added to the candidates
     embedding_precision: str = "int8"    # int8 (per-vector scale) or float32
     debounce_ms: int = 0                 # event time a burst of a user's events waits for one list (0 = a list per event)
