@@ -251,7 +251,10 @@ class Ranker(KeyedBroadcastProcessFunction):
 
     def open(self, runtime_context):
         self.state = runtime_context.get_state(ValueStateDescriptor("ranker", PICKLED))
-        self.lists = runtime_context.get_metrics_group().counter("recommendationsEmitted")
+        group = runtime_context.get_metrics_group()
+        self.lists = group.counter("recommendationsEmitted")
+        group.gauge("embeddingModelVersion", lambda: self.index.model_version if self.index else 0)
+        group.gauge("embeddingsRejected", lambda: self.index.embeddings_rejected if self.index else 0)
         self.subtask = runtime_context.get_index_of_this_subtask()
         self.subtasks = runtime_context.get_number_of_parallel_subtasks()
         self.index = None

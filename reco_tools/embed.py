@@ -26,6 +26,7 @@ import time
 from typing import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec, AvroError
@@ -102,7 +103,7 @@ def _read(bootstrap: str, topic: str, record: str, properties: dict,
     consumer = make_consumer(bootstrap, topic, properties=properties)
     bad = 0
     try:
-        for rec in consume(consumer, idle_s):
+        for rec in tqdm(consume(consumer, idle_s), desc=f"reading {topic}", unit="rec", mininterval=1.0):
             if rec.value is None:
                 yield rec.key, None
                 continue

@@ -89,7 +89,8 @@ class ItemIndex:
         self._item_of_row, self._listed = _Growing(), _Growing()   # row -> item; 1 when listed
         self._vecs = _GrowingRows()                       # row -> embedding of model_version
         self.model_version = 0
-        self.rebuilds = self.compactions = self.mismatched_embeddings = 0
+        self.rebuilds = self.compactions = 0
+        self.embeddings_rejected = 0                      # of an older model, or not of their model's dims
 
     def put(self, msg) -> None:
         if isinstance(msg, NeighborCounts):
@@ -138,7 +139,7 @@ class ItemIndex:
         if vec is not None and msg.model_version > self.model_version:
             self.model_version, self._vecs = msg.model_version, _GrowingRows(len(vec))   # a newer model
         if vec is not None and (msg.model_version < self.model_version or len(vec) != self._vecs.a.shape[1]):
-            self.mismatched_embeddings += msg.model_version == self.model_version   # dims other than its model's
+            self.embeddings_rejected += 1
             vec = None
         self._vecs.set(row, vec)
 
@@ -291,7 +292,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
     weights, as_of, consumed, last_seen, ttl_timer, taste = _fields(state)
     vec = InterestVector(weights, as_of)
-    u = _taste_vector(taste, index, consumed, as_of, cfg.interest_half_life_ms)
+    u = _taste_vector(taste, index, consumed, as_of, cfg.interest_half_life_ms) if cfg.embedding_weight else None
     for item, weight, t in req.events:
         if u is not None:
             u = embedding.add(u, index.vector(item), weight, t, vec.as_of, cfg.interest_half_life_ms)
@@ -309,8 +310,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top],
               "model_version": index.model_version if u is not None else 0}
-    if u is not None:
-        taste = (index.model_version, embedding.pack(u, cfg.embedding_precision))
+    taste = None if u is None else (index.model_version, embedding.pack(u, cfg.embedding_precision))
     return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer, taste), [record], timers
 
 

@@ -116,8 +116,9 @@ def test_a_new_item_with_an_embedding_and_no_cooccurrence_is_recommended():
     assert 50 in items and items[50]["reason"] == TASTE_REASON
     assert items[50]["score"] == pytest.approx(float(_unit([1, 0.2, 0]) @ _unit([1, 0.1, 0])), rel=1e-6)
     assert [x["item_id"] for x in out[0]["items"]] == [2, 50]
-    _, out, _ = ranker.on_request(None, request, index, CFG.replace(embedding_weight=0.0), 0)
+    state, out, _ = ranker.on_request(None, request, index, CFG.replace(embedding_weight=0.0), 0)
     assert 50 not in [x["item_id"] for x in out[0]["items"]]
+    assert out[0]["model_version"] == 0 and state[5] is None     # beta 0: the model is not used
 
 
 def test_the_blend_adds_beta_times_the_taste_cosine_to_the_cooccurrence_score():

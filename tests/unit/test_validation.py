@@ -248,6 +248,7 @@ ITEM = {"item_id": 12, "title": "Heat (1995)", "tags": ["Action", "Crime"], "emb
     ({"embedding": [0.1, float("nan")]}, "NaN or infinite"),
     ({"embedding": [float("inf")]}, "NaN or infinite"),
     ({"embedding": [0.0] * 4_097}, "4097 dimensions"),
+    ({"embedding": [1.0], "model_version": -3}, "model_version -3 below 0"),
 ])
 def test_a_catalog_record_out_of_bounds_is_refused(change, why):
     from flink_jobs.validation import validate_item
