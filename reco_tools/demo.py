@@ -1,7 +1,11 @@
 """The README's run command: the job on the local Flink mini-cluster, the MovieLens sample
 replayed into Kafka, and one user's top-10 shown as it changes.
 
-    python -m reco_tools.demo [--events 6000] [--user 86] [--keep-running]
+    python -m reco_tools.demo [--events 6000] [--user 86] [--model-at 0.5] [--keep-running]
+
+Halfway through the replay it trains item embeddings on the ratings sent so far and
+publishes them in the catalog, as a scheduled ``reco-embed`` would: the lists after that
+carry the model's version.
 
 It recreates the topics and clears the ``reco:v1:*`` keys first, so every run starts
 from the same empty state. Kafka and Redis must be up (``deploy/local/stack.sh start``).
@@ -25,7 +29,7 @@ from kafka.errors import KafkaError
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from reco_tools import movielens
+from reco_tools import embed, movielens
 from flink_jobs.sensitive import redact_url, write_properties
 from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_consumer, make_producer,
                                  produce, produce_catalog)
@@ -112,13 +116,33 @@ def wait_for_committed(bootstrap: str, user: int, version: int, deadline: float,
 
 
 def show(doc: dict, titles: dict[int, str], n_events: int, total: int) -> None:
+    model = f", model {doc['model_version']}" if doc.get("model_version") else ""
     print(f"\n── user {doc['user_id']}: list version {doc['version']} after {n_events}/{total} of "
-          f"their events (event time {time.strftime('%Y-%m-%d', time.gmtime(doc['event_time'] / 1000))})")
+          f"their events (event time {time.strftime('%Y-%m-%d', time.gmtime(doc['event_time'] / 1000))}{model})")
     if not doc["items"]:
         print("   (no candidates yet)")
     for rank, item in enumerate(doc["items"][:10], 1):
         print(f"   {rank:2d}. {titles.get(item['item_id'], item['item_id'])[:48]:48s} "
               f"{item['score']:.3f}  {item['reason'][:60]}")
+
+
+def feed(producer, events: list[dict], movies, rate: float, model_at: int) -> None:
+    """Replay ``events``; after the first ``model_at`` (when > 0), train item embeddings on
+    them and publish them in the catalog (``reco_tools.embed``), then replay the rest."""
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
+    send = lambda part: produce(producer, contracts.USER_EVENTS_TOPIC,  # noqa: E731
+                                (event_message(codec, e) for e in part), rate=rate, progress=False)
+    if 0 < model_at < len(events):
+        send(events[:model_at])
+        version = int(time.time() * 1000)
+        vectors = embed.train(events[:model_at])
+        records = embed.with_embeddings(movielens.item_records(movies, events[model_at]["event_time"]), vectors,
+                                        version, events[model_at]["event_time"])
+        produce_catalog(producer, records, progress=False)
+        print(f"\n[demo] model {version}: {len(records):,} item embeddings trained on the first {model_at:,} ratings "
+              f"and published in {contracts.ITEMS_TOPIC}, as reco-embed does")
+        events = events[model_at:]
+    send(events)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=400.0,
                     help="ratings produced per second, as a live site would send them (0 = all at once: the job "
                          "then ranks most of them before event time lets the item side publish, see README)")
+    ap.add_argument("--model-at", type=float, default=0.5,
+                    help="publish item embeddings trained on the ratings sent so far after this share of them "
+                         "(as reco-embed does; 0 = no model)")
     ap.add_argument("--keep-running", action="store_true", help="leave the job running at the end")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
@@ -165,10 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         producer = make_producer(args.bootstrap, props)
         produce_catalog(producer, movielens.item_records(movies, events[0]["event_time"]))
         wait_until_consuming(args.bootstrap, f"reco-{run_id}", job, time.monotonic() + 180, props)
-        codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
-        threading.Thread(target=produce, daemon=True, args=(producer, contracts.USER_EVENTS_TOPIC,
-                         (event_message(codec, e) for e in events)),
-                         kwargs=dict(total=len(events), desc="ratings", rate=args.rate, progress=False)).start()
+        threading.Thread(target=feed, daemon=True, args=(producer, events, movies, args.rate,
+                                                         int(len(events) * args.model_at))).start()
         print(f"[demo] replaying {len(events):,} ratings at {args.rate:.0f}/s")
         print(f"[demo] watching user {user} ({len(versions)} ratings in the slice, e.g. "
               f"{', '.join(titles[e['item_id']] for e in versions[:3])}); Ctrl-C to stop")
