@@ -90,3 +90,26 @@ def test_chaos_refuses_too_few_events_before_touching_any_service():
     scenario = chaos.Scenario(events=500, bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0")
     with pytest.raises(ValueError, match=r"500 events span 3 min of event time.*before 5 min"):
         chaos.run(scenario)
+
+
+def test_the_demo_publishes_a_model_trained_on_what_it_sent_before_the_rest(monkeypatch):
+    from reco_tools import demo
+
+    sent = []
+    monkeypatch.setattr(demo, "produce", lambda producer, topic, records, **kw: sent.extend(
+        ("event", AvroCodec("reco.UserEvent").decode(v)["event_id"]) for _, v, _ in records))
+    monkeypatch.setattr(demo, "produce_catalog", lambda producer, items, **kw: sent.extend(
+        ("model", r["item_id"], r["model_version"] > 0, len(r["embedding"])) for r in items))
+    events = movielens.load_rating_events()[:2_000]
+    demo.feed(None, events, movielens.load_movies(), 0.0, 1_500)
+    kinds = [x[0] for x in sent]
+    first_model = kinds.index("model")
+    assert [x[1] for x in sent[:first_model]] == [e["event_id"] for e in events[:1_500]]
+    assert [x[1] for x in sent if x[0] == "event"] == [e["event_id"] for e in events]
+    assert kinds[first_model:].count("model") == kinds.count("model") > 50
+    assert kinds[-500:] == ["event"] * 500
+    models = [x for x in sent if x[0] == "model"]
+    assert all(has_version and dims == 48 for _, _, has_version, dims in models)
+    # trained on the first 1,500 only: an item first rated after them has no vector
+    later = {e["item_id"] for e in events[1_500:]} - {e["item_id"] for e in events[:1_500]}
+    assert later and not later & {item for _, item, _, _ in models}
