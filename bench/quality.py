@@ -1,6 +1,7 @@
 """Offline quality of recommendation lists: prequential, full-ranking HR@10 and NDCG@10.
 
     .venv/bin/python bench/quality.py [--events N] [--json out.json] [--plot out.png]
+    .venv/bin/python bench/quality.py --model --retrain-every 0.1   # and the job with embeddings
 
 Protocol (one pass over the events in the order given, i.e. event-time order as
 ``reco_tools.movielens.load_rating_events`` returns them):
