@@ -100,6 +100,7 @@ def validate_item(r: Mapping[str, Any], key: bytes | None) -> str | None:
             return f"embedding of {len(embedding)} dimensions, more than {MAX_EMBEDDING_DIMS}"
         if not all(math.isfinite(x) for x in embedding):
             return "embedding with a NaN or infinite value"
-    if r.get("model_version", 0) < 0:
-        return f"model_version {r['model_version']} below 0"
+    for field in ("model_version", "model_size"):
+        if r.get(field, 0) < 0:
+            return f"{field} {r[field]} below 0"
     return None

@@ -88,11 +88,13 @@ def train(events: Iterable[dict], dims: int = 48, half_life_ms: float = YEAR_MS,
 
 def with_embeddings(catalog: Iterable[dict], vectors: dict[int, np.ndarray], model_version: int,
                     updated_at: int) -> list[dict]:
-    """The catalog records (reco.ItemFeatures) of the items that have a vector, carrying it
-    and ``model_version``; deleted items are left out."""
-    return [{**r, "embedding": [float(x) for x in vectors[r["item_id"]]], "model_version": model_version,
-             "updated_at": updated_at}
-            for r in catalog if not r.get("deleted") and r["item_id"] in vectors]
+    """The catalog records (reco.ItemFeatures) of the items that have a vector, carrying it,
+    ``model_version`` and the model's size (how many records it has: the job switches to
+    the model once it has them all); deleted items are left out."""
+    records = [{**r, "embedding": [float(x) for x in vectors[r["item_id"]]], "model_version": model_version,
+                "updated_at": updated_at}
+               for r in catalog if not r.get("deleted") and r["item_id"] in vectors]
+    return [{**r, "model_size": len(records)} for r in records]
 
 
 def _read(bootstrap: str, topic: str, record: str, properties: dict,
@@ -115,6 +117,17 @@ def _read(bootstrap: str, topic: str, record: str, properties: dict,
         consumer.close()
         if bad:
             print(f"{topic}: {bad:,} records that do not decode were skipped", file=sys.stderr)
+
+
+def read_catalog(bootstrap: str, topic: str, properties: dict, idle_s: float) -> dict[bytes, dict]:
+    """The compacted catalog as it stands: the latest record per key, tombstones applied."""
+    catalog: dict[bytes, dict] = {}
+    for key, value in _read(bootstrap, topic, "reco.ItemFeatures", properties, idle_s):
+        if value is None:
+            catalog.pop(key, None)
+        else:
+            catalog[key] = value
+    return catalog
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,17 +153,15 @@ def main(argv: list[str] | None = None) -> int:
     version = args.model_version if args.model_version is not None else int(start * 1000)
     if version <= 0:
         ap.error("--model-version must be > 0 (0 means no model)")
-    catalog: dict[bytes, dict] = {}
-    for key, value in _read(args.bootstrap, args.items_topic, "reco.ItemFeatures", properties, args.idle):
-        if value is None:
-            catalog.pop(key, None)
-        else:
-            catalog[key] = value
+    catalog = read_catalog(args.bootstrap, args.items_topic, properties, args.idle)
     events = [value for _, value in _read(args.bootstrap, args.events_topic, "reco.UserEvent", properties, args.idle)
               if value]
     print(f"read {len(catalog):,} catalog items and {len(events):,} events in {time.time() - start:.1f} s")
     t0 = time.time()
     vectors = train(events, args.dims, args.half_life_days * 86_400_000, args.max_items)
+    # the catalog again, as it is now: an item edited or deleted during training keeps that
+    # (what changes while the records are sent is still overwritten: publish when the catalog is quiet)
+    catalog = read_catalog(args.bootstrap, args.items_topic, properties, args.idle)
     records = with_embeddings(catalog.values(), vectors, version, int(time.time() * 1000))
     print(f"model {version}: {len(vectors):,} item vectors of {len(next(iter(vectors.values()), ())):,} dimensions "
           f"in {time.time() - t0:.1f} s; {len(records):,} of them are catalog items")

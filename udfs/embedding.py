@@ -24,22 +24,32 @@ PRECISIONS = ("int8", "float32")
 
 
 def unit(values) -> np.ndarray:
-    """``values`` as float32 at unit L2 norm (a zero vector stays zero)."""
-    v = np.asarray(values, dtype=np.float32)
+    """``values`` at unit L2 norm, as float32 (a zero vector stays zero). The norm is taken
+    in float64, where no finite float32 component overflows or vanishes."""
+    v = np.asarray(values, dtype=np.float64)
     norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
+    return (v / norm if norm > 0 else v).astype(np.float32)
 
 
-def pack(v: np.ndarray, precision: str) -> tuple:
+def pack(v: np.ndarray, precision: str, dither: int | None = None) -> tuple:
     """``(precision, bytes, scale)`` of vector ``v``: ``unpack`` gives it back, exactly for
-    float32, within scale / 2 per component for int8."""
+    float32; for int8 within scale / 2 per component, rounded to nearest, or within one
+    step with ``dither``.
+
+    ``dither`` (a seed) rounds each component up or down at random, up with probability
+    its fraction: the rounding is then unbiased. A sum that is unpacked, added to and packed
+    again (the taste) needs it: rounded to nearest, an addition smaller than half a step is
+    lost every time, and a heavy user's taste would stop following them. The seed makes it
+    deterministic: the same state and request give the same bytes."""
     if precision == "float32":
         return ("float32", np.asarray(v, dtype=np.float32).tobytes(), 1.0)
     if precision != "int8":
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     peak = float(np.max(np.abs(v))) if len(v) else 0.0
     scale = peak / 127.0 if peak > 0 and math.isfinite(peak) else 1.0
-    return ("int8", np.rint(np.asarray(v, dtype=np.float64) / scale).astype(np.int8).tobytes(), scale)
+    x = np.asarray(v, dtype=np.float64) / scale
+    q = np.rint(x) if dither is None else np.floor(x + np.random.default_rng(dither).random(len(x)))
+    return ("int8", np.clip(q, -127, 127).astype(np.int8).tobytes(), scale)
 
 
 def unpack(packed: tuple) -> np.ndarray:

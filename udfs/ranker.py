@@ -39,29 +39,39 @@ class _Growing:
 
 
 class _GrowingRows:
-    """A float32 matrix (rows x dims) whose rows are set by number; it grows by doubling."""
+    """A float32 matrix (rows x dims) whose rows are set by number; it grows by doubling.
+    As one model's vectors: ``size`` is how many the model has (0: unknown)."""
 
-    def __init__(self, dims: int = 0):
+    def __init__(self, dims: int = 0, size: int = 0):
         self.a = np.zeros((64, dims), dtype=np.float32)
         self.ok = np.zeros(64, dtype=bool)    # rows that hold a vector
+        self.count, self.size = 0, size
 
     def set(self, row: int, vec: np.ndarray | None) -> None:
         if row >= len(self.a):
             size = max(row + 1, 2 * len(self.a))
             self.a = np.concatenate([self.a, np.zeros((size - len(self.a), self.a.shape[1]), dtype=np.float32)])
             self.ok = np.concatenate([self.ok, np.zeros(size - len(self.ok), dtype=bool)])
+        self.count += (vec is not None) - bool(self.ok[row])
         self.ok[row] = vec is not None
         self.a[row] = 0.0 if vec is None else vec
+
+    @property
+    def complete(self) -> bool:
+        return self.count >= self.size
 
 
 class ItemIndex:
     """What the ranker knows of items. Scored neighbor lists are cached per item until its
     counts change (a neighbor's N(j) is read when the list is scored).
 
-    Embeddings: only those of the newest model seen (``model_version``) are used; a record
-    of a newer model makes every older vector unknown until its item's new record arrives.
-    The index holds them at float32, for search; what is checkpointed (broadcast state) is
-    the catalog record, packed in the configured precision.
+    Embeddings: those of one model are used (``model_version``): the newest whose records
+    have all arrived (as many vectors as its ``model_size`` says). While a newer model is
+    being published the current one stays in use, whole; then the newer takes over and the
+    older is dropped. An item whose latest record has no embedding has no vector, nor has
+    one whose record is of a model older than the current one. The index holds vectors at
+    float32, for search; what is checkpointed (broadcast state) is the catalog record,
+    packed in the configured precision.
 
     The catalog is also kept as arrays, for ranking many candidates at once: each item's
     tag columns (a row of a table that only grows), and the recommendable items as a
@@ -87,7 +97,8 @@ class ItemIndex:
         self._removed: set[int] = set()                   # in the base, no longer listed
         self._changes: tuple | None = None                # the two above as sorted arrays; None: to redo
         self._item_of_row, self._listed = _Growing(), _Growing()   # row -> item; 1 when listed
-        self._vecs = _GrowingRows()                       # row -> embedding of model_version
+        self._models: dict[int, _GrowingRows] = {}        # version -> row -> embedding: current and newer
+        self._vecs = _GrowingRows()                       # the current model's (model_version's)
         self.model_version = 0
         self.rebuilds = self.compactions = 0
         self.embeddings_rejected = 0                      # of an older model, or not of their model's dims
@@ -136,12 +147,27 @@ class ItemIndex:
 
     def _put_vector(self, row: int, msg: ItemInfo) -> None:
         vec = None if msg.embedding is None else embedding.unpack(msg.embedding)
-        if vec is not None and msg.model_version > self.model_version:
-            self.model_version, self._vecs = msg.model_version, _GrowingRows(len(vec))   # a newer model
-        if vec is not None and (msg.model_version < self.model_version or len(vec) != self._vecs.a.shape[1]):
+        version = msg.model_version
+        if vec is None or version <= 0 or version < self.model_version:
+            self.embeddings_rejected += vec is not None
+            for model in self._models.values():   # the item's record carries no usable vector
+                model.set(row, None)
+            return
+        model = self._models.get(version)
+        if model is None:
+            model = self._models[version] = _GrowingRows(len(vec), msg.model_size)
+        if len(vec) != model.a.shape[1]:
             self.embeddings_rejected += 1
             vec = None
-        self._vecs.set(row, vec)
+        model.size = max(model.size, msg.model_size)
+        model.set(row, vec)
+        for other in self._models.values():       # an item is in one model: its record's
+            if other is not model and other is not self._vecs:
+                other.set(row, None)
+        newest = max((v for v, m in self._models.items() if v > self.model_version and m.complete), default=0)
+        if newest:
+            self.model_version, self._vecs = newest, self._models[newest]
+            self._models = {v: m for v, m in self._models.items() if v >= newest}
 
     @property
     def dims(self) -> int:
@@ -310,7 +336,9 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top],
               "model_version": index.model_version if u is not None else 0}
-    taste = None if u is None else (index.model_version, embedding.pack(u, cfg.embedding_precision))
+    # dithered: unbiased rounding, so that small additions to a large sum are not lost
+    taste = None if u is None else (index.model_version, embedding.pack(u, cfg.embedding_precision,
+                                                                          dither=req.version * 7919 + req.user))
     return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer, taste), [record], timers
 
 
@@ -329,7 +357,9 @@ def _taste_vector(taste: tuple | None, index: ItemIndex, consumed: dict, as_of: 
     if not index.model_version:
         return None
     if taste is not None and taste[0] == index.model_version:
-        return embedding.unpack(taste[1])
+        u = embedding.unpack(taste[1])
+        if len(u) == index.dims:   # else a restore met the model's records in another order: rebuild
+            return u
     u = np.zeros(index.dims, dtype=np.float32)
     for item, t in consumed.items():
         u = embedding.add(u, index.vector(item), 1.0, t, as_of, half_life_ms)

@@ -69,20 +69,23 @@ class Trending(NamedTuple):
 
 class ItemInfo(NamedTuple):
     """A catalog record. ``embedding`` is packed (``udfs.embedding.pack``), at unit length,
-    or None; ``model_version`` names the model it comes from (0: none)."""
+    or None; ``model_version`` names the model it comes from (0: none), ``model_size`` how
+    many items that model has (0: unknown)."""
     item: int
     title: str
     tags: tuple
     deleted: bool
     embedding: tuple | None = None
     model_version: int = 0
+    model_size: int = 0
 
     @classmethod
     def of(cls, r: dict, precision: str = "int8") -> "ItemInfo":
         """From a decoded reco.ItemFeatures; the embedding is packed in ``precision``."""
         vec = r.get("embedding")
         packed = embedding.pack(embedding.unit(vec), precision) if vec is not None and len(vec) else None
-        return cls(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"], packed, r.get("model_version", 0))
+        return cls(r["item_id"], r["title"], tuple(r["tags"]), r["deleted"], packed, r.get("model_version", 0),
+                   r.get("model_size", 0))
 
 
 class Expired(NamedTuple):

@@ -13,7 +13,7 @@ SAMPLES = {
     "reco.UserEvent": {"event_id": "e-1", "user_id": 42, "item_id": 7, "event_type": "PURCHASE",
                        "value": 19.99, "event_time": 1_700_000_000_123},
     "reco.ItemFeatures": {"item_id": 7, "title": "Heat (1995)", "tags": ["Action", "Crime"],
-                          "embedding": [0.5, -1.25], "model_version": 5, "updated_at": 1_700_000_000_000,
+                          "embedding": [0.5, -1.25], "model_version": 5, "model_size": 3, "updated_at": 1_700_000_000_000,
                           "deleted": False},
     "reco.Recommendations": {"user_id": 42, "items": [
         {"item_id": 9, "score": 0.75, "reason": "because you watched Heat (1995)"},
@@ -218,7 +218,7 @@ def test_negative_union_index_inside_another_record_is_refused():
     def item(embedding_index: int) -> bytes:
         return (header + zigzag(7) + zigzag(4) + b"Heat" + zigzag(0)  # item_id, title, tags: []
                 + zigzag(embedding_index) + zigzag(1) + struct.pack("<f", 0.5) + zigzag(0)  # [0.5]
-                + zigzag(3)                                                    # model_version
+                + zigzag(3) + zigzag(3)                                        # model_version, _size
                 + zigzag(1_700_000_000_000) + b"\x00")               # updated_at, deleted
     codec = AvroCodec("reco.ItemFeatures")
     assert codec.decode(item(1))["embedding"] == [0.5]
@@ -258,15 +258,19 @@ def test_the_range_applies_to_ratings_only():
     assert view["value"] == -1e308
 
 
-@pytest.mark.parametrize("name", ["reco.ItemFeatures", "reco.Recommendations"])
-def test_messages_of_the_version_before_model_version_still_decode(name):
-    """schemas/history holds the versions without model_version: what producers and the
-    job wrote before it still decodes, with model_version 0."""
+@pytest.mark.parametrize("name, version, added", [
+    ("reco.ItemFeatures", 1, {"model_version": 0, "model_size": 0}),
+    ("reco.ItemFeatures", 2, {"model_size": 0}),
+    ("reco.Recommendations", 1, {"model_version": 0}),
+])
+def test_messages_of_earlier_versions_still_decode(name, version, added):
+    """schemas/history holds the versions before model_version and model_size: what
+    producers and the job wrote with them still decodes, the added fields at their defaults."""
     from fastavro.schema import load_schema
 
-    old_schema = load_schema(str(SCHEMA_DIR / "history" / f"{name}.1.avsc"), _write_hint=False)
-    assert "model_version" not in {f["name"] for f in old_schema["fields"]}
-    old_record = {k: v for k, v in SAMPLES[name].items() if k != "model_version"}
+    old_schema = load_schema(str(SCHEMA_DIR / "history" / f"{name}.{version}.avsc"), _write_hint=False)
+    assert not set(added) & {f["name"] for f in old_schema["fields"]}
+    old_record = {k: v for k, v in SAMPLES[name].items() if k not in added}
     data = AvroCodec(name, SchemaRegistry([old_schema])).encode(old_record)
     assert data[2:10] != AvroCodec(name).header[2:10]
-    assert AvroCodec(name).decode(data) == {**old_record, "model_version": 0}
+    assert AvroCodec(name).decode(data) == {**old_record, **added}

@@ -42,4 +42,4 @@ def test_records_carry_the_vector_and_version_and_leave_out_deleted_items():
     vectors = {1: np.array([0.6, 0.8], dtype=np.float32), 3: np.array([1.0, 0.0], dtype=np.float32)}
     got = with_embeddings(catalog, vectors, 77, 1_234)
     assert got == [{"item_id": 1, "title": "t1", "tags": [], "embedding": [pytest.approx(0.6), pytest.approx(0.8)],
-                    "model_version": 77, "updated_at": 1_234, "deleted": False}]
+                    "model_version": 77, "model_size": 1, "updated_at": 1_234, "deleted": False}]

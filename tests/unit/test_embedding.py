@@ -186,3 +186,65 @@ def test_a_nominated_item_outside_the_cooccurrence_pool_keeps_its_cooccurrence_s
     assert [x["item_id"] for x in out[0]["items"]] == [7]
     assert out[0]["items"][0]["score"] == pytest.approx(2.0125)
     assert out[0]["items"][0]["reason"] == "because you liked t1"
+
+
+def test_an_int8_taste_keeps_following_a_heavy_user():
+    # 300 events of item 1, then 300 of item 2, no decay between them: the sum is
+    # 300 x e1 + 300 x e2. Rounded to nearest, each addition of e2 (under half a step of a
+    # component near 300) would be lost and the taste would stay on item 1.
+    index = ranker.ItemIndex(10)
+    e1, e2 = np.array([1.0, 0, 0, 0]), _unit([1.0, 1.0, 0, 0])
+    index.put(_item(1, e1, precision="int8"))
+    index.put(_item(2, e2, precision="int8"))
+    state = None
+    for n in range(600):
+        item = 1 if n < 300 else 2
+        state, _, _ = ranker.on_request(state, Request(9, n + 1, 1_000, ((item, 1.0, 1_000),), ((item, 1.0),)),
+                                        index, CFG, 0)
+    got, want = embedding.unpack(state[5][1]), 300 * e1 + 300 * e2
+    assert float(_unit(got) @ _unit(want)) > 0.999
+    assert abs(got[1] - want[1]) < 0.05 * want[1]
+
+
+def test_a_model_is_used_once_all_its_records_arrived_and_the_previous_one_until_then():
+    index = ranker.ItemIndex(10)
+    old, new = {1: [1, 0, 0], 2: [0, 1, 0], 3: [0, 0, 1]}, {1: [0, 1, 0], 2: [0, 0, 1], 3: [1, 0, 0]}
+
+    def record(i, vec, version):
+        return ItemInfo.of({"item_id": i, "title": f"t{i}", "tags": [], "deleted": False, "embedding": vec,
+                            "model_version": version, "model_size": 3}, "float32")
+
+    for i, v in old.items():
+        assert index.model_version == 0
+        index.put(record(i, v, 5))
+    assert index.model_version == 5
+    index.put(record(1, new[1], 6))
+    index.put(record(2, new[2], 6))
+    # model 6 is being published: model 5 stays in use, whole (item 1's vector too)
+    assert index.model_version == 5 and np.allclose(index.vector(1), old[1]) and np.allclose(index.vector(3), old[3])
+    index.put(record(3, new[3], 6))
+    assert index.model_version == 6 and all(np.allclose(index.vector(i), v) for i, v in new.items())
+    # a restore meets the same latest records in any order and ends on the same model
+    for order in ([3, 1, 2], [2, 3, 1]):
+        restored = ranker.ItemIndex(10)
+        for i in order:
+            restored.put(record(i, new[i], 6))
+        assert restored.model_version == 6 and all(np.allclose(restored.vector(i), new[i]) for i in new)
+
+
+def test_a_taste_of_other_dimensions_than_the_model_is_rebuilt_not_used():
+    # a restore can meet a model's records in another order, and a first record of other
+    # dimensions than the rest then sets the model's dimensions
+    index = ranker.ItemIndex(10)
+    index.put(_item(1, [1.0, 0, 0], version=5))
+    saved = ({}, 1_000, {1: 1_000}, 1_000, 0, (5, embedding.pack(np.ones(4, dtype=np.float32), "float32")))
+    request = Request(9, 2, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
+    state, out, _ = ranker.on_request(saved, request, index, CFG, 0)
+    assert out[0]["model_version"] == 5
+    assert np.allclose(embedding.unpack(state[5][1]), [6.0, 0, 0])   # rebuilt (1 x item 1) plus the event (5)
+
+
+@pytest.mark.parametrize("values, want", [([1e20, 1e20], [0.70710678, 0.70710678]), ([1e-30, 0.0], [1.0, 0.0]),
+                                          ([3.0e38, -3.0e38], [0.70710678, -0.70710678]), ([0.0, 0.0], [0.0, 0.0])])
+def test_any_finite_embedding_comes_to_unit_length(values, want):
+    assert np.allclose(embedding.unpack(_item(1, values).embedding), want)

@@ -249,6 +249,7 @@ ITEM = {"item_id": 12, "title": "Heat (1995)", "tags": ["Action", "Crime"], "emb
     ({"embedding": [float("inf")]}, "NaN or infinite"),
     ({"embedding": [0.0] * 4_097}, "4097 dimensions"),
     ({"embedding": [1.0], "model_version": -3}, "model_version -3 below 0"),
+    ({"embedding": [1.0], "model_version": 3, "model_size": -1}, "model_size -1 below 0"),
 ])
 def test_a_catalog_record_out_of_bounds_is_refused(change, why):
     from flink_jobs.validation import validate_item
