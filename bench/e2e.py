@@ -67,7 +67,7 @@ REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
 RUN_DIR = ROOT / ".run" / "bench"
 RESULTS = ROOT / "bench" / "results"
 STAGES = ("throughput", "ceiling", "freshness", "redis", "state", "window", "model")
-MODEL_BETA = 0.1   # embedding_weight of the model stage (JobConfig's default)
+MODEL_BETA = JobConfig().embedding_weight   # of the model stage's run with a model
 
 
 def say(msg: str) -> None:
@@ -225,10 +225,9 @@ def _catalog(synth: Synth, events: list[dict], model: bool) -> list[dict]:
     catalog = synth.catalog()
     if not model:
         return catalog
-    from reco_tools.embed import train, with_embeddings
+    from reco_tools.embed import catalog_with_model, train
 
-    embedded = {r["item_id"]: r for r in with_embeddings(catalog, train(events), 1, 0)}
-    return [embedded.get(r["item_id"], r) for r in catalog]
+    return catalog_with_model(catalog, train(events), 1, 0)
 
 
 def _produce_backlog(synth: Synth, events: list[dict], model: bool = False) -> None:
@@ -278,7 +277,7 @@ def core_cost(n: int, model: bool = False) -> dict:
     ``model``: the catalog carries embeddings, as in the model stage's second run."""
     synth, events = synth_events(n)
     typed, catalog = [Event.of(e) for e in events], [ItemInfo.of(r) for r in _catalog(synth, events, model)]
-    cfg = JobConfig(embedding_weight=MODEL_BETA)
+    cfg = JobConfig()
     start = time.process_time()
     inprocess.run(typed, catalog, cfg, keep=())
     cpu = time.process_time() - start

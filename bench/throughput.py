@@ -117,16 +117,15 @@ def main() -> int:
     print(f"# {len(events)} MovieLens ratings, W={cfg.recent_items}, seeds={cfg.seeds}, M={cfg.neighbors_per_item}, N={cfg.top_n}")
     runs = [("", cfg, catalog)]
     if args.model:
-        from reco_tools.embed import train, with_embeddings
+        from reco_tools.embed import catalog_with_model, train
 
         vectors = train(events)
-        embedded = {r["item_id"]: r for r in with_embeddings(catalog, vectors, 1, 0)}
-        with_model = [embedded.get(r["item_id"], r) for r in catalog]
+        with_model = catalog_with_model(catalog, vectors, 1, 0)
         print(f"# model: {len(vectors):,} item vectors of {len(next(iter(vectors.values()))):,} dimensions, "
               f"beta {args.embedding_weight}")
         runs += [(f" + model, {p}", cfg.replace(embedding_weight=args.embedding_weight, embedding_precision=p),
                   with_model) for p in ("int8", "float32")]
-        state_bytes(next(iter(embedded.values())), len(next(iter(vectors.values()))))
+        state_bytes(next(r for r in with_model if r["embedding"]), len(next(iter(vectors.values()))))
     for label, run_cfg, run_catalog in runs:
         core = plain_python(events, run_cfg, run_catalog)
         print(f"{'plain Python core' + label:<34} {core:10,.0f} events/s")

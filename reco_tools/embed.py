@@ -97,6 +97,14 @@ def with_embeddings(catalog: Iterable[dict], vectors: dict[int, np.ndarray], mod
     return [{**r, "model_size": len(records)} for r in records]
 
 
+def catalog_with_model(catalog: list[dict], vectors: dict[int, np.ndarray], model_version: int,
+                       updated_at: int) -> list[dict]:
+    """The whole ``catalog`` as it stands once ``with_embeddings``' records are published:
+    items with a vector carry it, the others are as they were."""
+    embedded = {r["item_id"]: r for r in with_embeddings(catalog, vectors, model_version, updated_at)}
+    return [embedded.get(r["item_id"], r) for r in catalog]
+
+
 def _read(bootstrap: str, topic: str, record: str, properties: dict,
           idle_s: float) -> Iterable[tuple[bytes, dict | None]]:
     """(key, decoded value or None for a tombstone) of every committed record of ``topic``;

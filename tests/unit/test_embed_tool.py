@@ -43,3 +43,15 @@ def test_records_carry_the_vector_and_version_and_leave_out_deleted_items():
     got = with_embeddings(catalog, vectors, 77, 1_234)
     assert got == [{"item_id": 1, "title": "t1", "tags": [], "embedding": [pytest.approx(0.6), pytest.approx(0.8)],
                     "model_version": 77, "model_size": 1, "updated_at": 1_234, "deleted": False}]
+
+
+def test_the_catalog_with_a_model_keeps_the_items_without_a_vector_as_they_were():
+    from reco_tools.embed import catalog_with_model
+
+    catalog = [{"item_id": i, "title": f"t{i}", "tags": [], "embedding": None, "model_version": 0,
+                "updated_at": 0, "deleted": i == 3} for i in (1, 2, 3)]
+    got = catalog_with_model(catalog, {1: np.array([1.0, 0.0], dtype=np.float32),
+                                       3: np.array([0.0, 1.0], dtype=np.float32)}, 9, 5)
+    assert [r["item_id"] for r in got] == [1, 2, 3]
+    assert got[0]["embedding"] == [1.0, 0.0] and got[0]["model_version"] == 9 and got[0]["model_size"] == 1
+    assert got[1:] == catalog[1:]
