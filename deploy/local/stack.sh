@@ -173,7 +173,12 @@ start_kafka() {
   fi
   if [ ! -f "$RUN_DIR/kafka/data/meta.properties" ]; then
     local cluster_id
-    cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # base64url of a random UUID, as Kafka's own ids, and like them never starting with "-":
+    # the storage tool would read such an id as an option (1 start in 64 failed that way)
+    cluster_id="-"
+    while [ "${cluster_id:0:1}" = "-" ]; do
+      cluster_id="$(python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    done
     say "formatting KRaft storage (cluster $cluster_id)${SASL_PORT:+ with SCRAM user $SASL_USER}"
     kafka_tool kafka.tools.StorageTool format -t "$cluster_id" \
       -c "$RUN_DIR/kafka/server.properties" "${scram[@]}" >"$RUN_DIR/kafka/format.log" 2>&1 \
