@@ -44,8 +44,8 @@ def stack():
            "RECO_REDIS_PORT": str(redis_port),
            "RECO_RUN_DIR": os.environ.get("RECO_TEST_RUN_DIR", str(ROOT / ".run" / "test"))}
     s = Stack(env, f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0")
-    s.run("start")
-    try:
+    try:   # a start that fails halfway (Redis up, Kafka not) stops what it started too
+        s.run("start")
         yield s
     finally:
         s.run("stop", check=False)
