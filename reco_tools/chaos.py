@@ -385,6 +385,12 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
     s.say(f"job {job[-1]} submitted; streaming {len(rows)} records at {s.rate:.0f}/s "
           f"({sum(bad for *_, bad in rows)} malformed)")
     cluster.wait_state(job[-1], {"RUNNING"})
+    # The rankers fold an event's tags into the user's interest when they rank it; an event
+    # ranked before the catalog reached them adds none, and the last-list check (which
+    # assumes the catalog first, as it was produced) then failed for a few of the users whose
+    # events came first. So the events wait until every ranking subtask has taken in the
+    # whole catalog (broadcast: once per subtask); nothing else reaches the rankers before.
+    cluster.wait_records_in(job[-1], "Ranker", len(synth.catalog()) * JOB.parallelism)
 
     failure: list[BaseException] = []
 

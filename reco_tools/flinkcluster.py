@@ -81,6 +81,22 @@ class FlinkCluster:
             time.sleep(0.5)
         raise RuntimeError(f"job {job_id}'s tasks not all running after {timeout_s}s")
 
+    def wait_records_in(self, job_id: str, vertex: str, at_least: int, timeout_s: float = 120) -> None:
+        """Until the tasks of the job's vertex whose name contains ``vertex`` have taken in
+        ``at_least`` records in all (the numRecordsIn metric, summed over subtasks)."""
+        deadline, seen = time.monotonic() + timeout_s, 0
+        while time.monotonic() < deadline:
+            ids = [v["id"] for v in self.rest(f"/jobs/{job_id}")["vertices"] if vertex in v["name"]]
+            if len(ids) != 1:
+                raise RuntimeError(f"job {job_id} has {len(ids)} vertices named like {vertex!r}")
+            got = self.rest(f"/jobs/{job_id}/vertices/{ids[0]}/subtasks/metrics?get=numRecordsIn&agg=sum")
+            seen = int(float(got[0]["sum"])) if got else 0
+            if seen >= at_least:
+                return
+            self.ensure_taskmanager()
+            time.sleep(0.5)
+        raise RuntimeError(f"job {job_id}'s {vertex} took in {seen} records in {timeout_s}s, expected {at_least}")
+
     def wait_checkpoint(self, job_id: str, timeout_s: float = 180, after: int = 0) -> int:
         """Until the job has completed a checkpoint since it (re)started, with an id above
         ``after`` when given; returns its id."""
