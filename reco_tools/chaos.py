@@ -390,7 +390,11 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
     # assumes the catalog first, as it was produced) then failed for a few of the users whose
     # events came first. So the events wait until every ranking subtask has taken in the
     # whole catalog (broadcast: once per subtask); nothing else reaches the rankers before.
-    cluster.wait_records_in(job[-1], "Ranker", len(synth.catalog()) * JOB.parallelism)
+    try:
+        cluster.wait_records_in(job[-1], "Ranker", len(synth.catalog()) * JOB.parallelism, timeout_s=60)
+    except RuntimeError as exc:   # seen once in the at-least-once scenario: the metric stayed at 0
+        s.say(f"streaming without knowing that the rankers have the catalog ({exc}); the last-list "
+              f"check may then fail for users whose events come first")
 
     failure: list[BaseException] = []
 
