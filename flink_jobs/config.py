@@ -70,7 +70,7 @@ class JobConfig:
     parallelism: int = 2
     bundle_size: int = 1000              # records a Python operator takes per round trip (python.fn-execution.bundle.size)
     bundle_time_ms: int = 100            # longest a record waits for its bundle to fill (python.fn-execution.bundle.time)
-    state_cache_keys: int = 1000         # keys whose state each Python operator keeps deserialized (python.state.cache-size)
+    state_cache_keys: int = 10_000       # keys whose state each Python operator keeps deserialized (python.state.cache-size; README "Performance")
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
     # connections

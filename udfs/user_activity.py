@@ -6,7 +6,14 @@ per item the user touched (its own count and {partner: weight}), instead of a me
 pair: a user with k items in a bucket sends about k messages for its k(k-1)/2 pairs.
 
 State is one plain tuple ``(version, recent, last_seen, ttl_timer, burst, pending)``;
-``pending`` is {bucket start: {item: [own count, {partner: weight}]}}.
+``pending`` is {bucket start: [(item, (partner, ...)), ...]}, the bucket's events of
+interest in arrival order with their partners. The sums are made from it when the bucket
+closes: the state written back after every event holds each pair once, as a small int,
+instead of twice with a float (on bench/e2e.py's synthetic events the pickled state went
+from 5,146 to 1,607 bytes on average). A log longer than ``LOG_MAX`` is folded into the
+sums, {item: [own count, {partner: weight}]}, which stay its first entry: a user with
+thousands of events in one bucket costs what the sums cost, not a log that grows with
+every event. State written before kept only the sums; it is read the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from udfs.records import Event, Expired, ItemDelta, Request
 from udfs.versioning import next_version
 
 UserState = tuple
+LOG_MAX = 64   # entries of a bucket's log before it is folded into sums
 
 
 def on_event(state: UserState | None, ev: Event, cfg) -> tuple[UserState, list, list[int]]:
@@ -31,9 +39,12 @@ def on_event(state: UserState | None, ev: Event, cfg) -> tuple[UserState, list, 
         recent, partners = add_recent(recent, ev.item, ev.t, ev.weight, cfg.recent_items, cfg.pair_span_ms)
         bucket = co.bucket_of(ev.t, cfg.bucket_ms)
         if bucket not in pending:
-            pending[bucket] = {}
+            pending[bucket] = []
             timers.append(bucket + cfg.bucket_ms)
-        _count(pending[bucket], ev.item, partners)
+        log = _log(pending, bucket)
+        log.append((ev.item, tuple(partners)))
+        if len(log) > LOG_MAX:
+            log[:] = [_sums(log)]
     seeds = tuple((i, w) for i, _, w in recent[-cfg.seeds:])
     burst, flushed, new = add_event(burst, version, ev.t, ev.item, ev.weight, seeds, cfg.debounce_ms)
     out = [] if flushed is None else [_request(ev.user, flushed)]
@@ -45,14 +56,34 @@ def on_event(state: UserState | None, ev: Event, cfg) -> tuple[UserState, list, 
     return (version, recent, last_seen, ttl_timer, burst, pending), out, timers
 
 
-def _count(bucket: dict, item: int, partners: list[int]) -> None:
-    w = co.pair_weight(len(partners))
-    mine = bucket.setdefault(item, [0.0, {}])
-    mine[0] += 1.0
-    for j in partners:
-        mine[1][j] = mine[1].get(j, 0.0) + w
-        theirs = bucket.setdefault(j, [0.0, {}])[1]
-        theirs[item] = theirs.get(item, 0.0) + w
+def _log(pending: dict, bucket: int) -> list:
+    """The bucket's event log; sums (an earlier version's state) become its first entry."""
+    log = pending[bucket]
+    if isinstance(log, dict):
+        log = pending[bucket] = [log]
+    return log
+
+
+def _sums(log: list | dict) -> dict:
+    """{item: [own count, {partner: weight}]} of a bucket's log, summed in arrival order."""
+    sums: dict = {}
+    for entry in ([log] if isinstance(log, dict) else log):
+        if isinstance(entry, dict):   # sums: folded, or written by an earlier version
+            for item, (own, pairs) in entry.items():
+                mine = sums.setdefault(item, [0.0, {}])
+                mine[0] += own
+                for j, w in pairs.items():
+                    mine[1][j] = mine[1].get(j, 0.0) + w
+            continue
+        item, partners = entry
+        w = co.pair_weight(len(partners))
+        mine = sums.setdefault(item, [0.0, {}])
+        mine[0] += 1.0
+        for j in partners:
+            mine[1][j] = mine[1].get(j, 0.0) + w
+            theirs = sums.setdefault(j, [0.0, {}])[1]
+            theirs[item] = theirs.get(item, 0.0) + w
+    return sums
 
 
 def _request(user: int, burst) -> Request:
@@ -77,7 +108,7 @@ def on_timer(state: UserState | None, user: int, ts: int, cfg) -> tuple[UserStat
     expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, cfg.user_ttl_ms)
     closed = [b for b in pending if expired or b + cfg.bucket_ms <= ts]
     for b in sorted(closed):
-        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(pending[b].items()))
+        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(_sums(pending[b]).items()))
     if closed:
         pending = {b: v for b, v in pending.items() if b not in closed}
     if expired:

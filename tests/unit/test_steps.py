@@ -49,10 +49,13 @@ def random_events(seed, n=300, users=6, items=15, start=0):
     return out
 
 
-def drive_users(events, cfg):
+def drive_users(events, cfg, states=None, timers=None, finish=True):
     """UserActivity per key, timers fired as the watermark (= event time) passes them, and
-    all of them at the end of input."""
-    states, timers, out = {}, set(), []
+    all of them at the end of input (``finish``). ``states`` and ``timers`` (user -> state,
+    {(time, user)}) are where it starts and are updated in place."""
+    states = {} if states is None else states
+    timers = set() if timers is None else timers
+    out = []
 
     def fire(watermark):
         while timers and min(timers)[0] <= watermark:
@@ -67,21 +70,27 @@ def drive_users(events, cfg):
         states[ev.user], o, new = user_activity.on_event(states.get(ev.user), ev, cfg)
         out.extend(o)
         timers.update((x, ev.user) for x in new)
-    fire(2**62)
+    if finish:
+        fire(2**62)
     return states, out
+
+
+def defined_deltas(deltas):
+    """{(item, partner, bucket): weight} and {(item, bucket): own count} of ItemDeltas."""
+    pairs, own = defaultdict(float), defaultdict(float)
+    for d in deltas:
+        if isinstance(d, ItemDelta):
+            for j, w in d.pairs.items():
+                pairs[(d.item, j, d.bucket)] += w
+            own[(d.item, d.bucket)] += d.own
+    return pairs, {k: v for k, v in own.items() if v}
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_item_deltas_sum_to_the_defined_pairs_per_bucket(seed):
     events = random_events(seed)
     states, out = drive_users(events, CFG)
-    got = defaultdict(float)
-    own = defaultdict(float)
-    for d in out:
-        if isinstance(d, ItemDelta):
-            for j, w in d.pairs.items():
-                got[(d.item, j, d.bucket)] += w
-            own[(d.item, d.bucket)] += d.own
+    got, own = defined_deltas(out)
     want = defaultdict(float)
     for i, j, t, w in reference_pairs(events, CFG):
         want[(i, j, t - t % CFG.bucket_ms)] += w
@@ -92,7 +101,7 @@ def test_item_deltas_sum_to_the_defined_pairs_per_bucket(seed):
     for ev in events:
         if ev.weight > 0:
             want_own[(ev.item, ev.t - ev.t % CFG.bucket_ms)] += 1
-    assert {k: v for k, v in own.items() if v} == dict(want_own)
+    assert own == dict(want_own)
     # a request per event, versions strictly increasing per user
     requests = [r for r in out if isinstance(r, Request)]
     assert len(requests) == len(events)
@@ -102,6 +111,65 @@ def test_item_deltas_sum_to_the_defined_pairs_per_bucket(seed):
     # every user outlived by the final timers is gone, and said so
     assert all(s is None for s in states.values())
     assert {x.user for x in out if isinstance(x, Expired)} == {e.user for e in events}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_open_buckets_stored_as_pair_sums_by_the_earlier_version_are_still_read(seed):
+    """State written before the buckets were kept as event logs held the sums themselves,
+    {bucket: {item: [own count, {partner: weight}]}}: a restore from such a savepoint goes
+    on adding to them, and every bucket still sums to the defined pairs."""
+    events = random_events(seed, n=400)
+    cut = next(n for n in range(len(events) // 2, len(events)) if events[n - 1].weight > 0)   # a bucket is open
+    timers = set()
+    states, out = drive_users(events[:cut], CFG, timers=timers, finish=False)
+    earlier = [e for e in events[:cut] if e.weight > 0]
+    rewritten = 0
+    for user, state in states.items():
+        if state is None or not state[5]:
+            continue
+        mine = [e for e in earlier if e.user == user]
+        sums = {b: {} for b in state[5]}      # the earlier layout, from the definition
+        for i, j, t, w in reference_pairs(mine, CFG):
+            if t - t % CFG.bucket_ms in sums:
+                pair = sums[t - t % CFG.bucket_ms].setdefault(i, [0.0, {}])[1]
+                pair[j] = pair.get(j, 0.0) + w
+        for e in mine:
+            if e.t - e.t % CFG.bucket_ms in sums:
+                sums[e.t - e.t % CFG.bucket_ms].setdefault(e.item, [0.0, {}])[0] += 1.0
+        states[user] = state[:5] + (sums,)
+        rewritten += 1
+    assert rewritten >= 1
+    _, rest = drive_users(events[cut:], CFG, states=states, timers=timers)
+    got, own = defined_deltas(out + rest)
+    want = defaultdict(float)
+    for i, j, t, w in reference_pairs(events, CFG):
+        want[(i, j, t - t % CFG.bucket_ms)] += w
+    assert got.keys() == want.keys()
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
+    want_own = defaultdict(float)
+    for ev in events:
+        if ev.weight > 0:
+            want_own[(ev.item, ev.t - ev.t % CFG.bucket_ms)] += 1
+    assert own == dict(want_own)
+
+
+def test_a_user_with_thousands_of_events_in_one_bucket_keeps_a_bounded_log_and_the_defined_sums():
+    rng = random.Random(5)
+    events = [Event(1, rng.randint(1, 12), 1_000 * n, 1.0) for n in range(3_000)]   # 50 minutes: 5 buckets
+    states, timers = {}, set()
+    longest, out = 0, []
+    for chunk in range(0, len(events), 100):
+        out += drive_users(events[chunk:chunk + 100], CFG, states=states, timers=timers, finish=False)[1]
+        longest = max([longest] + [len(log) for log in states[1][5].values()])
+    assert longest <= user_activity.LOG_MAX
+    out += drive_users([], CFG, states=states, timers=timers)[1]
+    got, own = defined_deltas(out)
+    want = defaultdict(float)
+    for i, j, t, w in reference_pairs(events, CFG):
+        want[(i, j, t - t % CFG.bucket_ms)] += w
+    assert got.keys() == want.keys()
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
+    assert sum(own.values()) == len(events)
 
 
 def test_a_user_with_a_break_longer_than_the_ttl_is_expired_then_starts_over():
