@@ -282,11 +282,13 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
 def median_run(runs: list[dict], label: str) -> dict:
     """The run of median rate (a run that did not finish counts as 0), labelled with the
     range of all: one drain's rate moves by a fifth between runs on this machine."""
-    rates = sorted(r.get("events_per_s", 0.0) for r in runs)
-    median = sorted(runs, key=lambda r: r.get("events_per_s", 0.0))[(len(runs) - 1) // 2]
+    by_rate = sorted(runs, key=lambda r: r.get("events_per_s", 0.0))
+    low, high = (r.get("events_per_s", 0.0) for r in (by_rate[0], by_rate[-1]))
     cpu = sorted(r.get("cpu_ms_per_event", float("nan")) for r in runs)
-    return {**median, "label": f"{label} (median of {len(runs)}: {rates[0]:,.0f}-{rates[-1]:,.0f})" if len(runs) > 1
-            else label, "runs": len(runs), "cpu_ms_per_event_range": [cpu[0], cpu[-1]]}
+    if len(runs) > 1:
+        label = f"{label} (median of {len(runs)}: {low:,.0f}-{high:,.0f})"
+    return {**by_rate[(len(runs) - 1) // 2], "label": label, "runs": len(runs),
+            "cpu_ms_per_event_range": [cpu[0], cpu[-1]]}
 
 
 def core_cost(n: int, model: bool = False) -> dict:

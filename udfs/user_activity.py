@@ -64,18 +64,12 @@ def _log(pending: dict, bucket: int) -> list:
     return log
 
 
-def _sums(log: list | dict) -> dict:
-    """{item: [own count, {partner: weight}]} of a bucket's log, summed in arrival order."""
-    sums: dict = {}
-    for entry in ([log] if isinstance(log, dict) else log):
-        if isinstance(entry, dict):   # sums: folded, or written by an earlier version
-            for item, (own, pairs) in entry.items():
-                mine = sums.setdefault(item, [0.0, {}])
-                mine[0] += own
-                for j, w in pairs.items():
-                    mine[1][j] = mine[1].get(j, 0.0) + w
-            continue
-        item, partners = entry
+def _sums(log: list) -> dict:
+    """{item: [own count, {partner: weight}]} of a bucket's log, summed in arrival order
+    onto its first entry when that is sums (folded, or written by an earlier version)."""
+    folded = bool(log) and isinstance(log[0], dict)
+    sums = {item: [own, dict(pairs)] for item, (own, pairs) in log[0].items()} if folded else {}
+    for item, partners in log[1:] if folded else log:
         w = co.pair_weight(len(partners))
         mine = sums.setdefault(item, [0.0, {}])
         mine[0] += 1.0
@@ -108,7 +102,7 @@ def on_timer(state: UserState | None, user: int, ts: int, cfg) -> tuple[UserStat
     expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, cfg.user_ttl_ms)
     closed = [b for b in pending if expired or b + cfg.bucket_ms <= ts]
     for b in sorted(closed):
-        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(_sums(pending[b]).items()))
+        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(_sums(_log(pending, b)).items()))
     if closed:
         pending = {b: v for b, v in pending.items() if b not in closed}
     if expired:

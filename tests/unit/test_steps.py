@@ -86,22 +86,28 @@ def defined_deltas(deltas):
     return pairs, {k: v for k, v in own.items() if v}
 
 
+def reference_deltas(events, cfg):
+    """What the README defines for the same: the pairs of reference_pairs and one count per
+    interest event, each in the bucket of its event."""
+    pairs, own = defaultdict(float), defaultdict(float)
+    for i, j, t, w in reference_pairs(events, cfg):
+        pairs[(i, j, t - t % cfg.bucket_ms)] += w
+    for ev in events:
+        if ev.weight > 0:
+            own[(ev.item, ev.t - ev.t % cfg.bucket_ms)] += 1
+    return pairs, dict(own)
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_item_deltas_sum_to_the_defined_pairs_per_bucket(seed):
     events = random_events(seed)
     states, out = drive_users(events, CFG)
     got, own = defined_deltas(out)
-    want = defaultdict(float)
-    for i, j, t, w in reference_pairs(events, CFG):
-        want[(i, j, t - t % CFG.bucket_ms)] += w
+    want, want_own = reference_deltas(events, CFG)
     assert got.keys() == want.keys()
     for k in want:
         assert got[k] == pytest.approx(want[k])
-    want_own = defaultdict(float)
-    for ev in events:
-        if ev.weight > 0:
-            want_own[(ev.item, ev.t - ev.t % CFG.bucket_ms)] += 1
-    assert own == dict(want_own)
+    assert own == want_own
     # a request per event, versions strictly increasing per user
     requests = [r for r in out if isinstance(r, Request)]
     assert len(requests) == len(events)
@@ -141,16 +147,10 @@ def test_open_buckets_stored_as_pair_sums_by_the_earlier_version_are_still_read(
     assert rewritten >= 1
     _, rest = drive_users(events[cut:], CFG, states=states, timers=timers)
     got, own = defined_deltas(out + rest)
-    want = defaultdict(float)
-    for i, j, t, w in reference_pairs(events, CFG):
-        want[(i, j, t - t % CFG.bucket_ms)] += w
+    want, want_own = reference_deltas(events, CFG)
     assert got.keys() == want.keys()
     assert all(got[k] == pytest.approx(want[k]) for k in want)
-    want_own = defaultdict(float)
-    for ev in events:
-        if ev.weight > 0:
-            want_own[(ev.item, ev.t - ev.t % CFG.bucket_ms)] += 1
-    assert own == dict(want_own)
+    assert own == want_own
 
 
 def test_a_user_with_thousands_of_events_in_one_bucket_keeps_a_bounded_log_and_the_defined_sums():
@@ -164,12 +164,10 @@ def test_a_user_with_thousands_of_events_in_one_bucket_keeps_a_bounded_log_and_t
     assert longest <= user_activity.LOG_MAX
     out += drive_users([], CFG, states=states, timers=timers)[1]
     got, own = defined_deltas(out)
-    want = defaultdict(float)
-    for i, j, t, w in reference_pairs(events, CFG):
-        want[(i, j, t - t % CFG.bucket_ms)] += w
+    want, want_own = reference_deltas(events, CFG)
     assert got.keys() == want.keys()
     assert all(got[k] == pytest.approx(want[k]) for k in want)
-    assert sum(own.values()) == len(events)
+    assert own == want_own and sum(own.values()) == len(events)
 
 
 def test_a_user_with_a_break_longer_than_the_ttl_is_expired_then_starts_over():
