@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from pyflink.common import Configuration, Row, Types
-from pyflink.datastream import CheckpointingMode, MapFunction, ProcessFunction, StreamExecutionEnvironment
+from pyflink.datastream import CheckpointingMode, ProcessFunction, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import Sink
 from pyflink.table import StreamTableEnvironment
 
@@ -247,24 +247,12 @@ def require_event_partitions(cfg: JobConfig) -> None:
         log.info("%s has %d partition(s) for parallelism %d", contracts.USER_EVENTS_TOPIC, partitions, cfg.parallelism)
 
 
-class EncodeForKafka(MapFunction):
-    """dict -> Row(key, Avro single-object bytes) for a topic; key from ``key_field``."""
-
-    def __init__(self, topic: str, key_field: str | None):
-        self.topic, self.key_field = topic, key_field
-
-    def open(self, runtime_context):
-        self.codec = AvroCodec(contracts.TOPIC_RECORDS[self.topic])
-
-    def map(self, record):
-        value = self.codec.encode(record)
-        if self.key_field is None:
-            return Row(v=value)
-        return Row(k=contracts.record_key(record[self.key_field]), v=value)
-
-
-class WriteRedis(ProcessFunction):
-    """Versioned upserts of the job's outputs; Redis keys come from contracts only.
+class Publish(ProcessFunction):
+    """One output stream's delivery, in one Python operator (so one crossing per record):
+    the versioned upsert into Redis (``kind``: "user", "item" or "trending"; None: none), and
+    the record as ``Row(key, Avro single-object bytes)`` or ``Row(bytes)`` for ``topic``'s
+    transactional Kafka sink (None: nothing emitted). Redis keys and record keys come from
+    contracts only.
 
     While Redis is down a write blocks and retries (redis_retry_* settings), so the job
     backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
@@ -273,35 +261,38 @@ class WriteRedis(ProcessFunction):
     connection error or timeout). PyFlink reports Python metrics when a bundle ends, so
     during an outage they move only once the blocked write is through."""
 
-    def __init__(self, cfg: JobConfig, kind: str):
-        self.cfg, self.kind = cfg, kind
+    def __init__(self, cfg: JobConfig, kind: str | None, topic: str | None, key_field: str | None = None):
+        self.cfg, self.kind, self.topic, self.key_field = cfg, kind, topic, key_field
 
     def open(self, runtime_context):
-        from flink_jobs.redis_store import VersionedStore
+        self.codec = AvroCodec(contracts.TOPIC_RECORDS[self.topic]) if self.topic else None
+        self.store = None
+        if self.kind:
+            from flink_jobs.redis_store import VersionedStore
 
-        metrics = runtime_context.get_metrics_group()
-        self.written = metrics.counter("redisWrites")
-        self.retried = retried = metrics.counter("redisRetries")
-        self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
-        self.shown = False
+            metrics = runtime_context.get_metrics_group()
+            self.written = metrics.counter("redisWrites")
+            self.retried = retried = metrics.counter("redisRetries")
+            # A Python counter reaches Flink's metrics (and Prometheus) once it has been
+            # updated: redisRetries is there from the first bundle on, at 0 (README "Monitoring").
+            retried.inc(0)
+            self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
 
     def process_element(self, value, ctx):
-        if not self.shown:
-            # A Python counter reaches Flink's metrics (and Prometheus) once it has been
-            # updated: redisRetries is there from the first write on, at 0 (README "Monitoring").
-            self.retried.inc(0)
-            self.shown = True
-        if self.kind == "user":
-            key, doc = contracts.user_recommendations_key(value["user_id"]), value
-        elif self.kind == "item":
-            key = contracts.item_similar_key(value["item_id"])
-            doc = {**value, "version": value["event_time"]}
-        else:
-            key, doc = contracts.TRENDING_KEY, {"version": value.t, "event_time": value.t,
-                                                 "items": [{"item_id": i, "count": c} for i, c in value.top]}
-        if self.store.upsert(key, doc):
+        if self.store is not None and self.store.upsert(*self._redis_doc(value)):
             self.written.inc()
-        yield from ()
+        if self.codec is not None:
+            encoded = self.codec.encode(value)
+            yield (Row(v=encoded) if self.key_field is None else
+                   Row(k=contracts.record_key(value[self.key_field]), v=encoded))
+
+    def _redis_doc(self, value) -> tuple[str, dict]:
+        if self.kind == "user":
+            return contracts.user_recommendations_key(value["user_id"]), value
+        if self.kind == "item":
+            return contracts.item_similar_key(value["item_id"]), {**value, "version": value["event_time"]}
+        return contracts.TRENDING_KEY, {"version": value.t, "event_time": value.t,
+                                        "items": [{"item_id": i, "count": c} for i, c in value.top]}
 
 
 def kafka_sink(t_env: StreamTableEnvironment, cfg: JobConfig, name: str, topic: str, keyed: bool) -> str:
@@ -318,78 +309,24 @@ def kafka_sink(t_env: StreamTableEnvironment, cfg: JobConfig, name: str, topic: 
 
 
 def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig):
-    for name, topic, stream, key_field in (
-            ("recommendations", contracts.RECOMMENDATIONS_TOPIC, outputs.recommendations, "user_id"),
-            ("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, outputs.item_neighbors, "item_id"),
-            ("dead_letters", contracts.DEAD_LETTER_TOPIC, outputs.dead_letters, None)):
+    discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
+    for name, stream, kind, topic, key_field in (
+            ("recommendations", outputs.recommendations, "user", contracts.RECOMMENDATIONS_TOPIC, "user_id"),
+            ("item_neighbors", outputs.item_neighbors, "item", contracts.ITEM_NEIGHBORS_TOPIC, "item_id"),
+            ("dead_letters", outputs.dead_letters, None, contracts.DEAD_LETTER_TOPIC, None),
+            ("trending", outputs.trending, "trending", None, None)):
+        output_type = KEYED_BYTES if key_field else VALUE_BYTES if topic else PICKLED
+        published = (stream.process(Publish(cfg, kind, topic, key_field), output_type=output_type)
+                     .uid(f"publish-{name}").name(f"Publish {name}"))
+        if topic is None:
+            published.sink_to(discard).uid(f"publish-{name}-done").name(f"Publish {name} done")
+            continue
         table = kafka_sink(t_env, cfg, name, topic, keyed=key_field is not None)
-        encoded = (stream.map(EncodeForKafka(topic, key_field), output_type=KEYED_BYTES if key_field else VALUE_BYTES)
-                   .uid(f"encode-{name}").name(f"Encode {topic}"))
         # one translation per sink table, so that its operators' uids carry the table's name
         statements = t_env.create_statement_set()
-        statements.add_insert(table, t_env.from_data_stream(encoded))
+        statements.add_insert(table, t_env.from_data_stream(published))
         with _table_uids(t_env, table):
             statements.attach_as_datastream()
-    discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
-    for kind, stream in (("user", outputs.recommendations), ("item", outputs.item_neighbors),
-                         ("trending", outputs.trending)):
-        (stream.process(WriteRedis(cfg, kind), output_type=PICKLED).uid(f"redis-{kind}").name(f"Redis {kind}")
-         .sink_to(discard).uid(f"redis-{kind}-done").name(f"Redis {kind} done"))
-
-
-# Operators PyFlink adds by itself, which no job code can give a uid: a map before every
-# key_by, and one after every get_side_output. They keep no state; each gets a uid from its
-# input's ("ranker-v2/item-neighbors", "user-activity-v2/key-by").
-_KEY_BY_MAP = "_stream_key_by_map_operator"
-
-
-def _uid_pyflink_helpers(env: StreamExecutionEnvironment) -> None:
-    from pyflink.util.java_utils import get_field_value
-
-    transformations = list(get_field_value(env._j_stream_execution_environment, "transformations"))
-    used: set[str] = set()
-
-    def explicit(t, seen):
-        if t.getId() in seen:
-            return
-        seen.add(t.getId())
-        if t.getUid():
-            used.add(t.getUid())
-        for parent in t.getInputs():
-            explicit(parent, seen)
-
-    def uid_of(t) -> str | None:
-        """The uid of ``t``, given now if it is a helper, or a path to a uid through a side output."""
-        if t.getUid():
-            return t.getUid()
-        inputs = list(t.getInputs())
-        kind = t.getClass().getSimpleName()
-        if kind == "SideOutputTransformation":
-            parent = uid_of(inputs[0])
-            return parent and f"{parent}/{t.getOutputTag().getId()}"
-        if kind == "PartitionTransformation":   # no operator of its own
-            return uid_of(inputs[0])
-        helper = (t.getName() == _KEY_BY_MAP or
-                  (t.getName() == "Map" and inputs[0].getClass().getSimpleName() == "SideOutputTransformation"))
-        if not helper or len(inputs) != 1:
-            return None
-        parent = uid_of(inputs[0])
-        if parent is None:
-            return None
-        uid = parent if t.getName() == "Map" else f"{parent}/key-by"
-        n = 1
-        while (uid if n == 1 else f"{uid}#{n}") in used:
-            n += 1
-        uid = uid if n == 1 else f"{uid}#{n}"
-        used.add(uid)
-        t.setUid(uid)
-        return uid
-
-    seen: set = set()
-    for t in transformations:
-        explicit(t, seen)
-    for t in transformations:
-        uid_of(t)
 
 
 def build_job(cfg: JobConfig, check_partitions: bool = True):
@@ -401,7 +338,6 @@ def build_job(cfg: JobConfig, check_partitions: bool = True):
     raw, catalog = kafka_sources(t_env, cfg)
     outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
     attach_sinks(env, t_env, outputs, cfg)
-    _uid_pyflink_helpers(env)
     # Every operator has a uid of ours now; one added without would get an id hashed from the
     # topology, and its state would not map after the next change: refuse to build instead.
     env.get_config().disable_auto_generated_uids()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from pyflink.common import Types
+from pyflink.common import Row, Types
 from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
@@ -27,9 +27,14 @@ from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, Neig
 
 log = logging.getLogger("reco.operators")
 PICKLED = Types.PICKLED_BYTE_ARRAY()
+# A record with the key its next operator is keyed by, Row(key, record): the stream goes to
+# that operator without a Python key selector (pipeline.keyed), so without a crossing of its own.
+BY_USER = Types.ROW([Types.LONG(), PICKLED])
+BY_ITEM = Types.ROW([Types.LONG(), PICKLED])
+BY_NOTHING = Types.ROW([Types.INT(), PICKLED])   # one key, 0, for the whole stream (Trending)
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
-ITEM_DELTAS = OutputTag("item-deltas", PICKLED)
-BUCKET_COUNTS = OutputTag("bucket-counts", PICKLED)
+ITEM_DELTAS = OutputTag("item-deltas", BY_ITEM)
+BUCKET_COUNTS = OutputTag("bucket-counts", BY_NOTHING)
 ITEM_NEIGHBORS = OutputTag("item-neighbors", PICKLED)
 EXPIRED_USERS = OutputTag("expired-users", PICKLED)
 # What the rankers know of items, the same on every ranking subtask (values: plain tuples)
@@ -78,7 +83,7 @@ class DecodeEvents(ProcessFunction):
             reason = self._lateness(event["event_time"], ctx.timer_service().current_watermark())
         if reason is None:
             self.valid.inc()
-            yield Event.of(event)
+            yield Row(event["user_id"], Event.of(event))
         else:
             self.invalid.inc()
             yield DEAD_LETTERS, {"payload": bytes(payload or b""), "reason": reason,
@@ -133,9 +138,14 @@ class DecodeCatalog(FlatMapFunction):
                     reason[:300])
 
 
+# The key of each record type that goes to a keyed operator (BY_USER, BY_ITEM, BY_NOTHING).
+_KEY_OF = {Request: lambda r: r.user, ItemDelta: lambda d: d.item, BucketCount: lambda c: 0}
+
+
 def _apply(handle, result, ctx, side: dict | None = None):
     """Write a step's ``(state, outputs, timers)``: the state (cleared when None), its
-    timers, then its outputs; those of a type in ``side`` go to that side output."""
+    timers, then its outputs, each with its key when it goes to a keyed operator; those of a
+    type in ``side`` go to that side output."""
     state, outputs, timers = result
     if state is None:
         handle.clear()
@@ -145,6 +155,9 @@ def _apply(handle, result, ctx, side: dict | None = None):
         ctx.timer_service().register_event_time_timer(t)
     for out in outputs:
         tag = side.get(type(out)) if side else None
+        key = _KEY_OF.get(type(out))
+        if key is not None:
+            out = Row(key(out), out)
         yield out if tag is None else (tag, out)
 
 

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from pyflink.common import Configuration, Row, Types
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream import MapFunction, StreamExecutionEnvironment
 
 from flink_jobs import contracts, pipeline
 from flink_jobs.codec import AvroCodec
@@ -29,12 +30,27 @@ def as_records(payloads: list[bytes], partitions: int) -> list[tuple]:
     return records
 
 
+class _Paced(MapFunction):
+    """Holds the record at each offset of ``pauses`` back for that many seconds."""
+
+    def __init__(self, pauses: dict[int, float]):
+        self.pauses = pauses
+
+    def map(self, record):
+        time.sleep(self.pauses.get(record[2], 0))
+        return record
+
+
 def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, bundle_size: int = 1,
-                 watermark_interval_ms: int = 200) -> dict[str, list]:
+                 watermark_interval_ms: int = 200, pauses: dict[int, float] | None = None) -> dict[str, list]:
     """``watermark_interval_ms``: how often event time advances, in processing time. In-memory
     input runs through in a blink, so with Flink's default (200 ms) a small test sees event
     time move only at the end: item-side lists, published at bucket ends, would reach the
-    rankers after every request."""
+    rankers after every request.
+
+    ``pauses``: {position in ``raw_events``: seconds} to hold that record back, as a gap in a
+    live stream would, so that what the records before it caused on the item side (lists
+    published at bucket ends, a few operators away) reaches the rankers before it does."""
     conf = Configuration()
     conf.set_string("pipeline.auto-watermark-interval", f"{watermark_interval_ms} ms")
     conf.set_string("python.executable", sys.executable)
@@ -47,7 +63,7 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
     # that each partition (and so each user) keeps its order at the job's parallelism.
     events = (env.from_collection(as_records(raw_events, cfg.parallelism), type_info=pipeline.RAW_EVENT)
               .key_by(lambda r: r[1], key_type=Types.INT())
-              .map(lambda r: r, output_type=pipeline.RAW_EVENT))
+              .map(_Paced(pauses or {}), output_type=pipeline.RAW_EVENT))
     cat = env.from_collection([Row(items.encode(r), contracts.record_key(r["item_id"]), 0, i)
                                for i, r in enumerate(catalog)], type_info=pipeline.RAW_ITEM)
     out = pipeline.build(events, cat, cfg)

@@ -44,7 +44,7 @@ MINUTE = 60_000
 PARTITIONS = 4                     # the stack's events topic (RECO_EVENT_PARTITIONS default)
 ADVANCE_USERS = [900_000 + p for p in range(PARTITIONS)]   # one event on each partition
 LATE_USER = 910_000
-# The job's counters (flink_jobs/operators.py DecodeEvents and Ranker, main.py WriteRedis).
+# The job's counters (flink_jobs/operators.py DecodeEvents and Ranker, main.py Publish).
 COUNTERS = ("eventsValid", "eventsDeadLettered", "eventsLate", "recommendationsEmitted", "redisWrites",
             "redisRetries")
 

@@ -49,7 +49,10 @@ def run(request):
     bad = [malformed_payloads(codec, good, k) for k in range(6)]
     raw = raw[:50] + bad + raw[50:]
     cfg = CFG.replace(debounce_ms=request.param)
-    out = run_pipeline(raw, synth.catalog(), cfg, watermark_interval_ms=1)
+    # the cold user's event comes after a pause, in which the trending lists of the buckets
+    # before it reach the rankers (in-memory input otherwise arrives all at once)
+    cold = next(i for i, e in enumerate(events) if e["user_id"] == COLD_USER)
+    out = run_pipeline(raw, synth.catalog(), cfg, watermark_interval_ms=1, pauses={cold + len(bad): 2.0})
     return events, bad, out, cfg
 
 

@@ -295,13 +295,13 @@ class RuntimeContext:
         return self.metrics
 
 
-def test_write_redis_counts_writes_and_retries(monkeypatch):
+def test_publish_counts_redis_writes_and_retries(monkeypatch):
     from flink_jobs import main
 
     monkeypatch.setattr(redis.retry, "sleep", lambda s: None)
     flaky = FlakyClient([redis.ConnectionError("refused"), redis.TimeoutError("timeout")])
     monkeypatch.setattr(redis.Redis, "from_url", classmethod(lambda cls, url, **kw: flaky))
-    op = main.WriteRedis(JobConfig(), "user")
+    op = main.Publish(JobConfig(), "user", None)
     ctx = RuntimeContext()
     op.open(ctx)
     list(op.process_element({"user_id": 7, "version": 1, "items": []}, None))

@@ -202,7 +202,7 @@ def test_decode_events_dead_letters_hostile_records_with_their_reason():
     op.open(runtime)
     out = [x for payload in (good, future, negative_enum)
            for x in op.process_element((payload, 3, 99, NOW), _Ctx())]
-    assert len(out) == 3 and out[0].user == 42
+    assert len(out) == 3 and out[0][0] == out[0][1].user == 42   # keyed by user for UserActivity
     reasons = [letter["reason"] for tag, letter in out[1:] if tag is DEAD_LETTERS]
     assert "more than max_future_skew_ms" in reasons[0]
     assert "enum reco.EventType index -1" in reasons[1]
@@ -226,7 +226,7 @@ def test_an_event_whose_bucket_has_closed_is_late_and_dead_lettered():
         return list(op.process_element((codec.encode({**OK, "event_time": t}), 0, 7, t), _Ctx(watermark)))
 
     on_time = decode(start + 5_000, start + 59_999)   # behind the watermark, bucket still open
-    assert len(on_time) == 1 and on_time[0].t == start + 5_000
+    assert len(on_time) == 1 and on_time[0][1].t == start + 5_000
     (tag, letter), = decode(start + 5_000, start + 60_000)   # the bucket's end reached
     assert tag is DEAD_LETTERS and letter["reason"].startswith("late: ")
     assert (letter["source_partition"], letter["source_offset"]) == (0, 7)
