@@ -273,14 +273,19 @@ class Publish(ProcessFunction):
             metrics = runtime_context.get_metrics_group()
             self.written = metrics.counter("redisWrites")
             self.retried = retried = metrics.counter("redisRetries")
-            # A Python counter reaches Flink's metrics (and Prometheus) once it has been
-            # updated: redisRetries is there from the first bundle on, at 0 (README "Monitoring").
-            retried.inc(0)
             self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
+        self.shown = False
 
     def process_element(self, value, ctx):
-        if self.store is not None and self.store.upsert(*self._redis_doc(value)):
-            self.written.inc()
+        if self.store is not None:
+            if not self.shown:
+                # A Python counter reaches Flink's metrics (and Prometheus) once it has been
+                # updated in a bundle (not in open): redisRetries is there from the first
+                # write on, at 0 (README "Monitoring").
+                self.retried.inc(0)
+                self.shown = True
+            if self.store.upsert(*self._redis_doc(value)):
+                self.written.inc()
         if self.codec is not None:
             encoded = self.codec.encode(value)
             yield (Row(v=encoded) if self.key_field is None else
