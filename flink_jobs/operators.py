@@ -65,11 +65,11 @@ class DecodeEvents(ProcessFunction):
     def open(self, runtime_context):
         self.codec = AvroCodec(TOPIC_RECORDS[USER_EVENTS_TOPIC])
         group = runtime_context.get_metrics_group()
+        # PyFlink reports a Python counter once a bundle has updated it (an update in open()
+        # is not reported): these appear with their first event (README "Monitoring").
         self.valid = group.counter("eventsValid")
         self.invalid = group.counter("eventsDeadLettered")
         self.late = group.counter("eventsLate")
-        for counter in (self.valid, self.invalid, self.late):
-            counter.inc(0)   # reported from the start, so that an alert sees 0, not nothing
 
     def process_element(self, value, ctx):
         payload, partition, offset, ts = value
@@ -169,8 +169,7 @@ class _Breaches:
 
     def __init__(self, runtime_context, name: str):
         self.name, self.seen = name, 0
-        self.counter = runtime_context.get_metrics_group().counter(name)
-        self.counter.inc(0)   # reported from the start: an alert on it sees 0, not nothing
+        self.counter = runtime_context.get_metrics_group().counter(name)   # appears with its first breach
 
     def add(self, n: int, detail: str) -> None:
         self.counter.inc(n)
