@@ -83,7 +83,7 @@ class DecodeEvents(ProcessFunction):
             reason = self._lateness(event["event_time"], ctx.timer_service().current_watermark())
         if reason is None:
             self.valid.inc()
-            yield Row(event["user_id"], Event.of(event))
+            yield _with_key(Event.of(event))
         else:
             self.invalid.inc()
             yield DEAD_LETTERS, {"payload": bytes(payload or b""), "reason": reason,
@@ -139,7 +139,14 @@ class DecodeCatalog(FlatMapFunction):
 
 
 # The key of each record type that goes to a keyed operator (BY_USER, BY_ITEM, BY_NOTHING).
-_KEY_OF = {Request: lambda r: r.user, ItemDelta: lambda d: d.item, BucketCount: lambda c: 0}
+_KEY_OF = {Event: lambda e: e.user, Request: lambda r: r.user, ItemDelta: lambda d: d.item,
+           BucketCount: lambda c: 0}
+
+
+def _with_key(record):
+    """``Row(key, record)`` for a record that goes to a keyed operator, else ``record``."""
+    key = _KEY_OF.get(type(record))
+    return record if key is None else Row(key(record), record)
 
 
 def _apply(handle, result, ctx, side: dict | None = None):
@@ -155,10 +162,7 @@ def _apply(handle, result, ctx, side: dict | None = None):
         ctx.timer_service().register_event_time_timer(t)
     for out in outputs:
         tag = side.get(type(out)) if side else None
-        key = _KEY_OF.get(type(out))
-        if key is not None:
-            out = Row(key(out), out)
-        yield out if tag is None else (tag, out)
+        yield _with_key(out) if tag is None else (tag, _with_key(out))
 
 
 class _Breaches:
