@@ -86,7 +86,11 @@ def _permanent(error: BaseException) -> str | None:
         return "Redis refused the login (user name or password wrong, or the user is off)"
     if isinstance(error, AuthorizationError):
         return "Redis refused the connection (the user may not connect or authenticate)"
-    cause = error.__cause__ or error.__context__
+    return _tls_verdict(error.__cause__ or error.__context__)
+
+
+def _tls_verdict(cause: BaseException | None) -> str | None:
+    """Why a TLS-level ``cause`` cannot heal by retrying, or None when it might."""
     if isinstance(cause, ssl.SSLCertVerificationError):
         return "the Redis server's TLS certificate did not verify (redis_tls_ca_file, redis_tls_verify)"
     if isinstance(cause, ssl.SSLError) and any(w in (cause.reason or "") for w in ("CERTIFICATE", "UNKNOWN_CA")):
@@ -95,6 +99,16 @@ def _permanent(error: BaseException) -> str | None:
     if isinstance(cause, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return f"a TLS file could not be read ({cause})"
     return None
+
+
+def _hides_a_tls_alert(error: BaseException) -> bool:
+    """Whether ``error`` may stand for a TLS 1.3 alert that never got read. A TLS 1.3 server
+    judges the client's certificate after the handshake has completed on the client's side,
+    so its refusal (an alert, then close) races the client's first command: the client either
+    reads the alert or finds the socket closed under its write ("EOF occurred in violation of
+    protocol", a reset) and never learns why."""
+    cause = error.__cause__ or error.__context__
+    return isinstance(cause, (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError))
 
 
 def client_options(cfg) -> dict[str, Any]:
@@ -211,7 +225,7 @@ class VersionedStore:
 
         def fail(error: BaseException) -> None:   # before each retry; raising ends them
             nonlocal failures, logged
-            reason = _permanent(error)
+            reason = _permanent(error) or (self._tls_probe() if not failures and _hides_a_tls_alert(error) else None)
             if reason:
                 raise RedisAccessError(f"Redis {what}: {reason}: {error}") from error
             failures += 1
@@ -245,6 +259,27 @@ class VersionedStore:
         if failures:
             log.warning("Redis %s succeeded after %d retries (%.1fs)", what, failures, self._clock() - started)
         return result
+
+    def _tls_probe(self) -> str | None:
+        """The TLS server's verdict on this client, read on a connection of its own that
+        sends nothing after its handshake, so that the server's alert, if any, is the next
+        thing to read (see :func:`_hides_a_tls_alert`). None when the server says nothing
+        within a second, closes without an alert, or cannot be reached."""
+        pool = self.client.connection_pool
+        if not issubclass(pool.connection_class, redis.SSLConnection):
+            return None
+        try:
+            sock = pool.connection_class(**pool.connection_kwargs)._connect()   # TCP and TLS, no command
+        except (OSError, redis.RedisError) as error:
+            return _tls_verdict(error)
+        try:
+            sock.settimeout(1.0)
+            sock.recv(1)
+        except OSError as error:      # ssl.SSLError is one
+            return _tls_verdict(error)
+        finally:
+            sock.close()
+        return None
 
     def _args(self, doc: Mapping[str, Any]) -> list[Any]:
         version = doc.get("version")
