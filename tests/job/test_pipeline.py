@@ -49,10 +49,12 @@ def run(request):
     bad = [malformed_payloads(codec, good, k) for k in range(6)]
     raw = raw[:50] + bad + raw[50:]
     cfg = CFG.replace(debounce_ms=request.param)
-    # the cold user's event comes after a pause, in which the trending lists of the buckets
-    # before it reach the rankers (in-memory input otherwise arrives all at once)
+    # the cold user's event waits until the trending list of the last bucket end before it
+    # has come out (in-memory input otherwise arrives all at once, before any list)
     cold = next(i for i, e in enumerate(events) if e["user_id"] == COLD_USER)
-    out = run_pipeline(raw, synth.catalog(), cfg, watermark_interval_ms=1, pauses={cold + len(bad): 2.0})
+    last_end_after = events[cold]["event_time"] - CFG.bucket_ms
+    out = run_pipeline(raw, synth.catalog(), cfg, watermark_interval_ms=1,
+                       holds={cold + len(bad): lambda o: any(t.t > last_end_after for t in o["trending"])})
     return events, bad, out, cfg
 
 

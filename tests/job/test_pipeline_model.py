@@ -32,7 +32,9 @@ def test_the_pipeline_ranks_with_the_catalogs_model():
                     bucket_ms=10 * MINUTE, cooccurrence_window_ms=60 * MINUTE, max_out_of_orderness_ms=0,
                     embedding_weight=50.0, embedding_candidates=3)
     codec = AvroCodec("reco.UserEvent")
-    out = run_pipeline([codec.encode(e) for e in events], catalog, cfg, watermark_interval_ms=1)
+    # the events wait for the catalog, as a job started on a published model would
+    out = run_pipeline([codec.encode(e) for e in events], catalog, cfg, watermark_interval_ms=1,
+                       holds={0: lambda o: len(o["catalog"]) == len(catalog)})
 
     lists = out["recommendations"]
     assert len(lists) == len(events)
