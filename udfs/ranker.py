@@ -78,7 +78,9 @@ class ItemIndex:
     sorted base plus the changes since it was built. A catalog record costs O(its tags)
     and the base is rebuilt once the changes outnumber sqrt(items): a job that starts with
     a backlog reads catalog records and requests in turn, and rebuilding per record would
-    cost O(items) per request.
+    cost O(items) per request. It is also rebuilt once lookups have read the changes beside
+    it items / 32 times: after the catalog's first load, a few changes would otherwise stay
+    beside the base for good, each lookup paying twice.
     """
 
     def __init__(self, fragment_size: int, shrinkage: float = 0.0):
@@ -96,10 +98,12 @@ class ItemIndex:
         self._added: dict[int, int] = {}                  # listed since the base was built: item -> row
         self._removed: set[int] = set()                   # in the base, no longer listed
         self._changes: tuple | None = None                # the two above as sorted arrays; None: to redo
+        self._reads_of_changes = 0                        # rows() calls that read them since the last rebuild
         self._item_of_row, self._listed = _Growing(), _Growing()   # row -> item; 1 when listed
         self._models: dict[int, _GrowingRows] = {}        # version -> row -> embedding: current and newer
         self._vecs = _GrowingRows()                       # the current model's (model_version's)
         self.model_version = 0
+        self._searchable: np.ndarray | None = None         # rows nearest() may return: listed, with a vector
         self.rebuilds = self.compactions = 0
         self.embeddings_rejected = 0                      # of an older model, or not of their model's dims
 
@@ -117,6 +121,7 @@ class ItemIndex:
     def _put_item(self, msg: ItemInfo) -> None:
         item, old = msg.item, self.info.get(msg.item)
         self.info[item] = msg
+        self._searchable = None
         (self.deleted.add if msg.deleted else self.deleted.discard)(item)
         if old is None or old.tags != msg.tags:
             columns = [self._vocab.setdefault(tag, len(self._vocab)) for tag in msg.tags]
@@ -202,8 +207,10 @@ class ItemIndex:
         rows = min(self._start.n, len(self._vecs.ok))
         if u is None or n <= 0 or not rows:
             return _EMPTY
+        if self._searchable is None or len(self._searchable) != rows:
+            self._searchable = self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)
         scores = self._vecs.a[:rows] @ u
-        scores[~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0) & (scores > 0))] = -np.inf
+        scores[~(self._searchable & (scores > 0))] = -np.inf
         if len(exclude):
             gone = self.rows(exclude)
             scores[gone[(gone >= 0) & (gone < rows)]] = -np.inf
@@ -216,7 +223,7 @@ class ItemIndex:
         pairs = np.array(live, dtype=np.int64).reshape(-1, 2)
         order = np.argsort(pairs[:, 0], kind="stable")
         self._base_ids, self._base_rows = pairs[order, 0], pairs[order, 1]
-        self._added, self._removed, self._changes = {}, set(), None
+        self._added, self._removed, self._changes, self._reads_of_changes = {}, set(), None, 0
         self.rebuilds += 1
         if self._tags.n > 2 * int(self._count.a[:self._start.n].sum()) + 4096:
             # mostly columns of replaced tags: copy the live ones (each row keeps its number)
@@ -232,6 +239,10 @@ class ItemIndex:
         count, and the item still becomes others' neighbor; it is recommended once its
         catalog record arrives.)"""
         ids = np.asarray(ids, dtype=np.int64)
+        if self._added or self._removed:
+            self._reads_of_changes += 1
+            if 32 * self._reads_of_changes > len(self._base_ids) + 1024:
+                self._rebuild()   # reading the changes beside the base has cost about what folding them in does
         rows = _lookup(self._base_ids, self._base_rows, ids)
         if self._added or self._removed:
             if self._changes is None:
