@@ -186,8 +186,9 @@ submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
   for var in RECO_REDIS_URL_FILE RECO_KAFKA_PROPERTIES_FILE; do
     if [ -n "${!var:-}" ] && [ -e "${!var}" ]; then export "$var=$(realpath -- "${!var}")"; fi
   done
-  jar="$(ls "$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar 2>/dev/null | head -1)"
-  [ -n "$jar" ] || die "no Kafka connector jar: run deploy/setup.sh"
+  local jars=("$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar)   # the pattern itself when none
+  [ -e "${jars[0]}" ] || die "no Kafka connector jar in $ROOT/.cache/jars/flink: run deploy/setup.sh"
+  jar="${jars[0]}"
   cd "$ROOT"
   local cmd=("$FLINK_HOME/bin/flink" run -m "localhost:$REST_PORT" -d "${from[@]}"
     -py "$py" -pyfs flink_jobs,udfs,schemas

@@ -368,6 +368,20 @@ def _submit(*args, env=None, cwd=ROOT):
                                **(env or {})}, capture_output=True, text=True, timeout=120)
 
 
+
+def test_cluster_submit_without_the_connector_jar_says_so(tmp_path):
+    """A checkout whose set-up has not fetched the jars (its own copy of the script, the
+    project's venv): the submit names what is missing (it used to fail without a word)."""
+    (tmp_path / "deploy" / "flink").mkdir(parents=True)
+    script = tmp_path / "deploy" / "flink" / "cluster.sh"
+    script.write_bytes((ROOT / "deploy" / "flink" / "cluster.sh").read_bytes())
+    script.chmod(0o755)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    proc = subprocess.run([str(script), "submit", "--top-n", "5"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "RECO_FLINK_DRY_RUN": "1", "RECO_FLINK_REST_PORT": "1"}, timeout=120)
+    assert proc.returncode != 0
+    assert f"no Kafka connector jar in {tmp_path}/.cache/jars/flink: run deploy/setup.sh" in proc.stderr
+
 @pytest.mark.parametrize("flags", [
     ["--redis-url", f"redis://reco:{REDIS_SECRET}@redis:6379/0"],
     [f"--redis-url=redis://:{REDIS_SECRET}@redis:6379/0"],
