@@ -360,13 +360,12 @@ def test_demo_prints_the_redis_url_without_its_password(monkeypatch, capsys):
 
 # -- deploy/flink/cluster.sh submit -------------------------------------------------------------------
 
-def _submit(*args, env=None, cwd=ROOT):
+def _submit(*args, env=None, cwd=ROOT, root=ROOT):
     # RECO_FLINK_DRY_RUN prints the command; the REST port points nowhere, so that a script
     # without the dry run could not submit to a real cluster either
-    return subprocess.run([str(ROOT / "deploy" / "flink" / "cluster.sh"), "submit", *args], cwd=cwd,
+    return subprocess.run([str(root / "deploy" / "flink" / "cluster.sh"), "submit", *args], cwd=cwd,
                           env={**os.environ, "RECO_FLINK_DRY_RUN": "1", "RECO_FLINK_REST_PORT": "1",
                                **(env or {})}, capture_output=True, text=True, timeout=120)
-
 
 
 def test_cluster_submit_without_the_connector_jar_says_so(tmp_path):
@@ -377,10 +376,10 @@ def test_cluster_submit_without_the_connector_jar_says_so(tmp_path):
     script.write_bytes((ROOT / "deploy" / "flink" / "cluster.sh").read_bytes())
     script.chmod(0o755)
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
-    proc = subprocess.run([str(script), "submit", "--top-n", "5"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "RECO_FLINK_DRY_RUN": "1", "RECO_FLINK_REST_PORT": "1"}, timeout=120)
+    proc = _submit("--top-n", "5", cwd=tmp_path, root=tmp_path)
     assert proc.returncode != 0
     assert f"no Kafka connector jar in {tmp_path}/.cache/jars/flink: run deploy/setup.sh" in proc.stderr
+
 
 @pytest.mark.parametrize("flags", [
     ["--redis-url", f"redis://reco:{REDIS_SECRET}@redis:6379/0"],
