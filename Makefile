@@ -10,7 +10,7 @@ setup:
 ## Kafka and Redis on loopback, the job on the local Flink mini-cluster, the MovieLens
 ## sample replayed, one user's top-10 shown as it changes. Kafka and Redis stay up after.
 run: setup stack-up
-	$(PY) -m reco_tools.demo
+	$(PY) -m lab.demo
 
 ## The job alone against the running stack (Ctrl-C stops it); settings: see `--help`.
 job: setup stack-up
@@ -41,7 +41,7 @@ EVENTS ?= 20000
 KILLS ?= 2
 chaos: setup stack-up
 	@bash deploy/flink/cluster.sh start
-	$(PY) -m reco_tools.chaos --seed $(SEED) --events $(EVENTS) --kills $(KILLS) $(CHAOS_FLAGS)
+	$(PY) -m lab.chaos --seed $(SEED) --events $(EVENTS) --kills $(KILLS) $(CHAOS_FLAGS)
 
 ## The end-to-end benchmark on the real deployment (own Kafka, Redis and standalone cluster on
 ## other ports, stopped afterwards): prints a table, writes bench/results/e2e.json and .png.

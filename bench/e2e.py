@@ -60,11 +60,11 @@ from bench.passthrough import TOPIC as PASSTHROUGH_TOPIC  # noqa: E402
 from flink_jobs import contracts  # noqa: E402
 from flink_jobs.config import JobConfig  # noqa: E402
 from flink_jobs.codec import AvroCodec  # noqa: E402
-from reco_tools.flinkcluster import FlinkCluster  # noqa: E402
+from lab.flinkcluster import FlinkCluster  # noqa: E402
 from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
 from reco_tools.synth import Synth, SynthConfig  # noqa: E402
 from reco_tools.topics import connect_admin, ensure_topics  # noqa: E402
-from udfs import inprocess  # noqa: E402
+from lab import inprocess  # noqa: E402
 from udfs.records import Event, ItemInfo  # noqa: E402
 from udfs.versioning import next_version  # noqa: E402
 
@@ -292,7 +292,7 @@ def median_run(runs: list[dict], label: str) -> dict:
 
 
 def core_cost(n: int, model: bool = False) -> dict:
-    """The job's own steps (udfs.inprocess: no engine, one process) on the throughput runs'
+    """The job's own steps (lab.inprocess: no engine, one process) on the throughput runs'
     events, in CPU time: what the engine adds is the job's CPU per event beyond this.
     ``model``: the catalog carries embeddings, as in the model stage's second run."""
     synth, events = synth_events(n)

@@ -484,7 +484,7 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess",
                 models: Iterable[tuple[int, Mapping]] = ()) -> list[dict]:
     """The recommendation records the job emits for ``events`` (ratings) with settings ``cfg``.
 
-    ``inprocess``: the job's step functions driven in one process (``udfs.inprocess``),
+    ``inprocess``: the job's step functions driven in one process (``lab.inprocess``),
     seconds; ``pipeline``: the real PyFlink pipeline on in-memory input (minutes, a JVM).
     ``models`` ``(at, {item: vector})``, in process only: each is published in the catalog
     (as reco-embed does; model_version 1, 2, ...) just before event ``at``.
@@ -499,7 +499,7 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess",
         import os
 
         from flink_jobs.codec import AvroCodec
-        from reco_tools.inmemory import run_pipeline
+        from lab.inmemory import run_pipeline
 
         os.environ.setdefault("_python_worker_execution_mode", "process")
         codec = AvroCodec("reco.UserEvent")
@@ -507,7 +507,7 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess",
     from itertools import chain
 
     from reco_tools.embed import with_embeddings
-    from udfs import inprocess
+    from lab import inprocess
     from udfs.records import Event, ItemInfo
 
     parts, done = [], 0

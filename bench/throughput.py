@@ -4,7 +4,7 @@
 
 Both run the first N MovieLens ratings in event-time order (heavy raters: ~19 partners per
 event with W=20). The plain-Python figure is the job's own step functions driven in one
-process (udfs.inprocess), with no engine; the pipeline figure is the whole job on a local mini-cluster (parallelism 2,
+process (lab.inprocess), with no engine; the pipeline figure is the whole job on a local mini-cluster (parallelism 2,
 in-memory source), start-up subtracted by timing a 10-event run first. Compare the two as
 a ratio from one run: this machine is shared and noisy.
 
@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from flink_jobs.codec import AvroCodec  # noqa: E402
 from flink_jobs.config import JobConfig  # noqa: E402
 from reco_tools import movielens  # noqa: E402
-from udfs import inprocess  # noqa: E402
+from lab import inprocess  # noqa: E402
 from udfs.records import Event, ItemInfo  # noqa: E402
 
 
 def plain_python(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
-    """events/s of the job's own step functions in one process (udfs.inprocess), no engine."""
+    """events/s of the job's own step functions in one process (lab.inprocess), no engine."""
     typed, items = [Event.of(e) for e in events], [ItemInfo.of(r, cfg.embedding_precision) for r in catalog]
     start = time.perf_counter()
     inprocess.run(typed, items, cfg, keep=())
@@ -42,7 +42,7 @@ def plain_python(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> flo
 
 
 def pipeline(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
-    from reco_tools.inmemory import run_pipeline
+    from lab.inmemory import run_pipeline
 
     os.environ.setdefault("_python_worker_execution_mode", "process")
     codec = AvroCodec("reco.UserEvent")

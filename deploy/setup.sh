@@ -40,20 +40,11 @@ if [ ! -f "$stamp" ] || [ deploy/jars/pom.xml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# --- PyFlink timer fix (flink_jobs/timers.py) ------------------------------------------
-# Compiled against the installed PyFlink's own jars, so that the two always match.
+# --- PyFlink timer fix (flink_jobs/internals.py) ---------------------------------------
 timer_jar="$JARS_DIR/flink/reco-pyflink-timers.jar"
-timer_src=(deploy/jars/timer-fix/reco/pyflink/*.java)
-if [ ! -f "$timer_jar" ] || [ -n "$(find "${timer_src[@]}" .venv/.installed -newer "$timer_jar" 2>/dev/null)" ]; then
-  command -v javac >/dev/null || die "javac not found: the PyFlink timer fix is compiled with a JDK 17"
+if [ ! -f "$timer_jar" ] || [ -n "$(find deploy/jars/timer-fix deploy/jars/build-timer-fix.sh .venv/.installed -newer "$timer_jar" 2>/dev/null)" ]; then
   say "compiling the PyFlink timer fix"
-  pyflink="$(.venv/bin/python -c 'import pyflink, os; print(os.path.dirname(pyflink.__file__))')"
-  build="$(mktemp -d)"
-  javac -nowarn -d "$build" -cp "$pyflink/lib/*:$(ls "$pyflink"/opt/flink-python-*.jar)" "${timer_src[@]}" 2>&1 | grep -v '^Note:' || true
-  [ -f "$build/reco/pyflink/ExternalPythonKeyedProcessOperator.class" ] || die "javac failed on ${timer_src[*]}"
-  mkdir -p "$(dirname "$timer_jar")"
-  jar cf "$timer_jar" -C "$build" reco
-  rm -rf "$build"
+  bash deploy/jars/build-timer-fix.sh .venv/bin/python "$timer_jar" || die "the PyFlink timer fix did not build"
 fi
 
 # --- Redis -------------------------------------------------------------------------------

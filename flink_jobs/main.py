@@ -1,38 +1,29 @@
-"""Entry point: attach Kafka and Redis to the pipeline and run it.
+"""Entry point: the job's environment, its Kafka sources and sinks and Redis around the
+pipeline, and the command line.
 
     python -m flink_jobs.main [--config job.toml] [--top-n 20] ...      # local mini-cluster
     flink run -py flink_jobs/main.py -pyfs flink_jobs,udfs,schemas -j <kafka connector jar> ...
-
-Kafka goes through the Table API connector because it can do what the DataStream one
-cannot from Python: a record key (user or item id) on the outputs, and the source
-partition and offset of each input record for the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import re
 import sys
-from pathlib import Path
 
-from pyflink.common import Configuration, Row, Types
-from pyflink.datastream import CheckpointingMode, ProcessFunction, StreamExecutionEnvironment
+from pyflink.common import Configuration
+from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import Sink
 from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import config as job_config
-from flink_jobs import contracts, pipeline
-from flink_jobs.codec import AvroCodec
+from flink_jobs import internals, pipeline, publish
 from flink_jobs.config import JobConfig
+from flink_jobs.kafka_tables import (KEYED_BYTES, VALUE_BYTES, PartitionCheckError, kafka_sink, kafka_sources,
+                                     require_event_partitions, table_uids)
 from flink_jobs.operators import PICKLED
 
-ROOT = Path(__file__).resolve().parent.parent
-CONNECTOR_DIR = ROOT / ".cache" / "jars" / "flink"
-KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
-VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
+CONNECTOR_DIR = internals.JARS_DIR / "flink"
 log = logging.getLogger("reco.main")
 
 
@@ -44,9 +35,7 @@ def connector_jars() -> list[str]:
 
 
 def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
-    # On the local mini-cluster PyFlink runs every Python operator inside this process
-    # ("loopback"), one core for the whole job; separate worker processes use them all.
-    os.environ.setdefault("_python_worker_execution_mode", "process")
+    internals.use_worker_processes()
     conf = Configuration()
     # The Python workers must run this interpreter (with this venv's packages): left to
     # PATH, a worker without them hangs the job with no error.
@@ -70,267 +59,29 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     t_env = StreamTableEnvironment.create(env)
     # The planner's operators (Kafka sources and sinks included) get uids too, not ids hashed
     # from the topology: their state (source offsets, sink transactions) must map after a
-    # change of the job. The format is set per table (_table_uids); see README "Upgrades".
+    # change of the job. The format is set per table (kafka_tables.table_uids); see README "Upgrades".
     t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
     return env, t_env
 
 
-@contextlib.contextmanager
-def _table_uids(t_env: StreamTableEnvironment, table: str):
-    """Within: the planner names the uids of the operators it translates ``<table>-<transformation>``
-    (e.g. ``user_events-source``, ``recommendations_out-sink``) instead of its default
-    ``<id>_<transformation>``, whose id counts every operator translated before. One table per
-    translation, so the names are unique and stay put when another table is added or removed."""
-    config = t_env.get_config()
-    before = config.get("table.exec.uid.format", "<id>_<transformation>")
-    config.set("table.exec.uid.format", f"{table}-<transformation>")
-    try:
-        yield
-    finally:
-        config.set("table.exec.uid.format", before)
-
-
-# The SQL connector jar relocates the Kafka client (org.apache.kafka -> this prefix + org.apache.kafka),
-# so JAAS login modules and callback handlers must be named by their shaded classes; the job
-# renames them, and one properties file serves the job and the tools alike.
-SHADED_KAFKA = "org.apache.flink.kafka.shaded."
-_UNSHADED_CLASS = re.compile(r"(?<![\w.$])org\.apache\.kafka\.")
-
-
-def _sql_string(value: str) -> str:
-    """A Flink SQL string literal: a quote inside is doubled, so no value can end the literal
-    early and add options of its own."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def _client_properties(cfg: JobConfig) -> dict[str, str]:
-    """``kafka_properties`` as connector options (``properties.<key>``)."""
-    options = {}
-    for key, value in cfg.kafka_properties.items():
-        if key == "sasl.jaas.config" or key.endswith((".class", ".classes")):
-            value = _UNSHADED_CLASS.sub(SHADED_KAFKA + "org.apache.kafka.", value)
-        options[f"properties.{key}"] = value
-    return options
-
-
-def _kafka_options(cfg: JobConfig, topic: str, **extra: str) -> str:
-    options = {"connector": "kafka", "topic": topic, "properties.bootstrap.servers": cfg.kafka_bootstrap,
-               **_client_properties(cfg), **extra}
-    return ", ".join(f"{_sql_string(k)} = {_sql_string(v)}" for k, v in options.items())
-
-
-def _day_to_second(ms: int) -> str:
-    """Milliseconds as a SQL DAY TO SECOND literal: 'D HH:MM:SS.mmm'."""
-    days, rest = divmod(ms, 86_400_000)
-    hours, rest = divmod(rest, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    return f"{days} {hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
-
-
-def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
-    """(raw events as pipeline.RAW_EVENT tuples, catalog records as pipeline.RAW_ITEM rows)."""
-    read = {"properties.group.id": cfg.consumer_group, "scan.startup.mode": "group-offsets",
-            "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
-            "value.format": "raw"}
-    # Event time for watermarks is the record timestamp, which producers set to the event's
-    # event_time (reco_tools.kafka_io.event_message). The source then tracks it per
-    # partition, so a partition read ahead after a restart does not make others late.
-    # Idleness (off by default, see JobConfig.idle_source_timeout_ms) is per partition too.
-    idle = {"scan.watermark.idle-timeout": f"{cfg.idle_source_timeout_ms} ms"} if cfg.idle_source_timeout_ms else {}
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE user_events (
-            v BYTES,
-            `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL,
-            kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
-            WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '{_day_to_second(cfg.max_out_of_orderness_ms)}' DAY TO SECOND(3)
-        ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read, **idle)})""")
-    # the catalog with its record keys: a tombstone (no value) deletes the item its key names
-    catalog_options = {**read, "scan.startup.mode": "earliest-offset", "key.format": "raw", "key.fields": "k",
-                       "value.fields-include": "EXCEPT_KEY"}
-    t_env.execute_sql(f"""
-        CREATE TEMPORARY TABLE items (
-            k BYTES,
-            v BYTES,
-            `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL
-        ) WITH ({_kafka_options(cfg, contracts.ITEMS_TOPIC, **catalog_options)})""")
-    with _table_uids(t_env, "user_events"):
-        events = t_env.to_data_stream(t_env.from_path("user_events"))
-    raw = events.map(lambda r: (r[0], r[1], r[2], -1 if r[3] is None else r[3].to_epoch_milli()),
-                     output_type=pipeline.RAW_EVENT).uid("kafka-record").name("Kafka record")
-    with _table_uids(t_env, "items"):
-        items = t_env.to_data_stream(t_env.from_path("items"))
-    catalog = items.map(lambda r: Row(r[1], r[0], r[2], r[3]), output_type=pipeline.RAW_ITEM
-                        ).uid("catalog-record").name("Catalog record")
-    return raw, catalog
-
-
-class PartitionCheckError(RuntimeError):
-    """The events topic cannot feed the job's parallelism (or does not exist)."""
-
-
-def parallelism_problem(parallelism: int, partitions: int | None, topic: str = contracts.USER_EVENTS_TOPIC) -> str | None:
-    """Why the job must not start with ``parallelism`` source subtasks on ``topic`` of
-    ``partitions`` partitions (0: the topic does not exist), or None; None too when the
-    count is unknown (``partitions`` None: Kafka did not answer, which the job's own
-    source then waits out).
-
-    Each source subtask reads whole partitions. One without any emits no watermark, and
-    event time downstream is the minimum over all subtasks: it would stand still for good,
-    so no bucket would close (no co-occurrence list, no trending list) and no user state
-    would expire, with no error anywhere. The job runs every operator at one parallelism
-    (the key-by on user needs the source's), so the only fixes are fewer subtasks or more
-    partitions; an idle timeout would change which records are late (README "Event time").
-    """
-    if partitions is None:
-        return None
-    if partitions == 0:
-        return (f"Kafka topic {topic} does not exist (topics are never created automatically): "
-                f"create it first, e.g. python -m reco_tools.topics --bootstrap HOST:PORT")
-    if parallelism > partitions:
-        return (f"parallelism {parallelism} is above the {partitions} partition(s) of {topic}: "
-                f"{parallelism - partitions} source subtask(s) would read nothing and hold event time back "
-                f"for good (no co-occurrence or trending list, no user expiry, no error). Run with "
-                f"--parallelism {partitions} or less, or add partitions first "
-                f"(kafka-topics.sh --alter --topic {topic} --partitions {parallelism}).")
-    return None
-
-
-def event_topic_partitions(cfg: JobConfig, timeout_s: float = 15.0,
-                           topic: str = contracts.USER_EVENTS_TOPIC) -> int | None:
-    """The number of partitions of the events topic, 0 when it does not exist, None when
-    Kafka did not answer within ``timeout_s``.
-
-    Asked with the Kafka admin client inside the connector jar (shaded, through the JVM
-    PyFlink already runs), with the job's own client properties: the same client, security
-    settings and bootstrap servers as the source, and no Python Kafka client in the job."""
-    from functools import reduce
-
-    from py4j.protocol import Py4JJavaError
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    admin_class = reduce(getattr, (SHADED_KAFKA + "org.apache.kafka.clients.admin.AdminClient").split("."), jvm)
-    props = jvm.java.util.Properties()
-    wait_ms = str(int(timeout_s * 1000))
-    for key, value in {"bootstrap.servers": cfg.kafka_bootstrap,
-                       **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
-                       "client.id": "reco-partition-check", "request.timeout.ms": wait_ms,
-                       "default.api.timeout.ms": wait_ms}.items():
-        props.setProperty(key, value)
-    admin = admin_class.create(props)
-    try:
-        topics = jvm.java.util.ArrayList()
-        topics.add(topic)
-        described = admin.describeTopics(topics).allTopicNames().get(int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
-        return described.get(topic).partitions().size()
-    except Py4JJavaError as exc:
-        error = exc.java_exception
-        cause = error.getCause() or error
-        if cause.getClass().getSimpleName() == "UnknownTopicOrPartitionException":
-            return 0
-        log.warning("could not ask Kafka at %s for the partitions of %s (%s): parallelism not checked",
-                    cfg.kafka_bootstrap, topic, cause.toString())
-        return None
-    finally:
-        admin.close(jvm.java.time.Duration.ofSeconds(5))
-
-
-def require_event_partitions(cfg: JobConfig) -> None:
-    """Raise PartitionCheckError when the job's parallelism cannot run on the events topic."""
-    partitions = event_topic_partitions(cfg)
-    problem = parallelism_problem(cfg.parallelism, partitions)
-    if problem:
-        raise PartitionCheckError(problem)
-    if partitions is not None:
-        log.info("%s has %d partition(s) for parallelism %d", contracts.USER_EVENTS_TOPIC, partitions, cfg.parallelism)
-
-
-class Publish(ProcessFunction):
-    """One output stream's delivery, in one Python operator (so one crossing per record):
-    the versioned upsert into Redis (``kind``: "user", "item" or "trending"; None: none), and
-    the record as ``Row(key, Avro single-object bytes)`` or ``Row(bytes)`` for ``topic``'s
-    transactional Kafka sink (None: nothing emitted). Redis keys and record keys come from
-    contracts only.
-
-    While Redis is down a write blocks and retries (redis_retry_* settings), so the job
-    backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
-    restart replays from the last checkpoint, which the versioned upsert makes safe.
-    Metrics: ``redisWrites`` (upserts that landed), ``redisRetries`` (attempts retried after a
-    connection error or timeout). PyFlink reports Python metrics when a bundle ends, so
-    during an outage they move only once the blocked write is through."""
-
-    def __init__(self, cfg: JobConfig, kind: str | None, topic: str | None, key_field: str | None = None):
-        self.cfg, self.kind, self.topic, self.key_field = cfg, kind, topic, key_field
-
-    def open(self, runtime_context):
-        self.codec = AvroCodec(contracts.TOPIC_RECORDS[self.topic]) if self.topic else None
-        self.store = None
-        if self.kind:
-            from flink_jobs.redis_store import VersionedStore
-
-            metrics = runtime_context.get_metrics_group()
-            self.written = metrics.counter("redisWrites")
-            self.retried = retried = metrics.counter("redisRetries")
-            self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
-        self.shown = False
-
-    def process_element(self, value, ctx):
-        if self.store is not None:
-            if not self.shown:
-                # A Python counter reaches Flink's metrics (and Prometheus) once it has been
-                # updated in a bundle (not in open): redisRetries is there from the first
-                # write on, at 0 (README "Monitoring").
-                self.retried.inc(0)
-                self.shown = True
-            if self.store.upsert(*self._redis_doc(value)):
-                self.written.inc()
-        if self.codec is not None:
-            encoded = self.codec.encode(value)
-            yield (Row(v=encoded) if self.key_field is None else
-                   Row(k=contracts.record_key(value[self.key_field]), v=encoded))
-
-    def _redis_doc(self, value) -> tuple[str, dict]:
-        if self.kind == "user":
-            return contracts.user_recommendations_key(value["user_id"]), value
-        if self.kind == "item":
-            return contracts.item_similar_key(value["item_id"]), {**value, "version": value["event_time"]}
-        return contracts.TRENDING_KEY, {"version": value.t, "event_time": value.t,
-                                        "items": [{"item_id": i, "count": c} for i, c in value.top]}
-
-
-def kafka_sink(t_env: StreamTableEnvironment, cfg: JobConfig, name: str, topic: str, keyed: bool) -> str:
-    """A transactional Kafka sink table for rows ``(k, v)`` (record key and value) or ``(v)``;
-    returns its name. Its transactional ids are the deployment's prefix plus ``name``."""
-    options = {"sink.delivery-guarantee": cfg.delivery_guarantee,
-               "properties.transaction.timeout.ms": str(cfg.transaction_timeout_ms),
-               "value.format": "raw", "sink.transactional-id-prefix": f"{cfg.transactional_id_prefix}-{name}"}
-    if keyed:
-        options.update({"key.format": "raw", "key.fields": "k", "value.fields-include": "EXCEPT_KEY"})
-    columns = "k BYTES, v BYTES" if keyed else "v BYTES"
-    t_env.execute_sql(f"CREATE TEMPORARY TABLE {name}_out ({columns}) WITH ({_kafka_options(cfg, topic, **options)})")
-    return f"{name}_out"
-
-
-def attach_sinks(env, t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig):
+def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig) -> None:
     discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
-    for name, stream, kind, topic, key_field in (
-            ("recommendations", outputs.recommendations, "user", contracts.RECOMMENDATIONS_TOPIC, "user_id"),
-            ("item_neighbors", outputs.item_neighbors, "item", contracts.ITEM_NEIGHBORS_TOPIC, "item_id"),
-            ("dead_letters", outputs.dead_letters, None, contracts.DEAD_LETTER_TOPIC, None),
-            ("trending", outputs.trending, "trending", None, None)):
-        output_type = KEYED_BYTES if key_field else VALUE_BYTES if topic else PICKLED
-        published = (stream.process(Publish(cfg, kind, topic, key_field), output_type=output_type)
+    for output, stream in ((publish.RECOMMENDATIONS, outputs.recommendations),
+                           (publish.ITEM_NEIGHBORS, outputs.item_neighbors),
+                           (publish.DEAD_LETTERS, outputs.dead_letters),
+                           (publish.TRENDING, outputs.trending)):
+        name = output.name
+        output_type = KEYED_BYTES if output.key_field else VALUE_BYTES if output.topic else PICKLED
+        published = (stream.process(publish.Publish(cfg, output), output_type=output_type)
                      .uid(f"publish-{name}").name(f"Publish {name}"))
-        if topic is None:
+        if output.topic is None:
             published.sink_to(discard).uid(f"publish-{name}-done").name(f"Publish {name} done")
             continue
-        table = kafka_sink(t_env, cfg, name, topic, keyed=key_field is not None)
+        table = kafka_sink(t_env, cfg, name, output.topic, keyed=output.key_field is not None)
         # one translation per sink table, so that its operators' uids carry the table's name
         statements = t_env.create_statement_set()
         statements.add_insert(table, t_env.from_data_stream(published))
-        with _table_uids(t_env, table):
+        with table_uids(t_env, table):
             statements.attach_as_datastream()
 
 
@@ -342,7 +93,7 @@ def build_job(cfg: JobConfig, check_partitions: bool = True):
         require_event_partitions(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
     outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
-    attach_sinks(env, t_env, outputs, cfg)
+    attach_sinks(t_env, outputs, cfg)
     # Every operator has a uid of ours now; one added without would get an id hashed from the
     # topology, and its state would not map after the next change: refuse to build instead.
     env.get_config().disable_auto_generated_uids()

@@ -271,6 +271,10 @@ class Ranker(KeyedBroadcastProcessFunction):
         self.lists = group.counter("recommendationsEmitted")
         group.gauge("embeddingModelVersion", lambda: self.index.model_version if self.index else 0)
         group.gauge("embeddingsRejected", lambda: self.index.embeddings_rejected if self.index else 0)
+        # what this subtask ranks with: catalog records taken in, and the event time of its
+        # trending list (behind the watermark by more than a bucket: the item side lags)
+        group.gauge("catalogItems", lambda: len(self.index.info) if self.index else 0)
+        group.gauge("trendingTime", lambda: self.index.trending_time if self.index else 0)
         self.subtask = runtime_context.get_index_of_this_subtask()
         self.subtasks = runtime_context.get_number_of_parallel_subtasks()
         self.index = None

@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import DataStream, KeyedStream, OutputTag
-from pyflink.java_gateway import get_gateway
+from pyflink.datastream import DataStream
 
-from flink_jobs import timers
+from flink_jobs.internals import install_timer_fix, keyed, side_output
 from flink_jobs.config import JobConfig
 from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, BY_ITEM, BY_NOTHING, BY_USER, DEAD_LETTERS,
                                   EXPIRED_USERS, ITEM_DELTAS, ITEM_NEIGHBORS, PICKLED, DecodeCatalog, DecodeEvents,
@@ -66,27 +65,6 @@ def _event_time(raw_events: DataStream, cfg: JobConfig) -> DataStream:
     return raw_events.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
 
 
-def keyed(stream: DataStream, key_and_record) -> KeyedStream:
-    """A stream of ``Row(key, record)`` (``key_and_record``: operators.BY_USER, BY_ITEM or
-    BY_NOTHING), keyed by ``key``; the keyed operator sees ``record``.
-
-    The operator before has put the key there. PyFlink's ``key_by`` would add a Python
-    operator that does it (``Row(selector(x), x)``), chained to the one before only when that
-    one has no other output (no side output either), which is never the case here: one more
-    crossing between the JVM and Python per record, and one more bundle to wait for. The
-    partitioning is what ``key_by`` does after that operator (its KeyByKeySelector on field 0)."""
-    key_type = Types.ROW([key_and_record.get_field_types()[0]]).get_java_type_info()
-    return KeyedStream(stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), key_type),
-                       key_and_record.get_field_types()[1], stream)
-
-
-def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
-    """``stream``'s side output ``tag``, without the identity Python operator PyFlink's
-    ``get_side_output`` adds after it (a crossing per record): the side output's records are
-    of the tag's type already, which is all that operator restates."""
-    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
-
-
 def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_watermarks: bool = True) -> Outputs:
     """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
     ``catalog``: reco.ItemFeatures records (RAW_ITEM). ``assign_watermarks=False`` when
@@ -99,7 +77,7 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     at the environment's parallelism (a Kafka source does; PyFlink's Python timestamp
     assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
     """
-    timers.install(raw_events.get_execution_environment())  # before any keyed operator is built
+    install_timer_fix(raw_events.get_execution_environment())  # before any keyed operator is built
     stamped = _event_time(raw_events, cfg) if assign_watermarks else raw_events
     events = stamped.process(DecodeEvents(cfg), output_type=BY_USER).uid("decode-events").name("Decode and validate")
     activity = (keyed(events, BY_USER)

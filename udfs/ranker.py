@@ -90,6 +90,7 @@ class ItemIndex:
         self.deleted: set[int] = set()
         self.counts: dict[int, NeighborCounts] = {}
         self.trending: tuple = ()
+        self.trending_time = 0                            # the event time of the trending list held
         self._scored: dict[int, Neighbors] = {}
         self._vocab: dict[str, int] = {}                  # tag -> column of the interest vector
         self._row: dict[int, int] = {}                    # item -> its row
@@ -114,7 +115,7 @@ class ItemIndex:
         elif isinstance(msg, ItemInfo):
             self._put_item(msg._replace(tags=tuple(dict.fromkeys(msg.tags))))  # a tag counts once
         elif isinstance(msg, Trending):
-            self.trending = msg.top
+            self.trending, self.trending_time = msg.top, msg.t
         else:
             raise TypeError(f"not an item-side record: {msg!r}")
 

@@ -1,34 +1,26 @@
-"""Exactly-once under failure, on a standalone Flink cluster: see reco_tools/chaos.py.
+"""Exactly-once under failure, on a standalone Flink cluster: see lab/chaos.py.
 
 Part of `make test`; alone: `make test-chaos` (two scenarios of about 8 minutes each on
 this machine). The seed can be set with RECO_CHAOS_SEED.
 """
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from reco_tools.chaos import CHECKS, Scenario, run
-from reco_tools.flinkcluster import ROOT
+from lab.chaos import CHECKS, Scenario, run
+from lab.flinkcluster import FlinkCluster
 
 pytestmark = pytest.mark.chaos
-CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 REST_PORT, RPC_PORT = 18081, 16123
 
 
 @pytest.fixture(scope="module")
 def cluster(stack):
-    env = {**stack.env, "RECO_FLINK_REST_PORT": str(REST_PORT), "RECO_FLINK_RPC_PORT": str(RPC_PORT)}
-    env.pop("PYFLINK_GATEWAY_DISABLED", None)
-    started = subprocess.run([str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=300)
-    if started.returncode != 0:
-        pytest.fail(f"cluster.sh start failed:\n{started.stdout}\n{started.stderr}")
-    try:
+    with FlinkCluster(REST_PORT, Path(stack.env["RECO_RUN_DIR"]),
+                      env={**stack.env, "RECO_FLINK_RPC_PORT": str(RPC_PORT)}).running():
         yield stack
-    finally:
-        subprocess.run([str(CLUSTER), "stop"], env=env, capture_output=True, text=True, timeout=300)
 
 
 def _scenario(stack, **changes) -> Scenario:

@@ -15,7 +15,6 @@ RECO_TEST_FLINK_REST_PORT (28181), RECO_TEST_FLINK_RPC_PORT (26223), RECO_TEST_F
 import json
 import os
 import re
-import subprocess
 import urllib.request
 import uuid
 from collections import defaultdict
@@ -26,16 +25,14 @@ import redis
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from reco_tools.flinkcluster import FlinkCluster
+from lab.flinkcluster import FlinkCluster
 from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
-from reco_tools.verify import expected_versions
-from tests.integration.jobrun import wait_for
+from lab.oracle import expected_versions
+from lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-CLUSTER = ROOT / "deploy" / "flink" / "cluster.sh"
 REST_PORT = int(os.environ.get("RECO_TEST_FLINK_REST_PORT", "28181"))
 RPC_PORT = int(os.environ.get("RECO_TEST_FLINK_RPC_PORT", "26223"))
 PROM_PORT = int(os.environ.get("RECO_TEST_FLINK_PROM_PORT", "28249"))
@@ -61,17 +58,11 @@ def _flags(stack, run_id: str, group: str, top_n: int, interest_weight: float) -
 @pytest.fixture(scope="module")
 def cluster(stack):
     """The standalone cluster on its own ports and run directory, stopped at the end."""
-    run_dir = Path(stack.env["RECO_RUN_DIR"]) / "deploy-cluster"
-    env = {**stack.env, "RECO_RUN_DIR": str(run_dir), "RECO_FLINK_REST_PORT": str(REST_PORT),
-           "RECO_FLINK_RPC_PORT": str(RPC_PORT), "RECO_FLINK_PROM_PORT": str(PROM_PORT)}
-    env.pop("PYFLINK_GATEWAY_DISABLED", None)
-    started = subprocess.run([str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=300)
-    if started.returncode != 0:
-        pytest.fail(f"cluster.sh start failed:\n{started.stdout}\n{started.stderr}")
-    try:
-        yield FlinkCluster(REST_PORT, run_dir, say=lambda msg: print(f"[cluster] {msg}", flush=True))
-    finally:
-        subprocess.run([str(CLUSTER), "stop"], env=env, capture_output=True, text=True, timeout=300)
+    with FlinkCluster(REST_PORT, Path(stack.env["RECO_RUN_DIR"]) / "deploy-cluster",
+                      say=lambda msg: print(f"[cluster] {msg}", flush=True),
+                      env={**stack.env, "RECO_FLINK_RPC_PORT": str(RPC_PORT),
+                           "RECO_FLINK_PROM_PORT": str(PROM_PORT)}).running() as cluster:
+        yield cluster
 
 
 def _latest(store, user: int):

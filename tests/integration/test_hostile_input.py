@@ -5,7 +5,7 @@ Every bad record must be in the dead-letter topic once, with its own partition a
 and a reason that names what is wrong (README "Bad input", "Event time"); the valid events
 around them must all count (every user's last version in Redis); the published
 co-occurrence lists must be exactly those a batch computation over the valid events gives
-(reco_tools.verify, which shares no code with the job); and the job must never restart.
+(lab.oracle, which shares no code with the job); and the job must never restart.
 
 The bad bodies are written here byte by byte from the Avro specification, not with the
 project's codec, which refuses to write most of them.
@@ -25,8 +25,9 @@ from flink_jobs.config import MINUTE, JobConfig
 from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce_catalog
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
-from reco_tools.verify import batch_pairs, expected_versions, expected_windows, window_counts
-from tests.integration.jobrun import MiniClusterRest, start_job, stop_job, wait_for
+from lab.oracle import batch_pairs, expected_versions, expected_windows, window_counts
+from lab.jobs import MiniClusterRest, start_job
+from lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
 EVENTS = AvroCodec("reco.UserEvent")
@@ -136,9 +137,9 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_is_exact(s
     for m, _ in placed:
         newest[m.partition] = max(newest.get(m.partition, 0), m.timestamp)
 
-    job = start_job(stack, uuid.uuid4().hex[:8], tmp_path, stack.redis_url, *FLAGS)
+    job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], tmp_path, *FLAGS)
     try:
-        rest = MiniClusterRest(tmp_path, job)
+        rest = MiniClusterRest(job)
         finals = {u: v[-1] for u, v in expected_versions(valid).items()}
 
         def caught_up():
@@ -178,7 +179,7 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_is_exact(s
         restarts, exceptions = rest.num_restarts(), rest.exceptions()
         late_metric = rest.operator_metric("eventsLate")
     finally:
-        stop_job(job)
+        job.stop()
 
     # every bad record once, where it was, with a reason that says why; nothing else
     by_place = {}

@@ -9,25 +9,16 @@ import redis
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from reco_tools.demo import start_job, stop_job, wait_for_committed
+from lab.jobs import committed_version, start_job
+from lab.wait import wait_for
 from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
-from reco_tools.verify import expected_versions
+from lab.oracle import expected_versions
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
 from udfs.versioning import next_version
 
 pytestmark = pytest.mark.integration
 EVENTS = AvroCodec("reco.UserEvent")
-
-
-def _wait_for(predicate, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +31,24 @@ def live_job(stack, tmp_path_factory):
     producer = make_producer(stack.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
     produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup), progress=False)
-    log = tmp_path_factory.mktemp("job") / "job.log"
-    job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], log, None,
+    job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], tmp_path_factory.mktemp("job"),
                     "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5")
     try:
         finals = {u: v[-1] for u, v in expected_versions(warmup).items()}
 
         def caught_up():
-            if job.poll() is not None:
-                pytest.fail(f"the job exited with {job.returncode}:\n{log.read_text()[-3000:]}")
+            job.check_alive()
             docs = store.mget([contracts.user_recommendations_key(u) for u in finals])
             return all(d is not None and json.loads(d)["version"] == finals[u] for u, d in zip(finals, docs))
-        _wait_for(caught_up, 240, "the job to answer every warm-up event")
-        yield stack, store, producer, warmup, job, log
+        wait_for(caught_up, 240, "the job to answer every warm-up event")
+        yield stack, store, producer, warmup, job
     finally:
         producer.close()
-        stop_job(job)
+        job.stop()
 
 
 def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
-    stack, store, producer, warmup, job, log = live_job
+    stack, store, producer, warmup, job = live_job
     user = warmup[len(warmup) // 2]["user_id"]
     history = [e for e in warmup if e["user_id"] == user]
     version = expected_versions(warmup)[user][-1]
@@ -73,14 +62,14 @@ def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
     produce(producer, contracts.USER_EVENTS_TOPIC, [event_message(EVENTS, event)], progress=False)
     expected = next_version(version, t)
     sent = time.monotonic()
-    after = _wait_for(lambda: (lambda raw: raw and json.loads(raw)["version"] == expected and json.loads(raw))(
+    after = wait_for(lambda: (lambda raw: raw and json.loads(raw)["version"] == expected and json.loads(raw))(
         store.get(key)), 60, f"{key} to reach version {expected}")
     latency = time.monotonic() - sent
     print(f"\nRedis reflected the new event after {latency:.2f}s")
     assert after["event_time"] == t
     assert event["item_id"] not in {i["item_id"] for i in after["items"]}  # just consumed
 
-    assert wait_for_committed(stack.bootstrap, user, expected, time.monotonic() + 60)
+    assert committed_version(stack.bootstrap, user, expected, 60)
     codec = AvroCodec("reco.Recommendations")
     consumer = make_consumer(stack.bootstrap, contracts.RECOMMENDATIONS_TOPIC)
     records = [codec.decode(r.value) for r in consume(consumer, idle_timeout_s=3)
@@ -94,7 +83,7 @@ def test_a_new_event_changes_redis_and_a_committed_kafka_record(live_job):
 
 
 def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_job_goes_on(live_job):
-    stack, store, producer, warmup, job, log = live_job
+    stack, store, producer, warmup, job = live_job
     garbage = b"\xc3\x01not an avro body at all"
     future = producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=garbage,
                            timestamp_ms=warmup[-1]["event_time"] + 2_000)
@@ -102,16 +91,14 @@ def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_job_goes_on(li
     producer.flush()
     dead = AvroCodec("reco.DeadLetter")
     consumer = make_consumer(stack.bootstrap, contracts.DEAD_LETTER_TOPIC)
-    deadline = time.monotonic() + 60
-    found = None
-    while found is None and time.monotonic() < deadline:
+
+    def letter():
         for records in consumer.poll(timeout_ms=500).values():
             for r in records:
-                letter = dead.decode(r.value)
-                if letter["payload"] == garbage:
-                    found = letter
+                if dead.decode(r.value)["payload"] == garbage:
+                    return dead.decode(r.value)
+    found = wait_for(letter, 60, "the dead letter", poll_s=0)
     consumer.close()
-    assert found is not None, "no dead letter within 60s"
     assert found["source_topic"] == contracts.USER_EVENTS_TOPIC
     assert (found["source_partition"], found["source_offset"]) == (meta.partition, meta.offset)
     assert "unknown writer schema fingerprint" in found["reason"]

@@ -9,7 +9,6 @@ import json
 import os
 import stat
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -20,11 +19,12 @@ from kafka.errors import KafkaError
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.sensitive import read_properties
-from reco_tools.demo import start_job, stop_job, wait_for_committed
+from lab.jobs import committed_version, start_job
+from lab.wait import wait_for
 from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import connect_admin, ensure_topics
-from reco_tools.verify import expected_versions
+from lab.oracle import expected_versions
 
 pytestmark = pytest.mark.integration
 
@@ -118,26 +118,21 @@ def test_the_job_reads_and_writes_through_sasl(sasl_stack, tmp_path):
     producer.send(contracts.USER_EVENTS_TOPIC, key=b"1", value=garbage, timestamp_ms=events[-1]["event_time"]).get(30)
     producer.close()
 
-    log = tmp_path / "job.log"
-    job = start_job(SASL, sasl_stack["redis_url"], uuid.uuid4().hex[:8], log, None,
+    job = start_job(SASL, sasl_stack["redis_url"], uuid.uuid4().hex[:8], tmp_path / "job",
                     "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5",
                     kafka_properties=props)
     try:
         finals = {u: v[-1] for u, v in expected_versions(events).items()}
-        deadline = time.monotonic() + 300
 
         def caught_up():   # the source read every event through SASL
-            if job.poll() is not None:
-                pytest.fail(f"the job exited with {job.returncode}:\n{log.read_text()[-3000:]}")
+            job.check_alive()
             docs = store.mget([contracts.user_recommendations_key(u) for u in finals])
             return all(d is not None and json.loads(d)["version"] == finals[u] for u, d in zip(finals, docs))
-        while not caught_up():
-            assert time.monotonic() < deadline, f"the job did not answer every event:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        wait_for(caught_up, 300, "the job to answer every event", poll_s=0.5)
 
         # the transactional sinks committed through SASL: every user's last list, read_committed
         user = events[-1]["user_id"]
-        assert wait_for_committed(SASL, user, finals[user], time.monotonic() + 90, props)
+        assert committed_version(SASL, user, finals[user], 90, props)
         codec = AvroCodec("reco.Recommendations")
         consumer = make_consumer(SASL, contracts.RECOMMENDATIONS_TOPIC, properties=props)
         committed = {}
@@ -153,7 +148,7 @@ def test_the_job_reads_and_writes_through_sasl(sasl_stack, tmp_path):
         assert garbage in letters
         assert job.poll() is None
     finally:
-        stop_job(job)
-    text = log.read_text()
+        job.stop()
+    text = job.output.read_text()
     assert sasl_stack["password"] not in text, "the job logged the SASL password"
     assert "sasl.jaas.config': '***'" in text   # its settings line, redacted

@@ -50,7 +50,8 @@ def test_the_job_refuses_a_parallelism_above_the_partitions(stack):
 
 
 def test_the_admin_call_counts_partitions_and_tells_a_missing_topic_from_no_answer(stack, monkeypatch):
-    from flink_jobs.main import create_environment, event_topic_partitions
+    from flink_jobs.kafka_tables import event_topic_partitions
+    from flink_jobs.main import create_environment
 
     monkeypatch.setenv("_python_worker_execution_mode", "process")   # create_environment's default, undone after
     ensure_topics(stack.bootstrap)

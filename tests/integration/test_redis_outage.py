@@ -12,6 +12,7 @@
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -27,8 +28,9 @@ from flink_jobs.redis_store import REQUIRED_ACL, RedisAccessError, RedisUnavaila
 from reco_tools.kafka_io import event_message, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
-from reco_tools.verify import expected_versions
-from tests.integration.jobrun import MiniClusterRest, start_job, stop_job, wait_for
+from lab.oracle import expected_versions
+from lab.jobs import MiniClusterRest, start_job
+from lab.wait import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,6 +113,12 @@ def _latest(store, users):
     return {u: (json.loads(d)["version"] if d else None) for u, d in zip(users, docs)}
 
 
+def _blocked_s(job) -> float:
+    """How long the job's Redis writes have been failing so far, by its log (0: not yet)."""
+    found = re.findall(r"retrying for up to \d+s more \(attempt \d+, ([\d.]+)s so far\)", job.logs())
+    return max(map(float, found), default=0.0)
+
+
 def test_the_job_rides_out_a_redis_restart_without_restarting(stack, acl_redis, tmp_path):
     ensure_topics(stack.bootstrap, recreate=True)
     admin = redis.Redis.from_url(stack.redis_url)
@@ -130,18 +138,19 @@ def test_the_job_rides_out_a_redis_restart_without_restarting(stack, acl_redis, 
     producer = make_producer(stack.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
     produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup), progress=False)
-    job = start_job(stack, uuid.uuid4().hex[:8], tmp_path, _url(stack, "reco", PASSWORD),
+    job = start_job(stack.bootstrap, _url(stack, "reco", PASSWORD), uuid.uuid4().hex[:8], tmp_path,
                      "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5",
                      "--redis-retry-cap-ms", "1000", "--redis-retry-max-ms", "90000")
     try:
-        rest = MiniClusterRest(tmp_path, job)
+        rest = MiniClusterRest(job)
         wait_for(lambda: _latest(admin, users) == warm_finals, 300, "the job to answer every warm-up event", 1)
         assert rest.operator_metric("redisRetries") == 0
 
         stack.run("stop", "redis")
         outage_started = time.monotonic()
         produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in during), progress=False)
-        time.sleep(15)
+        # an outage the job has felt: its writes have failed for 10 s by its own log
+        wait_for(lambda: _blocked_s(job) >= 10, 120, "the job's Redis writes to fail for 10 s (its log)", 1)
         state_during = rest.job()["state"]
         restarts_during = rest.num_restarts()
         retries_during = rest.operator_metric("redisRetries")
@@ -166,7 +175,7 @@ def test_the_job_rides_out_a_redis_restart_without_restarting(stack, acl_redis, 
         print(f"redisRetries after the outage: {retries_after}")
     finally:
         producer.close()
-        stop_job(job)
+        job.stop()
 
 
 # --- TLS ----------------------------------------------------------------------------------

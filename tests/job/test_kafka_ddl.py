@@ -6,7 +6,8 @@ import pytest
 
 from flink_jobs import contracts
 from flink_jobs.config import JobConfig
-from flink_jobs.main import SHADED_KAFKA, create_environment, kafka_sink, kafka_sources
+from flink_jobs.kafka_tables import SHADED_KAFKA, kafka_sink, kafka_sources
+from flink_jobs.main import create_environment
 
 pytestmark = pytest.mark.job
 

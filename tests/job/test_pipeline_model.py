@@ -15,7 +15,7 @@ NEW_ITEM = 8_888
 
 
 def test_the_pipeline_ranks_with_the_catalogs_model():
-    from reco_tools.inmemory import run_pipeline
+    from lab.inmemory import run_pipeline
 
     synth = Synth(SynthConfig(events=300, users=20, items=40, clusters=3, seed=9))
     events = sorted(synth.events(), key=lambda e: e["event_time"])
@@ -32,9 +32,13 @@ def test_the_pipeline_ranks_with_the_catalogs_model():
                     bucket_ms=10 * MINUTE, cooccurrence_window_ms=60 * MINUTE, max_out_of_orderness_ms=0,
                     embedding_weight=50.0, embedding_candidates=3)
     codec = AvroCodec("reco.UserEvent")
-    # the events wait for the catalog, as a job started on a published model would
+    # the events wait until every ranking subtask holds the whole catalog, as in a job
+    # started on a published model
+    def catalog_loaded(run):
+        loaded = run.gauge("Ranker", "catalogItems")
+        return loaded is not None and min(loaded) == len(catalog)
     out = run_pipeline([codec.encode(e) for e in events], catalog, cfg, watermark_interval_ms=1,
-                       holds={0: lambda o: len(o["catalog"]) == len(catalog)})
+                       holds={0: catalog_loaded})
 
     lists = out["recommendations"]
     assert len(lists) == len(events)

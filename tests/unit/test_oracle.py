@@ -1,5 +1,5 @@
 """The oracle (``reco_tools/verify.py``, written from the README without the job's code)
-against the job's own steps driven in one process (``udfs.inprocess``), and both against
+against the job's own steps driven in one process (``lab.inprocess``), and both against
 small cases whose numbers are worked out by hand in the comments.
 
 Pruning off: versions, every published list (which ones, N(i), C(i,j), scores), trending
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from flink_jobs.config import HOUR, MINUTE, JobConfig
-from reco_tools import verify as V
+from lab import oracle as V
 from reco_tools.synth import Synth, SynthConfig
 from udfs import cooccurrence as co
-from udfs.inprocess import Dataflow
+from lab.inprocess import Dataflow
 from udfs.records import Event, ItemInfo, NeighborCounts, Trending
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -396,8 +396,8 @@ def test_until_keeps_what_a_live_job_has_published_by_its_last_watermark():
 # ---------------------------------------------------------------- the oracle shares no code
 
 
-def test_verify_imports_nothing_from_the_job():
-    tree = ast.parse((ROOT / "reco_tools" / "verify.py").read_text())
+def test_the_oracle_imports_nothing_from_the_job():
+    tree = ast.parse((ROOT / "lab" / "oracle.py").read_text())
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -407,13 +407,13 @@ def test_verify_imports_nothing_from_the_job():
             imported.add(node.module)
         elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) in (
                 "__import__", "import_module"):
-            pytest.fail("dynamic import in verify.py")
+            pytest.fail("dynamic import in lab/oracle.py")
     assert imported, "no import found: the parse is wrong"
     tops = {name.split(".")[0] for name in imported}
-    assert not tops & {"udfs", "flink_jobs", "reco_tools", "bench"}, imported
+    assert not tops & {"udfs", "flink_jobs", "reco_tools", "bench", "lab"}, imported
     assert tops <= set(sys.stdlib_module_names) | {"__future__"}, tops - set(sys.stdlib_module_names)
     # and at run time: importing it loads no module of the job
-    probe = ("import sys, reco_tools.verify; "
+    probe = ("import sys, lab.oracle; "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('udfs', 'flink_jobs')))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -5,18 +5,19 @@ job refuses to start. The Kafka call itself: tests/integration/test_partition_ch
 import pytest
 
 from flink_jobs import contracts
+from flink_jobs import kafka_tables
 from flink_jobs import main as job_main
 from flink_jobs.config import JobConfig
 
 
 @pytest.mark.parametrize("parallelism,partitions", [(1, 4), (4, 4), (2, 1000)])
 def test_parallelism_up_to_the_partitions_starts(parallelism, partitions):
-    assert job_main.parallelism_problem(parallelism, partitions) is None
+    assert kafka_tables.parallelism_problem(parallelism, partitions) is None
 
 
 @pytest.mark.parametrize("parallelism,partitions", [(5, 4), (2, 1), (64, 8)])
 def test_parallelism_above_the_partitions_is_refused_with_the_remedy(parallelism, partitions):
-    problem = job_main.parallelism_problem(parallelism, partitions)
+    problem = kafka_tables.parallelism_problem(parallelism, partitions)
     assert problem is not None
     assert f"parallelism {parallelism} is above the {partitions} partition(s) of {contracts.USER_EVENTS_TOPIC}" in problem
     assert "event time" in problem
@@ -24,14 +25,14 @@ def test_parallelism_above_the_partitions_is_refused_with_the_remedy(parallelism
 
 
 def test_a_missing_topic_is_refused_and_an_unknown_count_is_not():
-    assert "does not exist" in job_main.parallelism_problem(2, 0)
+    assert "does not exist" in kafka_tables.parallelism_problem(2, 0)
     # Kafka did not answer: the job starts (its source waits for the brokers itself)
-    assert job_main.parallelism_problem(99, None) is None
+    assert kafka_tables.parallelism_problem(99, None) is None
 
 
 def test_main_exits_with_the_problem_before_anything_runs(monkeypatch, capsys):
     monkeypatch.setattr(job_main, "create_environment", lambda cfg: (None, None))
-    monkeypatch.setattr(job_main, "event_topic_partitions", lambda cfg: 2)
+    monkeypatch.setattr(kafka_tables, "event_topic_partitions", lambda cfg: 2)
     monkeypatch.setattr(job_main, "kafka_sources", lambda *a: pytest.fail("the job was built"))
     with pytest.raises(SystemExit) as exit_:
         job_main.main(["--parallelism", "3"])
@@ -41,8 +42,8 @@ def test_main_exits_with_the_problem_before_anything_runs(monkeypatch, capsys):
 
 def test_the_check_passes_its_settings_to_the_decision(monkeypatch):
     asked = []
-    monkeypatch.setattr(job_main, "event_topic_partitions", lambda cfg: asked.append(cfg) or 4)
-    job_main.require_event_partitions(JobConfig(parallelism=4))
-    with pytest.raises(job_main.PartitionCheckError):
-        job_main.require_event_partitions(JobConfig(parallelism=5))
+    monkeypatch.setattr(kafka_tables, "event_topic_partitions", lambda cfg: asked.append(cfg) or 4)
+    kafka_tables.require_event_partitions(JobConfig(parallelism=4))
+    with pytest.raises(kafka_tables.PartitionCheckError):
+        kafka_tables.require_event_partitions(JobConfig(parallelism=5))
     assert [c.parallelism for c in asked] == [4, 5]

@@ -296,12 +296,12 @@ class RuntimeContext:
 
 
 def test_publish_counts_redis_writes_and_retries(monkeypatch):
-    from flink_jobs import main
+    from flink_jobs import publish
 
     monkeypatch.setattr(redis.retry, "sleep", lambda s: None)
     flaky = FlakyClient([redis.ConnectionError("refused"), redis.TimeoutError("timeout")])
     monkeypatch.setattr(redis.Redis, "from_url", classmethod(lambda cls, url, **kw: flaky))
-    op = main.Publish(JobConfig(), "user", None)
+    op = publish.Publish(JobConfig(), publish.Output("users", None, None, publish.user_document))
     ctx = RuntimeContext()
     op.open(ctx)
     list(op.process_element({"user_id": 7, "version": 1, "items": []}, None))

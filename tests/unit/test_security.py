@@ -199,7 +199,7 @@ def _with_options(clause: str) -> list[tuple[str, str]]:
 
 
 def test_kafka_options_quote_hostile_values_into_one_option_each():
-    from flink_jobs.main import _kafka_options
+    from flink_jobs.kafka_tables import _kafka_options
 
     hostile = "127.0.0.1:9092', 'properties.security.protocol' = 'PLAINTEXT"
     cfg = JobConfig(kafka_bootstrap=hostile, kafka_properties=SASL)
@@ -299,7 +299,7 @@ def test_every_tool_client_gets_the_properties(monkeypatch):
 
 
 @pytest.mark.parametrize("module", ["reco_tools.topics", "reco_tools.consume", "reco_tools.replay",
-                                    "reco_tools.synth", "reco_tools.demo"])
+                                    "reco_tools.synth", "lab.demo"])
 def test_every_kafka_cli_takes_the_properties_and_refuses_what_it_cannot_use(module, capsys, tmp_path, monkeypatch):
     import importlib
 
@@ -314,8 +314,8 @@ def test_every_kafka_cli_takes_the_properties_and_refuses_what_it_cannot_use(mod
 
 # -- the demo --------------------------------------------------------------------------------------
 
-def test_demo_starts_the_job_without_secrets_on_its_command_line(monkeypatch, tmp_path):
-    from reco_tools import demo
+def test_the_job_launcher_keeps_secrets_off_the_command_line(monkeypatch, tmp_path):
+    from lab import jobs
 
     started = {}
 
@@ -323,10 +323,9 @@ def test_demo_starts_the_job_without_secrets_on_its_command_line(monkeypatch, tm
         started.update(cmd=cmd, env=kw["env"])
         return None
 
-    monkeypatch.setattr(demo.subprocess, "Popen", popen)
+    monkeypatch.setattr(jobs.subprocess, "Popen", popen)
     url = f"redis://reco:{REDIS_SECRET}@127.0.0.1:6379/0"
-    demo.start_job("127.0.0.1:9092", url, "run1", tmp_path / "job" / "job.log", None, "--top-n", "5",
-                   kafka_properties=SASL)
+    jobs.start_job("127.0.0.1:9092", url, "run1", tmp_path / "job", "--top-n", "5", kafka_properties=SASL)
     line = " ".join(started["cmd"])
     assert REDIS_SECRET not in line and KAFKA_SECRET not in line
     assert started["env"]["RECO_REDIS_URL"] == url
@@ -339,7 +338,7 @@ def test_demo_starts_the_job_without_secrets_on_its_command_line(monkeypatch, tm
 
 
 def test_demo_prints_the_redis_url_without_its_password(monkeypatch, capsys):
-    from reco_tools import demo
+    from lab import demo
 
     class Stop(Exception):
         pass

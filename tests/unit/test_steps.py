@@ -1,5 +1,5 @@
 """The operators' pure steps (udfs.user_activity, item_side, ranker), one key at a time, and
-the whole dataflow in one process (udfs.inprocess), against references written here from
+the whole dataflow in one process (lab.inprocess), against references written here from
 the README's definitions. Operator level of the test pyramid: each key's state is gone
 when its life ends.
 """
@@ -12,7 +12,7 @@ import pytest
 
 from flink_jobs.config import MINUTE, JobConfig
 from udfs import item_side, ranker, user_activity
-from udfs.inprocess import Dataflow
+from lab.inprocess import Dataflow
 from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request, Trending
 
 CFG = JobConfig(recent_items=4, seeds=2, pair_span_ms=30 * MINUTE, bucket_ms=10 * MINUTE,

@@ -84,7 +84,7 @@ def test_malformed_records_are_marked_and_undecodable_or_invalid():
 
 
 def test_chaos_refuses_too_few_events_before_touching_any_service():
-    from reco_tools import chaos
+    from lab import chaos
 
     # nothing listens on port 1: had it reached Kafka or Redis, the error would differ
     scenario = chaos.Scenario(events=500, bootstrap="127.0.0.1:1", redis_url="redis://127.0.0.1:1/0")
@@ -93,7 +93,7 @@ def test_chaos_refuses_too_few_events_before_touching_any_service():
 
 
 def test_the_demo_publishes_a_model_trained_on_what_it_sent_before_the_rest(monkeypatch):
-    from reco_tools import demo
+    from lab import demo
 
     sent = []
     monkeypatch.setattr(demo, "produce", lambda producer, topic, records, **kw: sent.extend(

@@ -1,7 +1,7 @@
 """The README's run command: the job on the local Flink mini-cluster, the MovieLens sample
 replayed into Kafka, and one user's top-10 shown as it changes.
 
-    python -m reco_tools.demo [--events 6000] [--user 86] [--model-at 0.5] [--keep-running]
+    python -m lab.demo [--events 6000] [--user 86] [--model-at 0.5] [--keep-running]
 
 Halfway through the replay it trains item embeddings on the ratings sent so far and
 publishes them in the catalog, as a scheduled ``reco-embed`` would: the lists after that
@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,16 +23,15 @@ from collections import Counter
 from pathlib import Path
 
 import redis
-from kafka.errors import KafkaError
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
+from flink_jobs.sensitive import redact_url
+from lab.jobs import committed_version, start_job, wait_until_consuming
+from lab.oracle import expected_versions
 from reco_tools import embed, movielens
-from flink_jobs.sensitive import redact_url, write_properties
-from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_consumer, make_producer,
-                                 produce, produce_catalog)
-from reco_tools.topics import connect_admin, ensure_topics
-from reco_tools.verify import expected_versions
+from reco_tools.kafka_io import add_kafka_arguments, event_message, kafka_properties, make_producer, produce, produce_catalog
+from reco_tools.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run"))
@@ -44,75 +41,6 @@ DEMO_CONFIG = ROOT / "deploy" / "local" / "demo.toml"
 def pick_user(events: list[dict]) -> int:
     """The user with the most ratings in the replayed slice (a rich history to watch)."""
     return Counter(e["user_id"] for e in events).most_common(1)[0][0]
-
-
-def start_job(bootstrap: str, redis_url: str, run_id: str, log_path: Path,
-              config: Path | None = DEMO_CONFIG, *flags: str,
-              kafka_properties: dict[str, str] | None = None) -> subprocess.Popen:
-    """The job on a local mini-cluster, in a child process (and process group) of its own.
-
-    Secrets stay off its command line (which every user of the machine can read): the Redis
-    URL goes in its environment (RECO_REDIS_URL), Kafka client properties in a file only
-    this user can read, next to the log (--kafka-properties-file)."""
-    cmd = [sys.executable, "-m", "flink_jobs.main", "--kafka-bootstrap", bootstrap,
-           "--consumer-group", f"reco-{run_id}", "--transactional-id-prefix", f"reco-{run_id}", *flags]
-    if config is not None:
-        cmd += ["--config", str(config)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    if kafka_properties:
-        props_file = write_properties(log_path.with_suffix(".kafka.properties"), kafka_properties)
-        cmd += ["--kafka-properties-file", str(props_file)]
-    log = open(log_path, "w")
-    # its own process group, so that stopping it stops its Python workers too
-    # A PyFlink job that ran in this process (loopback mode) leaves PYFLINK_GATEWAY_DISABLED
-    # set; inherited, it stops the child from starting its own JVM.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYFLINK_GATEWAY_DISABLED", "RECO_REDIS_URL_FILE")}
-    env["RECO_REDIS_URL"] = redis_url
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop_job(job: subprocess.Popen) -> None:
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGTERM)
-        try:
-            job.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(job.pid, signal.SIGKILL)
-            job.wait()
-
-
-def wait_until_consuming(bootstrap: str, group: str, job: subprocess.Popen, deadline: float,
-                         properties: dict[str, str] | None = None) -> None:
-    """Until the job has committed source offsets once (its first checkpoint): it is up and
-    reading, so the replay that follows arrives as live traffic, not as a backlog."""
-    admin = connect_admin(bootstrap, properties=properties)
-    try:
-        while time.monotonic() < deadline and job.poll() is None:
-            try:
-                if admin.list_consumer_group_offsets(group):
-                    return
-            except KafkaError:   # e.g. no group coordinator yet on a fresh broker
-                pass
-            time.sleep(1.0)
-    finally:
-        admin.close()
-
-
-def wait_for_committed(bootstrap: str, user: int, version: int, deadline: float,
-                       properties: dict[str, str] | None = None) -> bool:
-    """True once a read_committed consumer sees ``user``'s list ``version``."""
-    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
-    consumer = make_consumer(bootstrap, contracts.RECOMMENDATIONS_TOPIC, properties=properties)
-    key = contracts.record_key(user)
-    try:
-        while time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=500).values():
-                for rec in records:
-                    if rec.key == key and codec.decode(rec.value)["version"] == version:
-                        return True
-        return False
-    finally:
-        consumer.close()
 
 
 def show(doc: dict, titles: dict[int, str], n_events: int, total: int) -> None:
@@ -185,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         store.delete(key)
 
     run_id = time.strftime("%Y%m%d%H%M%S")
-    log_path = RUN_DIR / "job" / "demo-job.log"
-    job = start_job(args.bootstrap, args.redis, run_id, log_path, kafka_properties=props)
+    job = start_job(args.bootstrap, args.redis, run_id, RUN_DIR / "job" / "demo", config=DEMO_CONFIG,
+                    kafka_properties=props)
+    log_path = job.output
     print(f"[demo] Flink job started on the local mini-cluster (pid {job.pid}, log {log_path})")
     try:
         producer = make_producer(args.bootstrap, props)
         produce_catalog(producer, movielens.item_records(movies, events[0]["event_time"]))
-        wait_until_consuming(args.bootstrap, f"reco-{run_id}", job, time.monotonic() + 180, props)
+        wait_until_consuming(args.bootstrap, job, 180, props)
         threading.Thread(target=feed, daemon=True, args=(producer, events, movies, args.rate,
                                                          int(len(events) * args.model_at))).start()
         print(f"[demo] replaying {len(events):,} ratings at {args.rate:.0f}/s")
@@ -222,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"[demo] Redis is up to date; waiting for the transaction that holds version {final} "
               f"to commit in {contracts.RECOMMENDATIONS_TOPIC} (at the next checkpoint)")
-        if not wait_for_committed(args.bootstrap, user, final, deadline, props):
+        if not committed_version(args.bootstrap, user, final, max(0.0, deadline - time.monotonic()), props):
             print(f"[demo] version {final} was not committed to Kafka in time; the job log is {log_path}")
             return 1
         print(f"\n[demo] user {user} is up to date in Redis and Kafka. Where to look:\n"
@@ -238,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if job is not None:
-            stop_job(job)
+            job.stop()
             print("[demo] job stopped")
 
 

@@ -5,25 +5,37 @@ end-to-end benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
+
+from flink_jobs.internals import child_environment
+from lab.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class FlinkCluster:
     """``root``: the checkout whose cluster.sh and job are used (another one is how the
-    benchmark measures an older commit); ``say``: where progress lines go."""
+    benchmark measures an older commit); ``say``: where progress lines go; ``env``: the
+    environment of cluster.sh (default: this process's), e.g. other RECO_* ports."""
 
     def __init__(self, rest_port: int = 8081, run_dir: Path = ROOT / ".run", root: Path = ROOT,
-                 say=print, pythonpath: str | None = None):
+                 say=print, pythonpath: str | None = None, env: dict[str, str] | None = None):
         self.rest_port, self.run_dir, self.root, self.say = rest_port, Path(run_dir), Path(root), say
-        self.pythonpath = pythonpath
+        self.pythonpath, self.env = pythonpath, env
+
+    @contextlib.contextmanager
+    def running(self):
+        """The cluster started (cluster.sh start) for the block, and stopped after it."""
+        self.script("start")
+        try:
+            yield self
+        finally:
+            self.script("stop", check=False)
 
     def rest(self, path: str, method: str = "GET"):
         req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", method=method)
@@ -31,14 +43,14 @@ class FlinkCluster:
             body = resp.read()
         return json.loads(body) if body else {}
 
-    def script(self, *args: str) -> str:
-        env = {**os.environ, "RECO_RUN_DIR": str(self.run_dir), "RECO_FLINK_REST_PORT": str(self.rest_port)}
-        env.pop("PYFLINK_GATEWAY_DISABLED", None)
+    def script(self, *args: str, check: bool = True) -> str:
+        env = {**child_environment(self.env), "RECO_RUN_DIR": str(self.run_dir),
+               "RECO_FLINK_REST_PORT": str(self.rest_port)}
         if self.pythonpath:
             env["PYTHONPATH"] = self.pythonpath
         proc = subprocess.run([str(self.root / "deploy" / "flink" / "cluster.sh"), *args], env=env,
                               capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
+        if check and proc.returncode != 0:
             raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc.stdout
 
@@ -57,56 +69,45 @@ class FlinkCluster:
             self.script("start-taskmanager")
 
     def wait_state(self, job_id: str, states: set[str], timeout_s: float = 120) -> str:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            state = self.rest(f"/jobs/{job_id}")["state"]
-            if state in states:
-                return state
-            if "RUNNING" in states:
+        def state():
+            current = self.rest(f"/jobs/{job_id}")["state"]
+            if current not in states and "RUNNING" in states:
                 # With RocksDB, PyFlink 2.2.1's TaskManager can die ("pthread lock: Invalid
                 # argument") while a cancelled job's tasks close: a waiting job needs a new one.
                 self.ensure_taskmanager()
-            time.sleep(1.0)
-        raise RuntimeError(f"job {job_id} not in {states} after {timeout_s}s")
+            return current if current in states else None
+        return wait_for(state, timeout_s, f"job {job_id} to be {' or '.join(sorted(states))}", poll_s=1)
 
     def wait_running(self, job_id: str, timeout_s: float = 120) -> None:
         """Until every task of the job runs (the job can be RUNNING while its tasks deploy)."""
         self.wait_state(job_id, {"RUNNING"}, timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            vertices = self.rest(f"/jobs/{job_id}")["vertices"]
-            if all(v["status"] == "RUNNING" for v in vertices):
-                return
+
+        def all_running():
+            if all(v["status"] == "RUNNING" for v in self.rest(f"/jobs/{job_id}")["vertices"]):
+                return True
             self.ensure_taskmanager()
-            time.sleep(0.5)
-        raise RuntimeError(f"job {job_id}'s tasks not all running after {timeout_s}s")
+        wait_for(all_running, timeout_s, f"every task of job {job_id} to run", poll_s=0.5)
 
     def wait_records_in(self, job_id: str, vertex: str, at_least: int, timeout_s: float = 120) -> None:
         """Until the tasks of the job's vertex whose name contains ``vertex`` have taken in
         ``at_least`` records in all (the numRecordsIn metric, summed over subtasks)."""
-        deadline, seen = time.monotonic() + timeout_s, 0
-        while time.monotonic() < deadline:
+        def enough():
             ids = [v["id"] for v in self.rest(f"/jobs/{job_id}")["vertices"] if vertex in v["name"]]
             if len(ids) != 1:
                 raise RuntimeError(f"job {job_id} has {len(ids)} vertices named like {vertex!r}")
             got = self.rest(f"/jobs/{job_id}/vertices/{ids[0]}/subtasks/metrics?get=numRecordsIn&agg=sum")
-            seen = int(float(got[0]["sum"])) if got else 0
-            if seen >= at_least:
-                return
+            if got and int(float(got[0]["sum"])) >= at_least:
+                return True
             self.ensure_taskmanager()
-            time.sleep(0.5)
-        raise RuntimeError(f"job {job_id}'s {vertex} took in {seen} records in {timeout_s}s, expected {at_least}")
+        wait_for(enough, timeout_s, f"job {job_id}'s {vertex} to take in {at_least} records", poll_s=0.5)
 
     def wait_checkpoint(self, job_id: str, timeout_s: float = 180, after: int = 0) -> int:
         """Until the job has completed a checkpoint since it (re)started, with an id above
         ``after`` when given; returns its id."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        def completed():
             latest = self.rest(f"/jobs/{job_id}/checkpoints").get("latest", {}).get("completed")
-            if latest and latest["id"] > after:
-                return latest["id"]
-            time.sleep(0.5)
-        raise RuntimeError(f"job {job_id} completed no checkpoint in {timeout_s}s")
+            return latest["id"] if latest and latest["id"] > after else None
+        return wait_for(completed, timeout_s, f"a checkpoint of job {job_id} after {after}", poll_s=0.5)
 
     def latest_checkpoint(self, job_id: str) -> str:
         """The newest completed, retained checkpoint of a job (one with its _metadata written)."""
@@ -127,8 +128,7 @@ class FlinkCluster:
         import pyflink
 
         flink = Path(pyflink.__file__).resolve().parent / "bin" / "flink"
-        env = {**os.environ, "FLINK_CONF_DIR": str(self.run_dir / "flink" / "conf")}
-        env.pop("PYFLINK_GATEWAY_DISABLED", None)
+        env = {**child_environment(), "FLINK_CONF_DIR": str(self.run_dir / "flink" / "conf")}
         proc = subprocess.run([str(flink), "stop", "--savepointPath", str(directory), "-m",
                                f"localhost:{self.rest_port}", job_id],
                               env=env, capture_output=True, text=True, timeout=timeout_s)

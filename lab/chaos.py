@@ -1,13 +1,13 @@
 """Exactly-once under failure: stream events through Kafka while the job runs on the
 standalone cluster, kill -9 the TaskManager (and its Python workers) at random moments,
 cancel the job once and resume it from its last retained checkpoint, then check the
-committed outputs against what the events imply (``reco_tools.verify``).
+committed outputs against what the events imply (``lab.oracle``).
 
 At the end the job is restarted once more from a checkpoint that holds every input, and
 each user gets one closing event that moves no watermark: its list is ranked from the
 neighbor lists and trending already committed, so its contents are known exactly.
 
-    python -m reco_tools.chaos --events 20000 --kills 2 --seed 7
+    python -m lab.chaos --events 20000 --kills 2 --seed 7
 
 Needs the local stack (``deploy/local/stack.sh start``) and the cluster
 (``deploy/flink/cluster.sh start``) on the same RECO_* settings. Prints a verdict table;
@@ -31,11 +31,11 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
-from reco_tools.flinkcluster import ROOT, FlinkCluster
+from lab.flinkcluster import ROOT, FlinkCluster
 from reco_tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig, encoded_stream, event_message
 from reco_tools.topics import ensure_topics
-from reco_tools.verify import (batch_own, batch_pairs, expected_neighbor_list, expected_top, expected_trending,
+from lab.oracle import (batch_own, batch_pairs, expected_neighbor_list, expected_top, expected_trending,
                                expected_versions, expected_windows, surely_unpruned, top_differences,
                                ttl_ambiguous, unexplained_scores, window_counts, window_own_counts)
 
@@ -227,7 +227,7 @@ def run(s: Scenario) -> dict[str, bool]:
 def _item_side_checks(s: Scenario, valid: list[dict], published: list[dict], item_docs: dict,
                       trending_raw: bytes | None) -> dict[str, tuple[bool, str]]:
     """The co-occurrence lists, their scores, and the item and trending keys in Redis,
-    against the batch model of ``reco_tools.verify``."""
+    against the batch model of ``lab.oracle``."""
     pairs, own = batch_pairs(valid, JOB), batch_own(valid, JOB)
     keys = [(n["item_id"], n["event_time"]) for n in published]
     # Event time ends at the slowest partition's newest event minus the out-of-orderness

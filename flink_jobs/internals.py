@@ -1,0 +1,90 @@
+"""Every use of PyFlink's internals, in one place: an upgrade of PyFlink has this module
+(and ``deploy/jars/timer-fix``, which it loads) to check, and nothing else.
+
+- ``keyed``: a key-by without PyFlink's Python key-selector operator;
+- ``side_output``: a side output without PyFlink's identity operator after it;
+- ``install_timer_fix``: keyed Python operators whose timers survive a restore;
+- ``use_worker_processes``: Python operators in worker processes on a local mini-cluster.
+
+Each relies on a private attribute, a private environment switch or a patched class of
+PyFlink 2.2.1; ``tests/job/test_timer_fix.py`` and ``tests/job/test_uids.py`` fail when an
+upgrade breaks them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from py4j.java_gateway import java_import
+from pyflink.common import Types
+from pyflink.datastream import DataStream, KeyedStream, OutputTag
+from pyflink.java_gateway import get_gateway
+
+ROOT = Path(__file__).resolve().parent.parent
+# Where deploy/setup.sh puts the jars (RECO_JARS_DIR moves them, for every script and the job).
+JARS_DIR = Path(os.environ.get("RECO_JARS_DIR") or ROOT / ".cache" / "jars")
+TIMER_FIX_JAR = JARS_DIR / "flink" / "reco-pyflink-timers.jar"
+_PATCHED = ("ExternalPythonKeyedProcessOperator", "ExternalPythonKeyedCoProcessOperator")
+
+
+def use_worker_processes() -> None:
+    """On the local mini-cluster PyFlink runs every Python operator inside the client's own
+    process ("loopback"): one core for the whole job, and the client's collect iterator and
+    the operators share one interpreter. Worker processes use every core. A cluster always
+    runs them as processes; this only changes the local case."""
+    os.environ.setdefault("_python_worker_execution_mode", "process")
+
+
+def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) for a child process that starts a PyFlink job of its
+    own: a job that ran in this process in loopback mode leaves PYFLINK_GATEWAY_DISABLED set,
+    and inherited it stops the child from starting its own JVM."""
+    return {k: v for k, v in (os.environ if env is None else env).items() if k != "PYFLINK_GATEWAY_DISABLED"}
+
+
+def keyed(stream: DataStream, key_and_record) -> KeyedStream:
+    """A stream of ``Row(key, record)`` (``key_and_record``: its row type), keyed by ``key``;
+    the keyed operator sees ``record``.
+
+    The operator before has put the key there. PyFlink's ``key_by`` would add a Python
+    operator that does it (``Row(selector(x), x)``), chained to the one before only when that
+    one has no other output (no side output either): one more crossing between the JVM and
+    Python per record, and one more bundle to wait for. The partitioning is what ``key_by``
+    does after that operator (its KeyByKeySelector on field 0)."""
+    key_type = Types.ROW([key_and_record.get_field_types()[0]]).get_java_type_info()
+    return KeyedStream(stream._j_data_stream.keyBy(get_gateway().jvm.KeyByKeySelector(), key_type),
+                       key_and_record.get_field_types()[1], stream)
+
+
+def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
+    """``stream``'s side output ``tag``, without the identity Python operator PyFlink's
+    ``get_side_output`` adds after it (a crossing per record): the side output's records are
+    of the tag's type already, which is all that operator restates."""
+    return DataStream(stream._j_data_stream.getSideOutput(tag.get_java_output_tag()))
+
+
+def install_timer_fix(env) -> None:
+    """Python timers that survive a restore; call before any keyed operator is built.
+
+    PyFlink 2.2.1 receives a timer that a Python function registers on a gRPC thread and
+    registers it later, from the task's mailbox; only a watermark drains the pending ones
+    first. At a checkpoint barrier the operator finishes its bundle (the bundle's keyed state
+    is written to the backend) and snapshots before those mails run. A restore from that
+    checkpoint then brings back state whose timer was never registered: a user's bucket of
+    pairs that no timer flushes, so it reaches the item side after its list was published.
+
+    ``deploy/jars/timer-fix`` subclasses PyFlink's keyed operators to register the pending
+    timers between the bundle's end and the snapshot. This ships its jar with the job and
+    resolves PyFlink's keyed operator classes to the patched ones (a single-class import
+    takes precedence over PyFlink's package import). deploy/jars/build-timer-fix.sh compiles
+    the jar against the installed PyFlink, so the two always match."""
+    if not TIMER_FIX_JAR.is_file():
+        raise SystemExit(f"{TIMER_FIX_JAR} is missing: run deploy/setup.sh")
+    env.add_jars(TIMER_FIX_JAR.as_uri())
+    jvm = get_gateway().jvm
+    for name in _PATCHED:
+        java_import(jvm, f"reco.pyflink.{name}")
+        resolved = getattr(jvm, name)._fqn
+        if resolved != f"reco.pyflink.{name}":
+            raise RuntimeError(f"PyFlink would build {name} from {resolved}: the timer fix is not in effect")

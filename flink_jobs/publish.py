@@ -1,0 +1,95 @@
+"""Delivery of the job's outputs: one Python operator per output stream does the versioned
+Redis upsert and the Avro encoding for its Kafka sink, so each record crosses between the
+JVM and Python once. ``OUTPUTS`` says, per output, where it goes; Redis keys and record keys
+come from ``contracts`` only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from pyflink.common import Row
+from pyflink.datastream import ProcessFunction
+
+from flink_jobs import contracts
+from flink_jobs.codec import AvroCodec
+from flink_jobs.config import JobConfig
+
+
+def user_document(rec: dict) -> tuple[str, dict]:
+    """A reco.Recommendations record as it is stored: the record itself."""
+    return contracts.user_recommendations_key(rec["user_id"]), rec
+
+
+def similar_document(rec: dict) -> tuple[str, dict]:
+    """A reco.ItemNeighbors record, versioned by its event time (one list per bucket end)."""
+    return contracts.item_similar_key(rec["item_id"]), {**rec, "version": rec["event_time"]}
+
+
+def trending_document(trending) -> tuple[str, dict]:
+    """A udfs.records.Trending as JSON-ready data."""
+    return contracts.TRENDING_KEY, {"version": trending.t, "event_time": trending.t,
+                                    "items": [{"item_id": i, "count": c} for i, c in trending.top]}
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output stream's destinations. ``name``: its operators' uids and sink table;
+    ``topic``: the Kafka topic (None: none); ``key_field``: the record field its Kafka key
+    is made from (None: no key); ``document``: record -> (Redis key, document) (None: not in
+    Redis)."""
+    name: str
+    topic: str | None
+    key_field: str | None
+    document: Callable | None
+
+
+RECOMMENDATIONS = Output("recommendations", contracts.RECOMMENDATIONS_TOPIC, "user_id", user_document)
+ITEM_NEIGHBORS = Output("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, "item_id", similar_document)
+DEAD_LETTERS = Output("dead_letters", contracts.DEAD_LETTER_TOPIC, None, None)
+TRENDING = Output("trending", None, None, trending_document)
+
+
+class Publish(ProcessFunction):
+    """One output stream's delivery (``output``), in one Python operator: the versioned
+    upsert into Redis, and the record as ``Row(k=key, v=Avro single-object bytes)`` or
+    ``Row(v=bytes)`` for the output's transactional Kafka sink (nothing emitted without a
+    topic).
+
+    While Redis is down a write blocks and retries (redis_retry_* settings), so the job
+    backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
+    restart replays from the last checkpoint, which the versioned upsert makes safe.
+    Metrics: ``redisWrites`` (upserts that landed), ``redisRetries`` (attempts retried after a
+    connection error or timeout). PyFlink reports Python metrics when a bundle ends, so
+    during an outage they move only once the blocked write is through."""
+
+    def __init__(self, cfg: JobConfig, output: Output):
+        self.cfg, self.output = cfg, output
+
+    def open(self, runtime_context):
+        topic = self.output.topic
+        self.codec = AvroCodec(contracts.TOPIC_RECORDS[topic]) if topic else None
+        self.store = None
+        if self.output.document:
+            from flink_jobs.redis_store import VersionedStore
+
+            metrics = runtime_context.get_metrics_group()
+            self.written = metrics.counter("redisWrites")
+            self.retried = retried = metrics.counter("redisRetries")
+            self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
+        self.shown = False
+
+    def process_element(self, value, ctx):
+        if self.store is not None:
+            if not self.shown:
+                # A Python counter reaches Flink's metrics (and Prometheus) once it has been
+                # updated in a bundle (not in open): redisRetries is there from the first
+                # write on, at 0.
+                self.retried.inc(0)
+                self.shown = True
+            if self.store.upsert(*self.output.document(value)):
+                self.written.inc()
+        if self.codec is not None:
+            encoded = self.codec.encode(value)
+            key_field = self.output.key_field
+            yield Row(v=encoded) if key_field is None else Row(k=contracts.record_key(value[key_field]), v=encoded)
