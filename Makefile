@@ -20,7 +20,7 @@ job: setup stack-up
 ## chaos tests (a standalone Flink cluster under kills); services are started and stopped by
 ## the tests. About 10 minutes here (plus set-up on a fresh clone).
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 test-unit: setup
 	$(PY) -m pytest tests/unit

@@ -124,7 +124,7 @@ class Services:
         self.redis.flushdb()
 
     def submit(self, flags: list[str], run_id: str, parallelism: int, py: str | None = None) -> str:
-        self.cluster.ensure_taskmanager()   # a cancel can take it down (README: RocksDB, PyFlink 2.2.1)
+        self.cluster.ensure_taskmanager()   # a cancel can take it down (docs/operations.md "Known problems")
         job = self.cluster.submit((["--py", py] if py else [])
                                   + ["--kafka-bootstrap", BOOTSTRAP, "--redis-url", REDIS_URL,
                                      "--consumer-group", f"bench-{run_id}", "--transactional-id-prefix",
@@ -375,8 +375,7 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
     poller.start()
     # Warm-up, not measured: until 10 s after the first list reached Redis. The Python
     # workers start only after the job is RUNNING, and then work off what waited for them;
-    # measured from the start, a run's figures were those of its start-up (p50 1,744 ms at
-    # 450 events/s in one sitting of 2026-12-01, against 660 ms in a run after others).
+    # measured from the start, a run's figures would be those of its start-up.
     start, measured_from, n_measured = time.monotonic(), None, int(rate * seconds)
     for n, e in enumerate(events):
         now = time.monotonic()

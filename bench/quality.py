@@ -360,7 +360,7 @@ def itemcf_lists(events: list[dict], movies=None, warmup: float = 0.5, *, k: int
     (up to ``profile``) positively rated items j. The list before an event uses everything
     before it. A user with no positive rating yet has no list.
 
-    The keywords move it toward the job's definitions one at a time (README "Quality"; all
+    The keywords move it toward the job's definitions one at a time (bench/RESULTS.md "Quality"; all
     off by default): ``interest_above`` profile and pairs from ratings above that many stars
     instead of >= 4 (test cases stay >= 4); ``pair_span_ms`` pairs only within that span;
     ``pair_weight`` each pair weighs 1/log2(2 + partners); ``stale_ms`` lists from the

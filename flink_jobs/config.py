@@ -35,10 +35,10 @@ class JobConfig:
     top_n: int = 20                      # N: items per user list
     recent_items: int = 20               # W: items in the user's pairing window
     pair_span_ms: int = HOUR             # T: two items pair when consumed within this span
-    seeds: int = 20                      # recent items whose neighbors become candidates (bench/quality.py: 5 -> 20 +23% HR)
+    seeds: int = 20                      # recent items whose neighbors become candidates (tuned with bench/quality.py)
     neighbors_per_item: int = 200        # M: bounded neighbor set per item
-    fragment_size: int = 200             # K: neighbors per item, scored, used for ranking and published (50 -> 200 +16% HR)
-    similarity_shrinkage: float = 1.0    # lambda: similarity x C/(C + lambda), in down-weighted counts (bench/quality.py: 0 -> 1 +17% HR)
+    fragment_size: int = 200             # K: neighbors per item, scored, used for ranking and published
+    similarity_shrinkage: float = 1.0    # lambda: similarity x C/(C + lambda), in down-weighted counts
     cooccurrence_window_ms: int = 7 * DAY  # L: sliding event-time window of the counts
     bucket_ms: int = HOUR                # granularity of that window
     interest_half_life_ms: int = 7 * DAY
@@ -46,7 +46,7 @@ class JobConfig:
     # Embeddings (catalog records of a model, e.g. from reco-embed): beta weighs the cosine
     # of the user's embedding interest with a candidate's embedding (0 = embeddings unused);
     # the nearest items by embedding join the candidates; vectors are kept packed in state.
-    embedding_weight: float = 0.1        # beta (bench/quality.py --model: 0.1-0.2 best, 0.5 below no model)
+    embedding_weight: float = 0.1        # beta (tuned with bench/quality.py --model)
     embedding_candidates: int = 20       # E: nearest items by embedding added to the candidates
     embedding_precision: str = "int8"    # int8 (per-vector scale) or float32
     debounce_ms: int = 0                 # event time a burst of a user's events waits for one list (0 = a list per event)
@@ -70,13 +70,13 @@ class JobConfig:
     parallelism: int = 2
     bundle_size: int = 1000              # records a Python operator takes per round trip (python.fn-execution.bundle.size)
     bundle_time_ms: int = 100            # longest a record waits for its bundle to fill (python.fn-execution.bundle.time)
-    state_cache_keys: int = 10_000       # keys whose state each Python operator keeps deserialized (python.state.cache-size; README "Performance")
+    state_cache_keys: int = 10_000       # keys whose state each Python operator keeps deserialized (python.state.cache-size; bench/RESULTS.md "Performance")
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
     # connections
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Kafka client properties for every source and sink (security.protocol, sasl.*, ssl.*: README
-    # "Security"), from kafka_properties_file and --kafka-property KEY=VALUE; secrets never shown.
+    # Kafka client properties for every source and sink (security.protocol, sasl.*, ssl.*:
+    # docs/operations.md "Security"), from kafka_properties_file and --kafka-property KEY=VALUE; secrets never shown.
     kafka_properties: Properties = Properties()
     consumer_group: str = "reco-job"
     transactional_id_prefix: str = "reco-job"
@@ -153,7 +153,7 @@ class JobConfig:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
 
     def _event_time_errors(self) -> list[str]:
-        """The event-time bounds of validation (README "Bad input")."""
+        """The event-time bounds of validation (docs/algorithm.md "Bad input and dead letters")."""
         errors = []
         if not 0 < self.earliest_event_time_ms < EVENT_TIME_LIMIT_MS:
             errors.append(f"earliest_event_time_ms must be within (0, {EVENT_TIME_LIMIT_MS}) (epoch ms; the upper "
@@ -163,7 +163,7 @@ class JobConfig:
         return errors
 
     def _redis_errors(self) -> list[str]:
-        """Timeouts, retry and TLS settings of the Redis client (README "Redis")."""
+        """Timeouts, retry and TLS settings of the Redis client (docs/operations.md "Redis")."""
         errors = []
         for name in ("redis_connect_timeout_ms", "redis_read_timeout_ms", "redis_retry_base_ms", "redis_retry_cap_ms"):
             if getattr(self, name) <= 0:

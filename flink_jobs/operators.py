@@ -22,6 +22,7 @@ from flink_jobs.contracts import ITEMS_TOPIC, TOPIC_RECORDS, USER_EVENTS_TOPIC
 from flink_jobs.validation import item_of_key, validate_event, validate_item
 from udfs import cooccurrence as co
 from udfs import item_side, ranker, user_activity
+from udfs.settings import ItemSettings, RankerSettings, TrendingSettings, UserSettings
 from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request,
                           Trending)
 
@@ -187,9 +188,10 @@ class _Keyed(KeyedProcessFunction):
 
     STATE: str
     SIDE: dict = {}
+    SETTINGS: type   # the part of the JobConfig its step reads (udfs.settings)
 
     def __init__(self, cfg: JobConfig):
-        self.cfg = cfg
+        self.cfg = self.SETTINGS.of(cfg)
 
     def open(self, runtime_context):
         self.state = runtime_context.get_state(ValueStateDescriptor(self.STATE, PICKLED))
@@ -204,6 +206,7 @@ class UserActivity(_Keyed):
 
     STATE = "user-activity"
     SIDE = {ItemDelta: ITEM_DELTAS, Expired: EXPIRED_USERS}
+    SETTINGS = UserSettings
 
     def open(self, runtime_context):
         super().open(runtime_context)
@@ -226,6 +229,7 @@ class ItemCooccurrence(_Keyed):
 
     STATE = "item-window"
     SIDE = {BucketCount: BUCKET_COUNTS}
+    SETTINGS = ItemSettings
 
     def open(self, runtime_context):
         super().open(runtime_context)
@@ -245,6 +249,7 @@ class TrendingItems(_Keyed):
     """One key: windowed popularity from the items' closed buckets; ``Trending`` per bucket end."""
 
     STATE = "trending-window"
+    SETTINGS = TrendingSettings
 
     def process_element(self, count, ctx):
         yield from self._apply(item_side.on_bucket_count(self.state.value(), count, self.cfg), ctx)
@@ -263,7 +268,8 @@ class Ranker(KeyedBroadcastProcessFunction):
     """
 
     def __init__(self, cfg: JobConfig):
-        self.cfg = cfg
+        self.cfg = RankerSettings.of(cfg)
+        self.fragment_size, self.shrinkage = cfg.fragment_size, cfg.similarity_shrinkage
 
     def open(self, runtime_context):
         self.state = runtime_context.get_state(ValueStateDescriptor("ranker", PICKLED))
@@ -281,7 +287,7 @@ class Ranker(KeyedBroadcastProcessFunction):
 
     def _index(self, ctx) -> ranker.ItemIndex:
         if self.index is None:
-            self.index = ranker.ItemIndex(self.cfg.fragment_size, self.cfg.similarity_shrinkage)
+            self.index = ranker.ItemIndex(self.fragment_size, self.shrinkage)
             for descriptor, record in BROADCAST_STATES:
                 for _, value in ctx.get_broadcast_state(descriptor).items():
                     self.index.put(record(*value))

@@ -1,4 +1,4 @@
-"""The README's run command: the job on the local Flink mini-cluster, the MovieLens sample
+"""`make run`: the job on the local Flink mini-cluster, the MovieLens sample
 replayed into Kafka, and one user's top-10 shown as it changes.
 
     python -m lab.demo [--events 6000] [--user 86] [--model-at 0.5] [--keep-running]
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     ap.add_argument("--rate", type=float, default=400.0,
                     help="ratings produced per second, as a live site would send them (0 = all at once: the job "
-                         "then ranks most of them before event time lets the item side publish, see README)")
+                         "then ranks most of them before event time lets the item side publish, see docs/algorithm.md)")
     ap.add_argument("--model-at", type=float, default=0.5,
                     help="publish item embeddings trained on the ratings sent so far after this share of them "
                          "(as reco-embed does; 0 = no model)")

@@ -15,6 +15,7 @@ from typing import Callable, Iterable
 
 from udfs import item_side, ranker, user_activity
 from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request, Trending
+from udfs.settings import ItemSettings, RankerSettings, TrendingSettings, UserSettings
 
 
 KINDS = ("recommendations", "item_neighbors", "trending", "expired_users")
@@ -64,6 +65,8 @@ class Dataflow:
     def __init__(self, cfg, catalog: Iterable[ItemInfo] = (), on_output: Callable[[str, object], None] = None,
                  now_ms: Callable[[], int] = lambda: 0):
         self.cfg = cfg
+        self.users_cfg, self.items_cfg = UserSettings.of(cfg), ItemSettings.of(cfg)
+        self.trending_cfg, self.ranker_cfg = TrendingSettings.of(cfg), RankerSettings.of(cfg)
         self.index = ranker.ItemIndex(cfg.fragment_size, cfg.similarity_shrinkage)
         for info in catalog:
             self.index.put(info)
@@ -78,7 +81,7 @@ class Dataflow:
         self.now_ms = now_ms
 
     def push(self, ev: Event) -> None:
-        state, out, timers = user_activity.on_event(self.users.get(ev.user), ev, self.cfg)
+        state, out, timers = user_activity.on_event(self.users.get(ev.user), ev, self.users_cfg)
         self.users[ev.user] = state
         self.user_timers.add(ev.user, timers)
         self._route(out)
@@ -88,15 +91,16 @@ class Dataflow:
         if watermark <= self.watermark:
             return
         self.watermark = watermark
-        cfg = self.cfg
         for ts, user in self.user_timers.due(watermark):
-            self._keyed(self.users, self.user_timers, user, user_activity.on_timer(self.users.get(user), user, ts, cfg))
+            self._keyed(self.users, self.user_timers, user,
+                        user_activity.on_timer(self.users.get(user), user, ts, self.users_cfg))
         for ts, user in self.ranker_timers.due(watermark):
-            self._keyed(self.rankers, self.ranker_timers, user, ranker.on_timer(self.rankers.get(user), ts, cfg))
+            self._keyed(self.rankers, self.ranker_timers, user, ranker.on_timer(self.rankers.get(user), ts, self.ranker_cfg))
         for ts, item in self.item_timers.due(watermark):
-            self._keyed(self.items, self.item_timers, item, item_side.on_item_timer(self.items.get(item), item, ts, cfg))
+            self._keyed(self.items, self.item_timers, item,
+                        item_side.on_item_timer(self.items.get(item), item, ts, self.items_cfg))
         for ts, _ in self.trending_timers.due(watermark):
-            self.trending, out, _ = item_side.on_trending_timer(self.trending, ts, cfg)
+            self.trending, out, _ = item_side.on_trending_timer(self.trending, ts, self.trending_cfg)
             self._route(out)
 
     def finish(self) -> None:
@@ -113,21 +117,20 @@ class Dataflow:
         self._route(out)
 
     def _route(self, out: list) -> None:
-        cfg = self.cfg
         for msg in out:
             if isinstance(msg, Request):
-                state, recs, timers = ranker.on_request(self.rankers.get(msg.user), msg, self.index, cfg,
+                state, recs, timers = ranker.on_request(self.rankers.get(msg.user), msg, self.index, self.ranker_cfg,
                                                         self.now_ms())
                 self.rankers[msg.user] = state
                 self.ranker_timers.add(msg.user, timers)
                 for rec in recs:
                     self.emit("recommendations", rec)
             elif isinstance(msg, ItemDelta):
-                state, _, timers = item_side.on_delta(self.items.get(msg.item), msg, cfg)
+                state, _, timers = item_side.on_delta(self.items.get(msg.item), msg, self.items_cfg)
                 self.items[msg.item] = state
                 self.item_timers.add(msg.item, timers)
             elif isinstance(msg, BucketCount):
-                self.trending, _, timers = item_side.on_bucket_count(self.trending, msg, cfg)
+                self.trending, _, timers = item_side.on_bucket_count(self.trending, msg, self.trending_cfg)
                 self.trending_timers.add(0, timers)
             elif isinstance(msg, NeighborCounts):
                 self.index.put(msg)

@@ -1,5 +1,5 @@
 """What the job must produce for a given event stream, computed the slow, batch way: the
-model of a failure-free run, written from the README's definitions ("How it works").
+model of a failure-free run, written from the specification in docs/algorithm.md.
 
 An oracle, so it shares no code with the job: it imports nothing from ``udfs/`` or
 ``flink_jobs/`` (standard library only; ``tests/unit/test_oracle.py`` checks that). A bug in
@@ -8,7 +8,7 @@ the job's math therefore cannot hide by also being in its check. ``cfg`` is anyt
 
 ``events`` are decoded ``reco.UserEvent`` dicts in the order the job receives them (each
 user's events in source order). The model assumes what a failure-free run with these
-settings guarantees: no late event (none behind the watermark, see README "Event time"),
+settings guarantees: no late event (none behind the watermark, see docs/algorithm.md "Event time and lateness"),
 and ``user_ttl_ms`` longer than ``pair_span_ms``, so that an expired user would have had no
 partner anyway. Counts are exact only with pruning off (at most M neighbors ever held per
 item); with pruning on, N(i), the versions and the list ranking still are, a published
@@ -21,10 +21,10 @@ import math
 from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 
-# README, "MovieLens mapping": interest signal of one event.
+# docs/algorithm.md "Event weights": interest signal of one event.
 EVENT_WEIGHTS = {"VIEW": 1.0, "CLICK": 2.0, "ADD_TO_CART": 3.0, "PURCHASE": 5.0}
 VERSIONS_PER_MS = 1024
-POOL = 4            # README "How it works": the interest term is read for the 4N best candidates
+POOL = 4            # docs/algorithm.md "Ranking": the interest term is read for the 4N best candidates
 MIN_TAG_WEIGHT = 1e-4
 
 
@@ -88,7 +88,7 @@ def _pairings(events: Iterable[dict], cfg):
     of weight 0 (it neither enters the window nor pairs); window is the user's window after
     the event, ``[(t, arrival, item, weight)]`` oldest first.
 
-    README: an interest event's partners are the items of the user's window as it stood
+    docs/algorithm.md: an interest event's partners are the items of the user's window as it stood
     before it, other than its own item, within T of its event time (either direction). The
     item then enters the window once (an earlier entry of it goes), the window is ordered by
     event time (equal times: the later arrival is newer) and keeps its W newest, whatever
@@ -195,7 +195,7 @@ def surely_unpruned(pair_list: list[tuple[int, int, float]], end: int, cfg, lag_
 
 
 def _shrunk_cosine(c: float, n_i: float, n_j: float, shrinkage: float) -> float:
-    # README: C(i,j) / sqrt(N(i) N(j)) x C(i,j) / (C(i,j) + lambda); 0 when N(i) or N(j) is 0
+    # docs/algorithm.md: C(i,j) / sqrt(N(i) N(j)) x C(i,j) / (C(i,j) + lambda); 0 when N(i) or N(j) is 0
     return 0.0 if n_i <= 0 or n_j <= 0 else (c / math.sqrt(n_i * n_j)) * (c / (c + shrinkage))
 
 
@@ -282,7 +282,7 @@ def expected_top(events: list[dict], neighbors: Mapping[int, Sequence[tuple[int,
     first), the ``catalog`` (``reco.ItemFeatures`` dicts, the latest per item wins) and the
     ``trending`` list (``[(item, count)]``, best first).
 
-    Brute force from the README: every candidate scored; ``every``, when given, receives
+    Brute force from docs/algorithm.md: every candidate scored; ``every``, when given, receives
     each scored candidate's ``(score, reason)`` (for ``top_differences``). A pause longer
     than ``user_ttl_ms`` + ``max_out_of_orderness_ms`` starts the user over (its state
     expired); see ``ttl_ambiguous`` for pauses near the TTL.

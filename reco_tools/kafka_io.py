@@ -1,6 +1,6 @@
 """Kafka producer and consumer set-up shared by the command-line tools and the tests.
 
-Security: the tools take the job's Kafka client properties (Java names, README "Security")
+Security: the tools take the job's Kafka client properties (Java names, docs/operations.md "Security")
 and map them to kafka-python's settings (:func:`client_settings`); a property kafka-python
 cannot honor is refused with its name, never ignored.
 """

@@ -1,6 +1,6 @@
 """The MovieLens sample as this project's records.
 
-Mapping (documented in the README):
+Mapping (docs/operations.md "MovieLens mapping"):
 - each movie becomes an ``ItemFeatures``: ``item_id`` = movieId, ``title``, ``tags`` = its
   genres ("(no genres listed)" gives no tag), ``updated_at`` = the first rating's time, so
   the whole catalog is known before any event;

@@ -18,6 +18,7 @@ def bucket_of(t: int, bucket_ms: int) -> int:
 
 
 _EPSILON = 1e-9  # below any real count (the smallest pair weight is ~0.2)
+WINDOW_LAYOUT = "item/2"   # the tag of a plain ItemWindow: a new layout gets a new tag and a migration
 
 
 @dataclass
@@ -35,12 +36,23 @@ class ItemWindow:
     own_total: float = 0.0
 
     def plain(self) -> tuple:
-        """As plain data, for state (no class in a savepoint)."""
-        return self.pairs, self.own, self.totals, self.own_total
+        """As plain data, for state (no class in a savepoint), tagged with its layout."""
+        return WINDOW_LAYOUT, self.pairs, self.own, self.totals, self.own_total
 
     @classmethod
     def of(cls, plain: tuple | None) -> "ItemWindow":
-        return cls() if plain is None else cls(*plain)
+        if plain is None:
+            return cls()
+        if plain[0] != WINDOW_LAYOUT:
+            plain = _migrate_window(plain)
+        return cls(*plain[1:])
+
+
+def _migrate_window(plain: tuple) -> tuple:
+    """A window of an earlier layout, in this one. Layout 1: the same four fields, untagged."""
+    if isinstance(plain[0], str):
+        raise ValueError(f"item state of layout {plain[0]!r}: written by a newer version of the job?")
+    return (WINDOW_LAYOUT, *plain)
 
 
 def add_pair(win: ItemWindow, other: int, t: int, w: float, bucket_ms: int) -> None:

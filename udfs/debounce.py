@@ -4,15 +4,22 @@ A burst starts with an event at t0 and takes every event of the user before t0 +
 only the burst's last event gets a list (the others' events still count: they travel with
 the request). Decided from event time and the user's event order alone, so a replay makes
 the same decisions whatever the watermark did.
-
-A burst is plain data, ``(due, version, t, seeds, events)``: ``due`` is the event time at
-which its list is computed, ``version`` and ``t`` those of its newest event, ``events``
-every (item, weight, t) in it.
 """
 
 from __future__ import annotations
 
-Burst = tuple
+from typing import NamedTuple
+
+
+class Burst(NamedTuple):
+    """An open burst: ``due`` is the event time at which its list is computed, ``version``
+    and ``t`` those of its newest event, ``seeds`` that event's, ``events`` every
+    (item, weight, t) in it. Kept in state as a plain tuple (``tuple(burst)``)."""
+    due: int
+    version: int
+    t: int
+    seeds: tuple
+    events: tuple
 
 
 def add_event(burst: Burst | None, version: int, t: int, item: int, weight: float, seeds: tuple,
@@ -23,8 +30,8 @@ def add_event(burst: Burst | None, version: int, t: int, item: int, weight: floa
     would have been had the watermark already passed it.
     """
     flushed = None
-    if burst is not None and burst[0] <= t:
+    if burst is not None and burst.due <= t:
         flushed, burst = burst, None
     new = burst is None
-    due, events = (t + window_ms, ()) if new else (burst[0], burst[4])
-    return (due, version, t, seeds, events + ((item, weight, t),)), flushed, new
+    due, events = (t + window_ms, ()) if new else (burst.due, burst.events)
+    return Burst(due, version, t, seeds, events + ((item, weight, t),)), flushed, new

@@ -9,16 +9,38 @@ it forgets all but the M it published, in those buckets only: pruning depends on
 time alone, not on how far the watermark ran ahead (after a restore, deltas of later
 buckets may already be in), so a replay prunes the same.
 
-Item state is ``ItemWindow.plain()``; trending state is {bucket start: {item: count}}.
+Item state is ``ItemWindow.plain()``; trending state is ``TrendingState.plain()``.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from udfs import cooccurrence as co
 from udfs.records import BucketCount, ItemDelta, NeighborCounts, Trending
+from udfs.settings import ItemSettings, TrendingSettings
+
+TRENDING_LAYOUT = "trending/2"   # the tag of the plain state: a new layout gets a new tag and a migration
 
 
-def on_delta(state: tuple | None, d: ItemDelta, cfg) -> tuple[tuple, list, list[int]]:
+class TrendingState(NamedTuple):
+    buckets: dict   # {bucket start: {item: count}} of the trending window
+
+    def plain(self) -> tuple:
+        return TRENDING_LAYOUT, self.buckets
+
+    @classmethod
+    def of(cls, plain) -> "TrendingState":
+        if plain is None:
+            return cls({})
+        if isinstance(plain, dict):   # layout 1: the buckets, untagged
+            return cls(plain)
+        if plain[0] != TRENDING_LAYOUT:
+            raise ValueError(f"trending state of layout {plain[0]!r}: written by a newer version of the job?")
+        return cls(plain[1])
+
+
+def on_delta(state: tuple | None, d: ItemDelta, cfg: ItemSettings) -> tuple[tuple, list, list[int]]:
     """``(state, [], timers)``: one user's bucket of counts added to the item's window."""
     win = co.ItemWindow.of(state)
     timers = []
@@ -32,7 +54,7 @@ def on_delta(state: tuple | None, d: ItemDelta, cfg) -> tuple[tuple, list, list[
     return win.plain(), [], timers
 
 
-def on_item_timer(state: tuple | None, item: int, ts: int, cfg) -> tuple[tuple | None, list, list[int]]:
+def on_item_timer(state: tuple | None, item: int, ts: int, cfg: ItemSettings) -> tuple[tuple | None, list, list[int]]:
     """At a bucket end: expire old buckets, count the closed one for trending, and publish
     the window as of ``ts``. ``(state or None when empty, [BucketCount, NeighborCounts], [])``."""
     if state is None:
@@ -54,27 +76,28 @@ def on_item_timer(state: tuple | None, item: int, ts: int, cfg) -> tuple[tuple |
     return win.plain(), out, []
 
 
-def on_bucket_count(state: dict | None, c: BucketCount, cfg) -> tuple[dict, list, list[int]]:
+def on_bucket_count(state: tuple | None, c: BucketCount, cfg: TrendingSettings) -> tuple[tuple, list, list[int]]:
     """Trending (one key): ``(state, [], timers)``; one timer per bucket."""
-    state = state if state is not None else {}
-    bucket = state.get(c.bucket)
+    buckets = TrendingState.of(state).buckets
+    bucket = buckets.get(c.bucket)
     timers = []
     if bucket is None:
-        bucket = state[c.bucket] = {}
+        bucket = buckets[c.bucket] = {}
         timers = [c.bucket + cfg.bucket_ms]
     bucket[c.item] = bucket.get(c.item, 0.0) + c.count
-    return state, [], timers
+    return TrendingState(buckets).plain(), [], timers
 
 
-def on_trending_timer(state: dict | None, ts: int, cfg) -> tuple[dict | None, list, list[int]]:
+def on_trending_timer(state: tuple | None, ts: int, cfg: TrendingSettings) -> tuple[tuple | None, list, list[int]]:
     """The top items of the trending window that ends at ``ts``."""
-    if not state:
+    buckets = TrendingState.of(state).buckets
+    if not buckets:
         return None, [], []
-    live = {b: items for b, items in state.items() if b + cfg.bucket_ms > ts - cfg.trending_window_ms}
+    live = {b: items for b, items in buckets.items() if b + cfg.bucket_ms > ts - cfg.trending_window_ms}
     totals: dict[int, float] = {}
     for b, items in live.items():
         if b < ts:
             for item, n in items.items():
                 totals[item] = totals.get(item, 0.0) + n
     top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.trending_size]
-    return (live or None), [Trending(ts, tuple(top))] if top else [], []
+    return (TrendingState(live).plain() if live else None), [Trending(ts, tuple(top))] if top else [], []

@@ -4,15 +4,13 @@ The item side is read from an ``ItemIndex``: the catalog, trending, and every it
 neighbor counts as of its last bucket end, delivered to each ranking subtask (broadcast).
 Ranking then needs no round trip: a request is answered from the index as it stands.
 
-State is one plain tuple ``(interest weights, interest as_of, consumed, last_seen,
-ttl_timer, taste)``; ``consumed`` is {item: last event time}; ``taste`` is None or
-``(model_version, packed vector)``, the user's embedding interest (``udfs.embedding``).
+State is a ``RankerState``, kept as plain data (``plain`` / ``of``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -20,7 +18,38 @@ from udfs import cooccurrence as co
 from udfs import embedding, ttl
 from udfs.ranking import Neighbors, find_sorted, merge, rank
 from udfs.records import ItemInfo, NeighborCounts, Request, Trending
+from udfs.settings import RankerSettings
 from udfs.signals import InterestVector, add_interest
+
+LAYOUT = "ranker/2"   # the tag of the plain state: a new layout gets a new tag and a migration
+
+
+class RankerState(NamedTuple):
+    weights: dict           # the interest vector's weights, {tag: weight} as of ``as_of``
+    as_of: int
+    consumed: dict          # {item: last event time}
+    last_seen: int          # event time of the last request (TTL)
+    ttl_timer: int
+    taste: tuple | None     # (model_version, packed vector): the embedding interest (udfs.embedding)
+
+    def plain(self) -> tuple:
+        return (LAYOUT, *self)
+
+    @classmethod
+    def of(cls, plain: tuple | None) -> "RankerState":
+        if plain is None:
+            return cls({}, 0, {}, 0, 0, None)
+        if plain[0] != LAYOUT:
+            plain = _migrate(plain)
+        return cls(*plain[1:])
+
+
+def _migrate(plain: tuple) -> tuple:
+    """A state of an earlier layout, in this one. Layout 1 was untagged: the same six
+    fields, or five when written before embeddings (no taste)."""
+    if isinstance(plain[0], str):
+        raise ValueError(f"ranker state of layout {plain[0]!r}: written by a newer version of the job?")
+    return (LAYOUT, *plain, None) if len(plain) == 5 else (LAYOUT, *plain)
 
 
 class _Growing:
@@ -325,10 +354,10 @@ def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray
     return np.where(found, values[at], -1) if len(keys) else np.full(len(ids), -1, dtype=np.int64)
 
 
-def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
+def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerSettings,
                now_ms: int) -> tuple[tuple, list, list[int]]:
     """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
-    weights, as_of, consumed, last_seen, ttl_timer, taste = _fields(state)
+    weights, as_of, consumed, last_seen, ttl_timer, taste = RankerState.of(state)
     vec = InterestVector(weights, as_of)
     u = _taste_vector(taste, index, consumed, as_of, cfg.interest_half_life_ms) if cfg.embedding_weight else None
     for item, weight, t in req.events:
@@ -351,14 +380,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg,
     # dithered: unbiased rounding, so that small additions to a large sum are not lost
     taste = None if u is None else (index.model_version, embedding.pack(u, cfg.embedding_precision,
                                                                           dither=req.version * 7919 + req.user))
-    return (vec.weights, vec.as_of, consumed, last_seen, ttl_timer, taste), [record], timers
-
-
-def _fields(state: tuple | None) -> tuple:
-    """The state's fields; a state saved before embeddings (five fields) has no taste."""
-    if state is None:
-        return {}, 0, {}, 0, 0, None
-    return (*state, None) if len(state) == 5 else state
+    return RankerState(vec.weights, vec.as_of, consumed, last_seen, ttl_timer, taste).plain(), [record], timers
 
 
 def _taste_vector(taste: tuple | None, index: ItemIndex, consumed: dict, as_of: int,
@@ -378,7 +400,7 @@ def _taste_vector(taste: tuple | None, index: ItemIndex, consumed: dict, as_of: 
     return u
 
 
-def _ttl_ms(cfg) -> int:
+def _ttl_ms(cfg: RankerSettings) -> int:
     """UserActivity keeps a user for ``user_ttl_ms`` after its last event; the request for
     that user's next event can come up to ``debounce_ms`` of event time after the event (a
     burst leaves when event time passes its end), so the ranker waits that much longer:
@@ -386,12 +408,12 @@ def _ttl_ms(cfg) -> int:
     return cfg.user_ttl_ms + cfg.debounce_ms
 
 
-def on_timer(state: tuple | None, ts: int, cfg) -> tuple[tuple | None, list, list[int]]:
+def on_timer(state: tuple | None, ts: int, cfg: RankerSettings) -> tuple[tuple | None, list, list[int]]:
     """The TTL: ``(state or None when expired, [], timers)``."""
     if state is None:
         return None, [], []
-    weights, as_of, consumed, last_seen, ttl_timer, taste = _fields(state)
-    expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, _ttl_ms(cfg))
+    kept = RankerState.of(state)
+    expired, ttl_timer, timers = ttl.on_timer(kept.last_seen, kept.ttl_timer, ts, _ttl_ms(cfg))
     if expired:
         return None, [], []
-    return (weights, as_of, consumed, last_seen, ttl_timer, taste), [], timers
+    return kept._replace(ttl_timer=ttl_timer).plain(), [], timers

@@ -5,34 +5,68 @@ Pairs are summed per user and bucket and leave when the bucket closes, one ``Ite
 per item the user touched (its own count and {partner: weight}), instead of a message per
 pair: a user with k items in a bucket sends about k messages for its k(k-1)/2 pairs.
 
-State is one plain tuple ``(version, recent, last_seen, ttl_timer, burst, pending)``;
-``pending`` is {bucket start: [(item, (partner, ...)), ...]}, the bucket's events of
-interest in arrival order with their partners. The sums are made from it when the bucket
-closes: the state written back after every event holds each pair once, as a small int,
-instead of twice with a float (on bench/e2e.py's synthetic events the pickled state went
-from 5,146 to 1,607 bytes on average). A log longer than ``LOG_MAX`` is folded into the
-sums, {item: [own count, {partner: weight}]}, which stay its first entry: a user with
-thousands of events in one bucket costs what the sums cost, not a log that grows with
-every event. State written before kept only the sums; it is read the same way.
+State is a ``UserState``, kept as plain data (``plain`` / ``of``). ``pending`` is
+{bucket start: log}, the bucket's events of interest in arrival order with their partners,
+[(item, (partner, ...)), ...]. The sums are made from the log when the bucket closes, so the
+state written back after every event holds each pair once, as a small int, instead of twice
+with a float. A log longer than ``LOG_MAX`` is folded into the sums, {item: [own count,
+{partner: weight}]}, which stay its first entry: a user with thousands of events in one
+bucket costs what the sums cost, not a log that grows with every event.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from udfs import cooccurrence as co
 from udfs import ttl
-from udfs.debounce import add_event
+from udfs.debounce import Burst, add_event
 from udfs.recent import add_recent
 from udfs.records import Event, Expired, ItemDelta, Request
+from udfs.settings import UserSettings
 from udfs.versioning import next_version
 
-UserState = tuple
 LOG_MAX = 64   # entries of a bucket's log before it is folded into sums
+LAYOUT = "user/2"   # the tag of the plain state: a new layout gets a new tag and a migration
 
 
-def on_event(state: UserState | None, ev: Event, cfg) -> tuple[UserState, list, list[int]]:
+class UserState(NamedTuple):
+    version: int          # of the user's last list
+    recent: list          # udfs.recent: [(item, t, weight)], oldest first
+    last_seen: int        # event time of the last event (TTL)
+    ttl_timer: int
+    burst: Burst | None   # the open debounce burst
+    pending: dict         # {bucket start: log} of the open buckets
+
+    def plain(self) -> tuple:
+        burst = None if self.burst is None else tuple(self.burst)
+        return LAYOUT, self.version, self.recent, self.last_seen, self.ttl_timer, burst, self.pending
+
+    @classmethod
+    def of(cls, plain: tuple | None) -> "UserState":
+        if plain is None:
+            return cls(0, [], 0, 0, None, {})
+        if plain[0] != LAYOUT:
+            plain = _migrate(plain)
+        _, version, recent, last_seen, ttl_timer, burst, pending = plain
+        return cls(version, recent, last_seen, ttl_timer, None if burst is None else Burst(*burst), pending)
+
+
+def _migrate(plain: tuple) -> tuple:
+    """A state of an earlier layout, in this one. Layout 1 (untagged, the same six fields)
+    could hold a bucket's sums (a dict) where layout 2 holds its log: the sums become the
+    log's first entry, as a folded log's are."""
+    if isinstance(plain[0], str):
+        raise ValueError(f"user state of layout {plain[0]!r}: written by a newer version of the job?")
+    version, recent, last_seen, ttl_timer, burst, pending = plain
+    pending = {b: [log] if isinstance(log, dict) else log for b, log in pending.items()}
+    return LAYOUT, version, recent, last_seen, ttl_timer, burst, pending
+
+
+def on_event(state: tuple | None, ev: Event, cfg: UserSettings) -> tuple[tuple, list, list[int]]:
     """``(state, [Request ...], timers)`` for one event of this user. The given state is
     consumed: it may be updated in place."""
-    version, recent, last_seen, ttl_timer, burst, pending = state or (0, [], 0, 0, None, {})
+    version, recent, last_seen, ttl_timer, burst, pending = UserState.of(state)
     version = next_version(version or None, ev.t)
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, ev.t, cfg.user_ttl_ms)
     if ev.weight > 0:  # a low rating is consumed (and excluded) but is no interest signal
@@ -41,7 +75,7 @@ def on_event(state: UserState | None, ev: Event, cfg) -> tuple[UserState, list, 
         if bucket not in pending:
             pending[bucket] = []
             timers.append(bucket + cfg.bucket_ms)
-        log = _log(pending, bucket)
+        log = pending[bucket]
         log.append((ev.item, tuple(partners)))
         if len(log) > LOG_MAX:
             log[:] = [_sums(log)]
@@ -52,21 +86,13 @@ def on_event(state: UserState | None, ev: Event, cfg) -> tuple[UserState, list, 
         out.append(_request(ev.user, burst))
         burst = None
     elif new:
-        timers.append(burst[0])
-    return (version, recent, last_seen, ttl_timer, burst, pending), out, timers
-
-
-def _log(pending: dict, bucket: int) -> list:
-    """The bucket's event log; sums (an earlier version's state) become its first entry."""
-    log = pending[bucket]
-    if isinstance(log, dict):
-        log = pending[bucket] = [log]
-    return log
+        timers.append(burst.due)
+    return UserState(version, recent, last_seen, ttl_timer, burst, pending).plain(), out, timers
 
 
 def _sums(log: list) -> dict:
     """{item: [own count, {partner: weight}]} of a bucket's log, summed in arrival order
-    onto its first entry when that is sums (folded, or written by an earlier version)."""
+    onto its first entry when that is sums (a folded log)."""
     folded = bool(log) and isinstance(log[0], dict)
     sums = {item: [own, dict(pairs)] for item, (own, pairs) in log[0].items()} if folded else {}
     for item, partners in log[1:] if folded else log:
@@ -80,32 +106,31 @@ def _sums(log: list) -> dict:
     return sums
 
 
-def _request(user: int, burst) -> Request:
-    _, version, t, seeds, events = burst
-    return Request(user, version, t, events, seeds)
+def _request(user: int, burst: Burst) -> Request:
+    return Request(user, burst.version, burst.t, burst.events, burst.seeds)
 
 
-def overdue_buckets(state: UserState | None, ts: int, cfg) -> list[int]:
+def overdue_buckets(state: tuple | None, ts: int, cfg: UserSettings) -> list[int]:
     """Open buckets that ended before ``ts``: each should have been flushed by its own timer."""
-    return sorted(b for b in state[5] if b + cfg.bucket_ms < ts) if state else []
+    return sorted(b for b in UserState.of(state).pending if b + cfg.bucket_ms < ts) if state else []
 
 
-def on_timer(state: UserState | None, user: int, ts: int, cfg) -> tuple[UserState | None, list, list[int]]:
+def on_timer(state: tuple | None, user: int, ts: int, cfg: UserSettings) -> tuple[tuple | None, list, list[int]]:
     """``(state or None when expired, [Request | ItemDelta | Expired ...], timers)``."""
     if state is None:
         return None, [], []
-    version, recent, last_seen, ttl_timer, burst, pending = state
+    version, recent, last_seen, ttl_timer, burst, pending = UserState.of(state)
     out: list = []
-    if burst is not None and burst[0] <= ts:
+    if burst is not None and burst.due <= ts:
         out.append(_request(user, burst))
         burst = None
     expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, cfg.user_ttl_ms)
     closed = [b for b in pending if expired or b + cfg.bucket_ms <= ts]
     for b in sorted(closed):
-        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(_sums(_log(pending, b)).items()))
+        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(_sums(pending[b]).items()))
     if closed:
         pending = {b: v for b, v in pending.items() if b not in closed}
     if expired:
         out.append(Expired(user, ts))
         return None, out, timers
-    return (version, recent, last_seen, ttl_timer, burst, pending), out, timers
+    return UserState(version, recent, last_seen, ttl_timer, burst, pending).plain(), out, timers

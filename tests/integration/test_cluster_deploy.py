@@ -1,5 +1,5 @@
 """The job on the standalone cluster of deploy/flink/cluster.sh, submitted with `flink run`
-as in production (issue 9, Deployment):
+as in production:
 
 - its own counters on the cluster's Prometheus endpoint (README "Monitoring");
 - an upgrade through a savepoint: `flink stop --savepointPath`, then the job resumed from

@@ -2,7 +2,7 @@
 kinds among them (Kafka in, mini-cluster, Kafka and Redis out).
 
 Every bad record must be in the dead-letter topic once, with its own partition and offset
-and a reason that names what is wrong (README "Bad input", "Event time"); the valid events
+and a reason that names what is wrong (docs/algorithm.md "Bad input and dead letters", "Event time and lateness"); the valid events
 around them must all count (every user's last version in Redis); the published
 co-occurrence lists must be exactly those a batch computation over the valid events gives
 (lab.oracle, which shares no code with the job); and the job must never restart.

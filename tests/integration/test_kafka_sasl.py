@@ -1,4 +1,4 @@
-"""Kafka with SASL/SCRAM (issue 9, finding 6): the local broker with a SASL_PLAINTEXT listener
+"""Kafka with SASL/SCRAM: the local broker with a SASL_PLAINTEXT listener
 (SCRAM-SHA-512, deploy/local/stack.sh with RECO_KAFKA_SASL_PORT), the tools and the job on the
 local Flink mini-cluster reading and writing through it with the client properties the stack
 writes. A stack of its own: ports RECO_TEST_SASL_KAFKA_PORT (29392; controller +1, SASL +2) and

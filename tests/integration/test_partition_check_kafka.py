@@ -1,4 +1,4 @@
-"""The submit-time partition check against the real broker (issue 9, Deployment): the job
+"""The submit-time partition check against the real broker: the job
 refuses a parallelism above the events topic's partitions before it starts, with a message
 that says why and what to do. The decision alone: tests/unit/test_partition_check.py."""
 

@@ -1,5 +1,5 @@
 """The job's Kafka tables as Flink's own SQL parser reads them: a hostile setting stays one
-option's value, and kafka_properties reach every source and sink (issue 9, finding 6).
+option's value, and kafka_properties reach every source and sink.
 Needs a JVM, no Kafka: the tables are declared, not run."""
 
 import pytest

@@ -27,7 +27,7 @@ def test_every_keyed_python_operator_registers_its_timers_before_a_snapshot():
     keyed = {name: cls for name, cls in classes.items() if "Keyed" in cls}
     assert {"UserActivity", "ItemCooccurrence", "Trending", "Ranker"} <= {n.split(",")[0] for n in keyed}, classes
     # The Ranker's keyed broadcast operator is created by a Java translator that the fix
-    # cannot reach; its only timer is the TTL (see README "Exactly-once").
+    # cannot reach; its only timer is the TTL (see docs/operations.md "Python timers and restores").
     ranker = keyed.pop("Ranker")
-    assert not ranker.startswith("reco.pyflink."), "the Ranker is patched now: update README and this test"
+    assert not ranker.startswith("reco.pyflink."), "the Ranker is patched now: update docs/operations.md and this test"
     assert all(cls.startswith("reco.pyflink.") for cls in keyed.values()), keyed

@@ -1,5 +1,5 @@
 """Every operator of the job, the Table-API Kafka sources and sinks included, has a uid of
-ours (issue 9, Deployment): a savepoint's state maps by uid, and an id hashed from the
+ours: a savepoint's state maps by uid, and an id hashed from the
 topology changes with any change of the job. Needs a JVM, no Kafka: the job is built, not run."""
 
 import re

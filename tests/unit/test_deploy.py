@@ -100,7 +100,7 @@ def test_image_installs_as_root_runs_as_flink_and_ships_only_the_job():
     assert {"flink_jobs", "udfs", "schemas"} <= copied and "reco_tools" not in copied
 
 
-# --- docker-compose.yml in step with deploy/local/stack.sh (issue 9, Deployment) ---------------
+# --- docker-compose.yml in step with deploy/local/stack.sh ---------------
 
 STACK_SH = ROOT / "deploy" / "local" / "stack.sh"
 
@@ -200,7 +200,7 @@ def test_compose_redis_has_the_settings_of_stack_sh():
     assert redis["ports"] == [f"127.0.0.1:{_stack_default('RECO_REDIS_PORT')}:6379"]
 
 
-# --- Prometheus reporter in both deployments (issue 9, Deployment; README "Monitoring") --------
+# --- Prometheus reporter in both deployments (README "Monitoring") --------
 
 PROM_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 

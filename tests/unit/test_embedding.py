@@ -1,7 +1,7 @@
 """Embeddings in the job: packing, the user's embedding interest, nearest items, model
 versions, and a new item recommended from its embedding alone.
 
-The references here are written from the README's definitions ("Embeddings"), with numpy
+The references here are written from the definitions in docs/algorithm.md ("Embeddings and the model switch"), with numpy
 on the test's own vectors, never through ``udfs.embedding`` or the index under test.
 """
 
@@ -25,6 +25,10 @@ CFG = JobConfig(top_n=5, recent_items=4, seeds=2, interest_weight=0.0, interest_
 def _unit(v):
     v = np.asarray(v, dtype=np.float64)
     return v / math.sqrt(float(v @ v))
+
+
+def taste(state):
+    return ranker.RankerState.of(state).taste
 
 
 def _item(i, vec=None, version=1, deleted=False, precision="float32"):
@@ -101,8 +105,8 @@ def test_a_newer_model_replaces_the_older_one_and_users_follow_it():
         index.put(_item(i, np.eye(3)[i - 1], version=5))
     request = Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
     state, out, _ = ranker.on_request(None, request, index, CFG, 0)
-    assert out[0]["model_version"] == 5 and state[5][0] == 5
-    assert np.allclose(embedding.unpack(state[5][1]), [5.0, 0, 0])
+    assert out[0]["model_version"] == 5 and taste(state)[0] == 5
+    assert np.allclose(embedding.unpack(taste(state)[1]), [5.0, 0, 0])
     index.put(_item(2, [0, 0, 1], version=4))       # a record of an older model: no vector
     assert index.vector(2) is None and index.model_version == 5 and np.allclose(index.vector(3), [0, 0, 1])
     index.put(_item(1, [0, 1, 0], version=6))       # a newer one: the others are unknown until republished
@@ -111,8 +115,8 @@ def test_a_newer_model_replaces_the_older_one_and_users_follow_it():
     state, out, _ = ranker.on_request(state, later, index, CFG, 0)
     # rebuilt from the consumed item 1 (weight 1, decayed from t = 1,000) in model 6, plus
     # item 3, which has no vector in model 6 yet
-    assert out[0]["model_version"] == 6 and state[5][0] == 6
-    assert np.allclose(embedding.unpack(state[5][1]), [0, 0.5 ** (1_000 / (10 * DAY)), 0], atol=1e-6)
+    assert out[0]["model_version"] == 6 and taste(state)[0] == 6
+    assert np.allclose(embedding.unpack(taste(state)[1]), [0, 0.5 ** (1_000 / (10 * DAY)), 0], atol=1e-6)
 
 
 def test_a_new_item_with_an_embedding_and_no_cooccurrence_is_recommended():
@@ -133,7 +137,7 @@ def test_a_new_item_with_an_embedding_and_no_cooccurrence_is_recommended():
     assert [x["item_id"] for x in out[0]["items"]] == [2, 50]
     state, out, _ = ranker.on_request(None, request, index, CFG.replace(embedding_weight=0.0), 0)
     assert 50 not in [x["item_id"] for x in out[0]["items"]]
-    assert out[0]["model_version"] == 0 and state[5] is None     # beta 0: the model is not used
+    assert out[0]["model_version"] == 0 and taste(state) is None     # beta 0: the model is not used
 
 
 def test_the_blend_adds_beta_times_the_taste_cosine_to_the_cooccurrence_score():
@@ -167,7 +171,7 @@ def test_a_state_saved_before_embeddings_is_read_and_int8_state_is_smaller():
     old = ({"x": 1.0}, 500, {1: 500}, 500, 0)      # five fields: no taste
     request = Request(9, 1, 1_000, ((2, 5.0, 1_000),), ((2, 5.0),))
     state, out, _ = ranker.on_request(old, request, index, CFG, 0)
-    assert len(state) == 6 and out[0]["model_version"] == 1
+    assert taste(state)[0] == 1 and out[0]["model_version"] == 1
     f32, _, _ = ranker.on_request(old, request, index, CFG.replace(embedding_precision="float32"), 0)
     assert len(pickle.dumps(f32)) - len(pickle.dumps(state)) >= 3 * 48 - 8
     assert len(pickle.dumps(_item(1, np.ones(48), precision="float32"))) - \
@@ -216,7 +220,7 @@ def test_an_int8_taste_keeps_following_a_heavy_user():
         item = 1 if n < 300 else 2
         state, _, _ = ranker.on_request(state, Request(9, n + 1, 1_000, ((item, 1.0, 1_000),), ((item, 1.0),)),
                                         index, CFG, 0)
-    got, want = embedding.unpack(state[5][1]), 300 * e1 + 300 * e2
+    got, want = embedding.unpack(taste(state)[1]), 300 * e1 + 300 * e2
     # Rounded to nearest: got = 300 x e1, cosine 0.92, component 1 at 0. Dithered, each
     # packing errs by up to a step (about 2 here) either way: 300 of them add up to about
     # 10% of component 1 (one standard deviation, over users), so the bounds are loose.
@@ -271,7 +275,7 @@ def test_a_taste_of_other_dimensions_than_the_model_is_rebuilt_not_used():
     request = Request(9, 2, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
     state, out, _ = ranker.on_request(saved, request, index, CFG, 0)
     assert out[0]["model_version"] == 5
-    assert np.allclose(embedding.unpack(state[5][1]), [6.0, 0, 0])   # rebuilt (1 x item 1) plus the event (5)
+    assert np.allclose(embedding.unpack(taste(state)[1]), [6.0, 0, 0])   # rebuilt (1 x item 1) plus the event (5)
 
 
 @pytest.mark.parametrize("values, want", [([1e20, 1e20], [0.70710678, 0.70710678]), ([1e-30, 0.0], [1.0, 0.0]),

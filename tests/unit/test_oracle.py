@@ -1,4 +1,4 @@
-"""The oracle (``reco_tools/verify.py``, written from the README without the job's code)
+"""The oracle (``lab/oracle.py``, written from docs/algorithm.md without the job's code)
 against the job's own steps driven in one process (``lab.inprocess``), and both against
 small cases whose numbers are worked out by hand in the comments.
 

@@ -1,6 +1,6 @@
-"""The submit-time check of parallelism against the events topic's partitions (issue 9,
-Deployment): a source subtask without a partition holds event time back for good, so the
-job refuses to start. The Kafka call itself: tests/integration/test_partition_check_kafka.py."""
+"""The submit-time check of parallelism against the events topic's partitions: a source
+subtask without a partition holds event time back for good, so the job refuses to start.
+The Kafka call itself: tests/integration/test_partition_check_kafka.py."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Secrets and Kafka security (issue 9, findings 5 and 6): secrets hidden wherever settings are
+"""Secrets and Kafka security: secrets hidden wherever settings are
 logged or printed and never needed on a command line; Kafka client properties reach the job's
 sources and sinks (quoted safely in the SQL DDL) and every tool."""
 

@@ -1,6 +1,6 @@
 """The operators' pure steps (udfs.user_activity, item_side, ranker), one key at a time, and
 the whole dataflow in one process (lab.inprocess), against references written here from
-the README's definitions. Operator level of the test pyramid: each key's state is gone
+the definitions in docs/algorithm.md. Operator level of the test pyramid: each key's state is gone
 when its life ends.
 """
 
@@ -14,6 +14,7 @@ from flink_jobs.config import MINUTE, JobConfig
 from udfs import item_side, ranker, user_activity
 from lab.inprocess import Dataflow
 from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request, Trending
+from udfs.user_activity import UserState
 
 CFG = JobConfig(recent_items=4, seeds=2, pair_span_ms=30 * MINUTE, bucket_ms=10 * MINUTE,
                 cooccurrence_window_ms=30 * MINUTE, user_ttl_ms=60 * MINUTE, trending_window_ms=20 * MINUTE,
@@ -21,7 +22,7 @@ CFG = JobConfig(recent_items=4, seeds=2, pair_span_ms=30 * MINUTE, bucket_ms=10 
 
 
 def reference_pairs(events, cfg):
-    """Every (i, j, t, w) the README defines: an item pairs with the user's earlier items
+    """Every (i, j, t, w) docs/algorithm.md defines: an item pairs with the user's earlier items
     among their last W (distinct, newest kept) within T of it, weighted 1/log2(2 + partners)."""
     history = defaultdict(list)   # user -> [(item, t)] of interest events, in order
     out = []
@@ -87,7 +88,7 @@ def defined_deltas(deltas):
 
 
 def reference_deltas(events, cfg):
-    """What the README defines for the same: the pairs of reference_pairs and one count per
+    """What docs/algorithm.md defines for the same: the pairs of reference_pairs and one count per
     interest event, each in the bucket of its event."""
     pairs, own = defaultdict(float), defaultdict(float)
     for i, j, t, w in reference_pairs(events, cfg):
@@ -131,10 +132,11 @@ def test_open_buckets_stored_as_pair_sums_by_the_earlier_version_are_still_read(
     earlier = [e for e in events[:cut] if e.weight > 0]
     rewritten = 0
     for user, state in states.items():
-        if state is None or not state[5]:
+        pending = None if state is None else UserState.of(state).pending
+        if not pending:
             continue
         mine = [e for e in earlier if e.user == user]
-        sums = {b: {} for b in state[5]}      # the earlier layout, from the definition
+        sums = {b: {} for b in pending}      # the earlier layout, from the definition
         for i, j, t, w in reference_pairs(mine, CFG):
             if t - t % CFG.bucket_ms in sums:
                 pair = sums[t - t % CFG.bucket_ms].setdefault(i, [0.0, {}])[1]
@@ -142,7 +144,8 @@ def test_open_buckets_stored_as_pair_sums_by_the_earlier_version_are_still_read(
         for e in mine:
             if e.t - e.t % CFG.bucket_ms in sums:
                 sums[e.t - e.t % CFG.bucket_ms].setdefault(e.item, [0.0, {}])[0] += 1.0
-        states[user] = state[:5] + (sums,)
+        version, recent, last_seen, ttl_timer, burst, _ = UserState.of(state)   # layout 1: untagged
+        states[user] = (version, recent, last_seen, ttl_timer, burst and tuple(burst), sums)
         rewritten += 1
     assert rewritten >= 1
     _, rest = drive_users(events[cut:], CFG, states=states, timers=timers)
@@ -160,7 +163,7 @@ def test_a_user_with_thousands_of_events_in_one_bucket_keeps_a_bounded_log_and_t
     longest, out = 0, []
     for chunk in range(0, len(events), 100):
         out += drive_users(events[chunk:chunk + 100], CFG, states=states, timers=timers, finish=False)[1]
-        longest = max([longest] + [len(log) for log in states[1][5].values()])
+        longest = max([longest] + [len(log) for log in UserState.of(states[1]).pending.values()])
     assert longest <= user_activity.LOG_MAX
     out += drive_users([], CFG, states=states, timers=timers)[1]
     got, own = defined_deltas(out)
@@ -203,7 +206,7 @@ def test_item_window_publishes_at_bucket_ends_and_is_gone_after_its_last_bucket_
 
 
 def test_item_window_keeps_the_m_it_published_and_prunes_only_buckets_before_the_end():
-    # README: at a bucket end an item with more than M neighbors keeps the M it published
+    # docs/algorithm.md: at a bucket end an item with more than M neighbors keeps the M it published
     # (largest counts, ties: lower id) in the buckets before that end; later ones untouched
     cfg = CFG.replace(neighbors_per_item=4, fragment_size=4)
     b = cfg.bucket_ms
@@ -288,7 +291,7 @@ def test_with_debounce_the_ranker_keeps_a_user_as_long_as_useractivity_can_still
 
 
 def test_an_item_the_catalog_does_not_know_is_recommended_only_once_it_does():
-    # README: events of an unknown item count (it becomes others' neighbor), but it is
+    # docs/algorithm.md: events of an unknown item count (it becomes others' neighbor), but it is
     # recommended, as a candidate or as trending, only once its catalog record arrives.
     index = _index()
     index.put(NeighborCounts(1, 200, 4.0, ((8, 9.0), (2, 4.0), (3, 3.0))))   # 8: no catalog record
@@ -326,3 +329,50 @@ def test_dataflow_in_one_process_publishes_what_a_batch_recount_says():
         assert got.keys() == want.keys(), rec
         for j in want:
             assert got[j] == pytest.approx(want[j])
+
+
+# --- state layouts: a savepoint of layout 1 (untagged tuples) is migrated on restore ---------
+
+def _as_layout_1(kind, plain):
+    """What the job wrote before states were tagged, from the layout-2 state (layout 1 had
+    the same fields, untagged; trending was the bare dict of buckets)."""
+    if plain is None:
+        return None
+    assert isinstance(plain[0], str), f"{kind} state is not tagged: {plain!r:.80}"
+    return plain[1] if kind == "trending" else plain[1:]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_every_state_of_layout_1_is_migrated_and_the_outputs_do_not_change(seed):
+    events = random_events(seed, n=400)
+    catalog = [ItemInfo.of({"item_id": i, "title": f"t{i}", "tags": [f"g{i % 3}"], "updated_at": 0,
+                            "deleted": False}) for i in range(1, 16)]
+
+    def run(restore_old: bool) -> list:
+        out = []
+        flow = Dataflow(CFG, catalog, lambda kind, record: out.append((kind, record)))
+        cut = len(events) // 2
+        for ev in events[:cut]:
+            flow.push(ev)
+        if restore_old:
+            for kind, states in (("user", flow.users), ("ranker", flow.rankers), ("item", flow.items)):
+                for key in list(states):
+                    states[key] = _as_layout_1(kind, states[key])
+            flow.trending = _as_layout_1("trending", flow.trending)
+        for ev in events[cut:]:
+            flow.push(ev)
+        flow.finish()
+        return out
+
+    assert run(restore_old=True) == run(restore_old=False)
+
+
+@pytest.mark.parametrize("read", [
+    lambda: UserState.of(("user/3", 1)),
+    lambda: ranker.RankerState.of(("ranker/9",)),
+    lambda: item_side.on_delta(("item/3",), ItemDelta(1, 0, 1.0, {}), CFG),
+    lambda: item_side.on_bucket_count(("trending/3", {}), BucketCount(1, 0, 1.0), CFG),
+], ids=["user", "ranker", "item", "trending"])
+def test_a_state_of_an_unknown_layout_is_refused_not_guessed(read):
+    with pytest.raises(ValueError, match="layout"):
+        read()

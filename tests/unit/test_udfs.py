@@ -123,7 +123,7 @@ def test_interest_similarity_is_zero_without_overlap_or_data():
 @pytest.mark.parametrize("seed", range(30))
 def test_recent_window_matches_brute_force(seed):
     """Window and partners from the whole history alone, never from the window under test
-    (README: the last W distinct items, whatever their age; an event pairs with the items
+    (docs/algorithm.md: the last W distinct items, whatever their age; an event pairs with the items
     of the window as it stood before it within T, other than its own item). A window of
     W - 1 items fails, and so does one that drops items older than T."""
     rng = random.Random(seed)

@@ -1,6 +1,6 @@
-"""Validation with bounds (issue 9, findings 1 and 2): what decode lets into the job.
+"""Validation with bounds: what decode lets into the job.
 
-Expected outcomes come from the README ("Bad input", "How it works": versions are
+Expected outcomes come from docs/algorithm.md ("Bad input and dead letters", "Versions": versions are
 max(event_time x 1024, previous + 1)) and the schema docs, written here as literals.
 """
 
@@ -30,7 +30,7 @@ def test_documented_defaults():
 
 
 @pytest.mark.parametrize("changes,fragment", [
-    # finding 1: time
+    # time
     (dict(event_time=2**53), "event_time 9007199254740992 is 9005404254740992 ms ahead of processing time"),
     (dict(event_time=32_503_680_000_000), "ahead of processing time"),        # 3000-01-01
     (dict(event_time=0), "before earliest_event_time_ms 788918400000"),          # 1970-01-01
@@ -39,7 +39,7 @@ def test_documented_defaults():
     (dict(event_time=1_700_000_000), "before earliest_event_time_ms"),           # seconds, not ms
     (dict(event_time=JAN_1_1995 - 1), "before earliest_event_time_ms"),
     (dict(event_time=NOW + HOUR + 1), "more than max_future_skew_ms 3600000"),
-    # finding 2: values the schema or the job cannot use
+    # values the schema or the job cannot use
     (dict(event_type="RATING", value=0.0), "RATING needs a value within [0.5, 5.0], got 0.0"),
     (dict(event_type="RATING", value=None), "RATING needs a value"),
     (dict(event_type="RATING", value=5.5), "RATING needs a value"),
@@ -112,7 +112,7 @@ def test_bounds_load_from_the_environment_like_every_setting():
     assert (cfg.earliest_event_time_ms, cfg.max_future_skew_ms) == (1_600_000_000_000, 0)
 
 
-# Versions: README "Versions are max(event_time x 1024, previous + 1)"; they must stay
+# Versions: docs/algorithm.md "Versions"; they must stay
 # below 2^53, where Lua's tonumber (the Redis compare-and-set) and JSON stop being exact.
 LIMIT = 2**53
 LATEST_EVER = 2**42 - 1   # the latest event time any configuration and any clock can accept
@@ -130,7 +130,7 @@ def test_versions_from_accepted_event_times_stay_exact():
     # The bound: an accepted event's own candidate is at most LATEST_EVER x 1024, and each
     # event adds at most one to the previous version, so after k events v <= that + k.
     assert LATEST_EVER * 1024 + 2**52 < LIMIT   # room for 2^52 events of one user
-    # next_version follows the README definition at the extremes
+    # next_version follows the definition in docs/algorithm.md at the extremes
     v = next_version(None, LATEST_EVER)
     assert v == LATEST_EVER * 1024 == 2**52 - 1024
     for _ in range(10_000):                  # a burst of late or same-ms events
@@ -210,7 +210,7 @@ def test_decode_events_dead_letters_hostile_records_with_their_reason():
 
 
 def test_an_event_whose_bucket_has_closed_is_late_and_dead_lettered():
-    # README: an event is late when the watermark has passed the end of its bucket
+    # docs/algorithm.md: an event is late when the watermark has passed the end of its bucket
     # (buckets of bucket_ms from the epoch); its bucket's list is already out.
     from flink_jobs.codec import AvroCodec
     from flink_jobs.operators import DEAD_LETTERS, DecodeEvents
@@ -233,7 +233,7 @@ def test_an_event_whose_bucket_has_closed_is_late_and_dead_lettered():
     assert (runtime.counters["eventsLate"].n, runtime.counters["eventsValid"].n) == (1, 1)
 
 
-# --- the catalog (README "Bad input": catalog records) ----------------------------------
+# --- the catalog (docs/algorithm.md "Bad input and dead letters") ----------------------------------
 
 ITEM = {"item_id": 12, "title": "Heat (1995)", "tags": ["Action", "Crime"], "embedding": None,
         "updated_at": 1, "deleted": False}
