@@ -496,12 +496,9 @@ def job_records(events: list[dict], movies, cfg, engine: str = "inprocess",
     if models and engine != "inprocess":
         raise ValueError("models are published mid-stream in process only")
     if engine == "pipeline":
-        import os
-
         from flink_jobs.codec import AvroCodec
         from lab.inmemory import run_pipeline
 
-        os.environ.setdefault("_python_worker_execution_mode", "process")
         codec = AvroCodec("reco.UserEvent")
         return run_pipeline([codec.encode(e) for e in events], catalog, cfg, bundle_size=1000)["recommendations"]
     from itertools import chain

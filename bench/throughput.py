@@ -44,7 +44,6 @@ def plain_python(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> flo
 def pipeline(events: list[dict], cfg: JobConfig, catalog: list[dict]) -> float:
     from lab.inmemory import run_pipeline
 
-    os.environ.setdefault("_python_worker_execution_mode", "process")
     codec = AvroCodec("reco.UserEvent")
     raw = [codec.encode(e) for e in events]
 

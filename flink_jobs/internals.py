@@ -4,7 +4,8 @@
 - ``keyed``: a key-by without PyFlink's Python key-selector operator;
 - ``side_output``: a side output without PyFlink's identity operator after it;
 - ``install_timer_fix``: keyed Python operators whose timers survive a restore;
-- ``use_worker_processes``: Python operators in worker processes on a local mini-cluster.
+- ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
+- ``topic_partitions``: the Kafka admin client of the connector jar, through PyFlink's JVM.
 
 Each relies on a private attribute, a private environment switch or a patched class of
 PyFlink 2.2.1; ``tests/job/test_timer_fix.py`` and ``tests/job/test_uids.py`` fail when an
@@ -16,7 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from functools import reduce
+
 from py4j.java_gateway import java_import
+from py4j.protocol import Py4JJavaError
 from pyflink.common import Types
 from pyflink.datastream import DataStream, KeyedStream, OutputTag
 from pyflink.java_gateway import get_gateway
@@ -88,3 +92,34 @@ def install_timer_fix(env) -> None:
         resolved = getattr(jvm, name)._fqn
         if resolved != f"reco.pyflink.{name}":
             raise RuntimeError(f"PyFlink would build {name} from {resolved}: the timer fix is not in effect")
+
+
+class KafkaAdminError(RuntimeError):
+    """Kafka did not answer the admin client's request (the message says why)."""
+
+
+def topic_partitions(shaded_prefix: str, properties: dict[str, str], topic: str, timeout_s: float) -> int:
+    """The partitions of ``topic``, 0 when it does not exist; KafkaAdminError when Kafka did
+    not answer. Asked with the Kafka admin client inside the connector jar (its classes
+    relocated under ``shaded_prefix``), in the JVM PyFlink already runs: the same client and
+    security settings as the job's sources, and no Python Kafka client in the job."""
+    jvm = get_gateway().jvm
+    admin_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.clients.admin.AdminClient").split("."), jvm)
+    props = jvm.java.util.Properties()
+    for key, value in properties.items():
+        props.setProperty(key, value)
+    admin = admin_class.create(props)
+    try:
+        topics = jvm.java.util.ArrayList()
+        topics.add(topic)
+        described = admin.describeTopics(topics).allTopicNames().get(int(timeout_s) + 5,
+                                                                      jvm.java.util.concurrent.TimeUnit.SECONDS)
+        return described.get(topic).partitions().size()
+    except Py4JJavaError as exc:
+        error = exc.java_exception
+        cause = error.getCause() or error
+        if cause.getClass().getSimpleName() == "UnknownTopicOrPartitionException":
+            return 0
+        raise KafkaAdminError(cause.toString()) from None
+    finally:
+        admin.close(jvm.java.time.Duration.ofSeconds(5))

@@ -18,6 +18,7 @@ from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import contracts, pipeline
 from flink_jobs.config import JobConfig
+from flink_jobs.internals import KafkaAdminError, topic_partitions
 
 KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
 VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -154,36 +155,16 @@ def event_topic_partitions(cfg: JobConfig, timeout_s: float = 15.0,
     Asked with the Kafka admin client inside the connector jar (shaded, through the JVM
     PyFlink already runs), with the job's own client properties: the same client, security
     settings and bootstrap servers as the source, and no Python Kafka client in the job."""
-    from functools import reduce
-
-    from py4j.protocol import Py4JJavaError
-    from pyflink.java_gateway import get_gateway
-
-    jvm = get_gateway().jvm
-    admin_class = reduce(getattr, (SHADED_KAFKA + "org.apache.kafka.clients.admin.AdminClient").split("."), jvm)
-    props = jvm.java.util.Properties()
     wait_ms = str(int(timeout_s * 1000))
-    for key, value in {"bootstrap.servers": cfg.kafka_bootstrap,
-                       **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
-                       "client.id": "reco-partition-check", "request.timeout.ms": wait_ms,
-                       "default.api.timeout.ms": wait_ms}.items():
-        props.setProperty(key, value)
-    admin = admin_class.create(props)
+    properties = {"bootstrap.servers": cfg.kafka_bootstrap,
+                  **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
+                  "client.id": "reco-partition-check", "request.timeout.ms": wait_ms, "default.api.timeout.ms": wait_ms}
     try:
-        topics = jvm.java.util.ArrayList()
-        topics.add(topic)
-        described = admin.describeTopics(topics).allTopicNames().get(int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
-        return described.get(topic).partitions().size()
-    except Py4JJavaError as exc:
-        error = exc.java_exception
-        cause = error.getCause() or error
-        if cause.getClass().getSimpleName() == "UnknownTopicOrPartitionException":
-            return 0
+        return topic_partitions(SHADED_KAFKA, properties, topic, timeout_s)
+    except KafkaAdminError as exc:
         log.warning("could not ask Kafka at %s for the partitions of %s (%s): parallelism not checked",
-                    cfg.kafka_bootstrap, topic, cause.toString())
+                    cfg.kafka_bootstrap, topic, exc)
         return None
-    finally:
-        admin.close(jvm.java.time.Duration.ofSeconds(5))
 
 
 def require_event_partitions(cfg: JobConfig) -> None:

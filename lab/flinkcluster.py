@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from flink_jobs.internals import child_environment
+from lab.jobs import FlinkRest
 from lab.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,18 +89,17 @@ class FlinkCluster:
             self.ensure_taskmanager()
         wait_for(all_running, timeout_s, f"every task of job {job_id} to run", poll_s=0.5)
 
-    def wait_records_in(self, job_id: str, vertex: str, at_least: int, timeout_s: float = 120) -> None:
-        """Until the tasks of the job's vertex whose name contains ``vertex`` have taken in
-        ``at_least`` records in all (the numRecordsIn metric, summed over subtasks)."""
-        def enough():
-            ids = [v["id"] for v in self.rest(f"/jobs/{job_id}")["vertices"] if vertex in v["name"]]
-            if len(ids) != 1:
-                raise RuntimeError(f"job {job_id} has {len(ids)} vertices named like {vertex!r}")
-            got = self.rest(f"/jobs/{job_id}/vertices/{ids[0]}/subtasks/metrics?get=numRecordsIn&agg=sum")
-            if got and int(float(got[0]["sum"])) >= at_least:
+    def wait_gauge(self, job_id: str, operator: str, name: str, at_least: float, timeout_s: float = 120) -> None:
+        """Until every subtask of the operator ``operator`` reports its metric ``name`` at
+        ``at_least`` or more."""
+        rest = FlinkRest(self.rest_port)
+
+        def reached():
+            values = rest.subtask_metric(job_id, operator, name)
+            if values is not None and min(values) >= at_least:
                 return True
             self.ensure_taskmanager()
-        wait_for(enough, timeout_s, f"job {job_id}'s {vertex} to take in {at_least} records", poll_s=0.5)
+        wait_for(reached, timeout_s, f"{name} >= {at_least} on every {operator} subtask of job {job_id}", poll_s=0.5)
 
     def wait_checkpoint(self, job_id: str, timeout_s: float = 180, after: int = 0) -> int:
         """Until the job has completed a checkpoint since it (re)started, with an id above

@@ -135,14 +135,13 @@ class Run:
     ``"catalog"``: the offsets of the catalog records the source has handed on) and the
     running job's metrics (``gauge``)."""
 
-    def __init__(self, outputs: dict[str, list], rest: FlinkRest, job_id: str, parallelism: int):
-        self.outputs, self.rest, self.job_id, self.parallelism = outputs, rest, job_id, parallelism
+    def __init__(self, outputs: dict[str, list], rest: FlinkRest, job_id: str):
+        self.outputs, self.rest, self.job_id = outputs, rest, job_id
 
     def gauge(self, operator: str, name: str) -> list[float] | None:
         """``name``'s value on every subtask of the operator ``operator``, or None while any
         subtask has not reported it yet."""
-        values = self.rest.subtask_metric(self.job_id, operator, name)
-        return values if values is not None and len(values) == self.parallelism else None
+        return self.rest.subtask_metric(self.job_id, operator, name)
 
 
 def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, bundle_size: int = 1,
@@ -199,7 +198,7 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
     with work:
         client = env.execute_async("reco-inmemory")
         job_id = str(client.get_job_id())
-        run = Run(results, FlinkRest(port), job_id, cfg.parallelism)
+        run = Run(results, FlinkRest(port), job_id)
         finished = client.get_job_execution_result()
         progress = time.monotonic()
         while not finished.done():

@@ -145,8 +145,8 @@ class FlinkRest:
             return json.load(r)
 
     def subtask_metric(self, job_id: str, operator: str, name: str) -> list[float] | None:
-        """A user metric's value on each subtask that reports it, for the operator named
-        ``operator`` (chained or not), or None when the API has no value yet."""
+        """A user metric's value on each subtask of the operator named ``operator`` (chained
+        or not), or None while any subtask has not reported it."""
         try:
             vertices = self.get(f"/jobs/{job_id}")["vertices"]
         except (urllib.error.URLError, OSError):
@@ -157,7 +157,8 @@ class FlinkRest:
                 ids = [m["id"] for m in self.get(base) if m["id"].endswith(f".{operator}.{name}")]
                 if ids:
                     query = ",".join(urllib.parse.quote(n, safe="") for n in ids)
-                    return [float(m["value"]) for m in self.get(f"{base}?get={query}")]
+                    values = [float(m["value"]) for m in self.get(f"{base}?get={query}")]
+                    return values if len(values) == v["parallelism"] else None
             except (urllib.error.URLError, OSError):
                 return None
         return None

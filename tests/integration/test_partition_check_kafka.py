@@ -2,21 +2,17 @@
 refuses a parallelism above the events topic's partitions before it starts, with a message
 that says why and what to do. The decision alone: tests/unit/test_partition_check.py."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from flink_jobs import contracts
 from flink_jobs.config import JobConfig
+from lab.jobs import start_job
+from lab.wait import wait_for
 from reco_tools.topics import connect_admin, ensure_topics
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _partitions(bootstrap: str) -> int:
@@ -28,24 +24,18 @@ def _partitions(bootstrap: str) -> int:
         admin.close()
 
 
-def test_the_job_refuses_a_parallelism_above_the_partitions(stack):
+def test_the_job_refuses_a_parallelism_above_the_partitions(stack, tmp_path):
     ensure_topics(stack.bootstrap)
     partitions = _partitions(stack.bootstrap)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "flink_jobs.main", "--kafka-bootstrap", stack.bootstrap,
-                             "--redis-url", stack.redis_url, "--parallelism", str(partitions + 1),
-                             "--consumer-group", "partition-check", "--transactional-id-prefix", "partition-check"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    job = start_job(stack.bootstrap, stack.redis_url, "partition-check", tmp_path, "--parallelism", str(partitions + 1))
     try:
-        out, err = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)   # the job and its JVM
-        out, err = proc.communicate()
-        pytest.fail(f"the job started instead of refusing the parallelism:\n{err[-3000:]}")
-    assert proc.returncode == 2, out[-2000:] + err[-3000:]
+        wait_for(lambda: job.poll() is not None, 180, "the job to refuse the parallelism and exit", poll_s=0.5)
+    finally:
+        job.stop()
+    assert job.poll() == 2, job.tail()
     assert (f"error: parallelism {partitions + 1} is above the {partitions} partition(s) of "
-            f"{contracts.USER_EVENTS_TOPIC}") in err
+            f"{contracts.USER_EVENTS_TOPIC}") in job.tail()
     print(f"\nrefused after {time.monotonic() - started:.1f}s (JVM start included)")
 
 
