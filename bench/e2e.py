@@ -60,6 +60,7 @@ from bench.passthrough import TOPIC as PASSTHROUGH_TOPIC  # noqa: E402
 from flink_jobs import contracts  # noqa: E402
 from flink_jobs.config import JobConfig  # noqa: E402
 from flink_jobs.codec import AvroCodec  # noqa: E402
+from flink_jobs.internals import child_environment  # noqa: E402
 from lab.flinkcluster import FlinkCluster  # noqa: E402
 from reco_tools.kafka_io import event_message, make_consumer, make_producer, produce, produce_catalog  # noqa: E402
 from reco_tools.synth import Synth, SynthConfig  # noqa: E402
@@ -86,10 +87,10 @@ class Services:
     """The benchmark's own stack and cluster (``root``: whose job and cluster script)."""
 
     def __init__(self, root: Path):
-        self.env = {**os.environ, "RECO_KAFKA_PORT": str(KAFKA_PORT), "RECO_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
-                    "RECO_REDIS_PORT": str(REDIS_PORT), "RECO_RUN_DIR": str(RUN_DIR),
-                    "RECO_FLINK_REST_PORT": str(REST_PORT), "RECO_FLINK_RPC_PORT": str(RPC_PORT)}
-        self.env.pop("PYFLINK_GATEWAY_DISABLED", None)
+        self.env = {**child_environment(), "RECO_KAFKA_PORT": str(KAFKA_PORT),
+                    "RECO_KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1), "RECO_REDIS_PORT": str(REDIS_PORT),
+                    "RECO_RUN_DIR": str(RUN_DIR), "RECO_FLINK_REST_PORT": str(REST_PORT),
+                    "RECO_FLINK_RPC_PORT": str(RPC_PORT)}
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("RECO_")})
         self.cluster = FlinkCluster(REST_PORT, RUN_DIR, root=root, say=say,
                                     pythonpath=str(root) if root != ROOT else None)

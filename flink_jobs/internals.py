@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 JARS_DIR = Path(os.environ.get("RECO_JARS_DIR") or ROOT / ".cache" / "jars")
 TIMER_FIX_JAR = JARS_DIR / "flink" / "reco-pyflink-timers.jar"
 _PATCHED = ("ExternalPythonKeyedProcessOperator", "ExternalPythonKeyedCoProcessOperator")
+WORKER_MODE = "_python_worker_execution_mode"   # PyFlink's private switch: "process" or "loopback"
 
 
 def use_worker_processes() -> None:
@@ -37,7 +38,7 @@ def use_worker_processes() -> None:
     process ("loopback"): one core for the whole job, and the client's collect iterator and
     the operators share one interpreter. Worker processes use every core. A cluster always
     runs them as processes; this only changes the local case."""
-    os.environ.setdefault("_python_worker_execution_mode", "process")
+    os.environ.setdefault(WORKER_MODE, "process")
 
 
 def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -66,11 +66,8 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
 
 def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig) -> None:
     discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
-    for output, stream in ((publish.RECOMMENDATIONS, outputs.recommendations),
-                           (publish.ITEM_NEIGHBORS, outputs.item_neighbors),
-                           (publish.DEAD_LETTERS, outputs.dead_letters),
-                           (publish.TRENDING, outputs.trending)):
-        name = output.name
+    for output in publish.OUTPUTS:
+        name, stream = output.name, getattr(outputs, output.name)
         output_type = KEYED_BYTES if output.key_field else VALUE_BYTES if output.topic else PICKLED
         published = (stream.process(publish.Publish(cfg, output), output_type=output_type)
                      .uid(f"publish-{name}").name(f"Publish {name}"))

@@ -29,7 +29,7 @@ from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, Neig
 log = logging.getLogger("reco.operators")
 PICKLED = Types.PICKLED_BYTE_ARRAY()
 # A record with the key its next operator is keyed by, Row(key, record): the stream goes to
-# that operator without a Python key selector (pipeline.keyed), so without a crossing of its own.
+# that operator without a Python key selector (internals.keyed), so without a crossing of its own.
 BY_USER = Types.ROW([Types.LONG(), PICKLED])
 BY_ITEM = Types.ROW([Types.LONG(), PICKLED])
 BY_NOTHING = Types.ROW([Types.INT(), PICKLED])   # one key, 0, for the whole stream (Trending)

@@ -1,7 +1,7 @@
 """Delivery of the job's outputs: one Python operator per output stream does the versioned
 Redis upsert and the Avro encoding for its Kafka sink, so each record crosses between the
-JVM and Python once. ``OUTPUTS`` says, per output, where it goes; Redis keys and record keys
-come from ``contracts`` only."""
+JVM and Python once. ``OUTPUTS`` says, per output stream, where it goes; Redis keys and
+record keys come from ``contracts`` only."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ RECOMMENDATIONS = Output("recommendations", contracts.RECOMMENDATIONS_TOPIC, "us
 ITEM_NEIGHBORS = Output("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, "item_id", similar_document)
 DEAD_LETTERS = Output("dead_letters", contracts.DEAD_LETTER_TOPIC, None, None)
 TRENDING = Output("trending", None, None, trending_document)
+OUTPUTS = (RECOMMENDATIONS, ITEM_NEIGHBORS, DEAD_LETTERS, TRENDING)   # names: pipeline.Outputs fields
 
 
 class Publish(ProcessFunction):

@@ -120,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         producer = make_producer(args.bootstrap, props)
         produce_catalog(producer, movielens.item_records(movies, events[0]["event_time"]))
-        wait_until_consuming(args.bootstrap, job, 180, props)
+        try:
+            wait_until_consuming(args.bootstrap, job, 180, props)
+        except AssertionError as exc:   # the job exited, or took no checkpoint in time
+            print(f"[demo] {exc}\n[demo] the job log is {log_path}")
+            return 1
         threading.Thread(target=feed, daemon=True, args=(producer, events, movies, args.rate,
                                                          int(len(events) * args.model_at))).start()
         print(f"[demo] replaying {len(events):,} ratings at {args.rate:.0f}/s")

@@ -6,10 +6,8 @@ end-to-end benchmark.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import subprocess
-import urllib.request
 from pathlib import Path
 
 from flink_jobs.internals import child_environment
@@ -19,13 +17,14 @@ from lab.wait import wait_for
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class FlinkCluster:
+class FlinkCluster(FlinkRest):
     """``root``: the checkout whose cluster.sh and job are used (another one is how the
     benchmark measures an older commit); ``say``: where progress lines go; ``env``: the
     environment of cluster.sh (default: this process's), e.g. other RECO_* ports."""
 
     def __init__(self, rest_port: int = 8081, run_dir: Path = ROOT / ".run", root: Path = ROOT,
                  say=print, pythonpath: str | None = None, env: dict[str, str] | None = None):
+        super().__init__(rest_port)
         self.rest_port, self.run_dir, self.root, self.say = rest_port, Path(run_dir), Path(root), say
         self.pythonpath, self.env = pythonpath, env
 
@@ -37,12 +36,6 @@ class FlinkCluster:
             yield self
         finally:
             self.script("stop", check=False)
-
-    def rest(self, path: str, method: str = "GET"):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", method=method)
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            body = resp.read()
-        return json.loads(body) if body else {}
 
     def script(self, *args: str, check: bool = True) -> str:
         env = {**child_environment(self.env), "RECO_RUN_DIR": str(self.run_dir),
@@ -92,10 +85,8 @@ class FlinkCluster:
     def wait_gauge(self, job_id: str, operator: str, name: str, at_least: float, timeout_s: float = 120) -> None:
         """Until every subtask of the operator ``operator`` reports its metric ``name`` at
         ``at_least`` or more."""
-        rest = FlinkRest(self.rest_port)
-
         def reached():
-            values = rest.subtask_metric(job_id, operator, name)
+            values = self.subtask_metric(job_id, operator, name)
             if values is not None and min(values) >= at_least:
                 return True
             self.ensure_taskmanager()

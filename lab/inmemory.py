@@ -8,8 +8,9 @@ delayed ACK: about 40 ms a record, so a long run crawled with every operator bac
 and no CPU used. Instead each output stream's subtasks append length-prefixed pickles to
 files of their own, which this process reads as they grow.
 
-A run that stops making progress fails: no new output for ``stall_s`` seconds while the job
-is neither finished nor held cancels it and raises ``PipelineStalled``.
+A run that stops making progress fails: no new output for ``stall_s`` seconds (held input
+waits as long at most) cancels the job and raises ``PipelineStalled``, which says where the
+input is held and what was gathered.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from flink_jobs.config import JobConfig
 from flink_jobs.operators import PICKLED
 from lab.jobs import FlinkRest
 
-KINDS = ("recommendations", "item_neighbors", "dead_letters", "trending", "expired_users", "catalog")
+KINDS = ("recommendations", "item_neighbors", "dead_letters", "trending", "expired_users")   # pipeline.Outputs
 _FRAME = struct.Struct(">I")
 
 
@@ -62,7 +63,7 @@ class _Held(MapFunction):
     the client has opened that position's gate (a file named after it in ``gates``). A gate
     still shut after ``timeout_s`` fails the job."""
 
-    def __init__(self, gates: str, positions: list[int], timeout_s: float = 120.0):
+    def __init__(self, gates: str, positions: list[int], timeout_s: float):
         self.gates, self.positions, self.timeout_s = gates, sorted(positions), timeout_s
 
     def map(self, record):
@@ -131,9 +132,8 @@ def _free_port() -> int:
 
 
 class Run:
-    """What a hold's condition sees: the outputs gathered so far (``outputs``: kind -> records,
-    ``"catalog"``: the offsets of the catalog records the source has handed on) and the
-    running job's metrics (``gauge``)."""
+    """What a hold's condition sees: the outputs gathered so far (``outputs``: kind ->
+    records) and the running job's metrics (``gauge``)."""
 
     def __init__(self, outputs: dict[str, list], rest: FlinkRest, job_id: str):
         self.outputs, self.rest, self.job_id = outputs, rest, job_id
@@ -160,62 +160,76 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
     bucket ends) reaches the rankers before it does, however loaded the machine is. Ask the
     rankers themselves (``Run.gauge``): a list seen in the outputs may not have reached every
     ranking subtask yet."""
-    holds = dict(holds or {})
-    work = tempfile.TemporaryDirectory(prefix="reco-inmemory-")
-    gates, outputs_dir = Path(work.name, "gates"), Path(work.name, "outputs")
-    gates.mkdir()
-    outputs_dir.mkdir()
-    port = _free_port()
-    internals.use_worker_processes()   # both cores, and the operators out of this process
+    with tempfile.TemporaryDirectory(prefix="reco-inmemory-", ignore_cleanup_errors=True) as work:
+        gates, outputs = Path(work, "gates"), Path(work, "outputs")
+        gates.mkdir()
+        outputs.mkdir()
+        port = _free_port()
+        env = _environment(cfg, bundle_size, watermark_interval_ms, port)
+        items = AvroCodec("reco.ItemFeatures")
+        # from_collection is one split; like Kafka, spread it over partitions by record key so
+        # that each partition (and so each user) keeps its order at the job's parallelism.
+        events = (env.from_collection(as_records(raw_events, cfg.parallelism), type_info=pipeline.RAW_EVENT)
+                  .key_by(lambda r: r[1], key_type=Types.INT())
+                  .map(_Held(str(gates), list(holds or {}), stall_s), output_type=pipeline.RAW_EVENT))
+        cat = env.from_collection([Row(items.encode(r), contracts.record_key(r["item_id"]), 0, i)
+                                   for i, r in enumerate(catalog)], type_info=pipeline.RAW_ITEM)
+        out = pipeline.build(events, cat, cfg)
+        discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
+        for kind in KINDS:
+            getattr(out, kind).flat_map(_Write(str(outputs), kind), output_type=PICKLED).sink_to(discard)
+        return _follow(env.execute_async("reco-inmemory"), FlinkRest(port), _Reader(outputs), gates,
+                       dict(holds or {}), stall_s)
+
+
+def _environment(cfg: JobConfig, bundle_size: int, watermark_interval_ms: int, rest_port: int):
+    # Python workers in processes of their own: both cores, and no operator in this process.
+    # They import lab (this module's _Held and _Write) from the checkout they run in.
+    internals.use_worker_processes()
     conf = Configuration()
     conf.set_string("pipeline.auto-watermark-interval", f"{watermark_interval_ms} ms")
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.size", str(bundle_size))
     conf.set_string("python.state.cache-size", "100000")
-    conf.set_string("rest.port", str(port))
+    conf.set_string("rest.port", str(rest_port))
     conf.set_string("rest.bind-address", "127.0.0.1")
     conf.set_string("metrics.fetcher.update-interval", "300")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
-    items = AvroCodec("reco.ItemFeatures")
-    # from_collection is one split; like Kafka, spread it over partitions by record key so
-    # that each partition (and so each user) keeps its order at the job's parallelism.
-    events = (env.from_collection(as_records(raw_events, cfg.parallelism), type_info=pipeline.RAW_EVENT)
-              .key_by(lambda r: r[1], key_type=Types.INT())
-              .map(_Held(str(gates), list(holds)), output_type=pipeline.RAW_EVENT))
-    cat = env.from_collection([Row(items.encode(r), contracts.record_key(r["item_id"]), 0, i)
-                               for i, r in enumerate(catalog)], type_info=pipeline.RAW_ITEM)
-    out = pipeline.build(events, cat, cfg)
-    discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
-    for kind, stream in (("recommendations", out.recommendations), ("item_neighbors", out.item_neighbors),
-                         ("dead_letters", out.dead_letters), ("trending", out.trending),
-                         ("expired_users", out.expired_users),
-                         ("catalog", cat.map(lambda r: r[3], output_type=Types.LONG()))):
-        stream.flat_map(_Write(str(outputs_dir), kind), output_type=PICKLED).sink_to(discard)
+    return env
 
+
+def _follow(client, rest: FlinkRest, reader: _Reader, gates: Path, holds: dict, stall_s: float) -> dict[str, list]:
+    """Gathers the job's outputs until it ends, opening the holds' gates as their conditions
+    come true; cancels the job (and waits for it to end) however this ends early."""
     results: dict[str, list] = {kind: [] for kind in KINDS}
-    reader = _Reader(outputs_dir)
-    with work:
-        client = env.execute_async("reco-inmemory")
-        job_id = str(client.get_job_id())
-        run = Run(results, FlinkRest(port), job_id)
-        finished = client.get_job_execution_result()
-        progress = time.monotonic()
+    run = Run(results, rest, str(client.get_job_id()))
+    finished = client.get_job_execution_result()
+    progress = checked = time.monotonic()
+    try:
         while not finished.done():
+            now = time.monotonic()
             if reader.read(results):
-                progress = time.monotonic()
-            for position in [p for p, met in holds.items() if met(run)]:
-                Path(gates, str(position)).touch()
-                del holds[position]
-                progress = time.monotonic()
-            if time.monotonic() - progress > stall_s:
-                client.cancel().result()
+                progress = now
+            if holds and now - checked >= 0.5:   # a condition may ask the REST API
+                checked = now
+                for position in [p for p, met in holds.items() if met(run)]:
+                    Path(gates, str(position)).touch()
+                    del holds[position]
+                    progress = now
+            if now - progress > stall_s:
                 held = f"; input held at {sorted(holds)}" if holds else ""
                 raise PipelineStalled(f"no output for {stall_s:.0f} s{held}; gathered so far: "
                                       + ", ".join(f"{k} {len(v)}" for k, v in results.items()))
             time.sleep(0.05)
         finished.result()   # raises what failed the job
         reader.read(results)
+    finally:
+        if not finished.done():
+            client.cancel()
+            deadline = time.monotonic() + 60
+            while not finished.done() and time.monotonic() < deadline:
+                time.sleep(0.1)
     if holds:
         raise AssertionError(f"the job ended with the input held at {sorted(holds)}")
     return results

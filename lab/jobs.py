@@ -140,27 +140,33 @@ class FlinkRest:
     def __init__(self, port: int):
         self.port = port
 
-    def get(self, path):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as r:
-            return json.load(r)
+    def rest(self, path: str, method: str = "GET"):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+        return json.loads(body) if body else {}
+
+    def vertex_metrics(self, job_id: str, name: str, operator: str = "") -> dict[str, list[float]]:
+        """{vertex id: the user metric ``name`` of the operator ``operator`` (any, when
+        empty) on each subtask that reports it}, for the vertices that have it."""
+        found = {}
+        for v in self.rest(f"/jobs/{job_id}")["vertices"]:
+            base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
+            ids = [m["id"] for m in self.rest(base) if m["id"].endswith(f"{operator}.{name}")]
+            if ids:
+                query = ",".join(urllib.parse.quote(n, safe="") for n in ids)
+                found[v["id"]] = [float(m["value"]) for m in self.rest(f"{base}?get={query}")]
+        return found
 
     def subtask_metric(self, job_id: str, operator: str, name: str) -> list[float] | None:
         """A user metric's value on each subtask of the operator named ``operator`` (chained
         or not), or None while any subtask has not reported it."""
         try:
-            vertices = self.get(f"/jobs/{job_id}")["vertices"]
+            parallelism = {v["id"]: v["parallelism"] for v in self.rest(f"/jobs/{job_id}")["vertices"]}
+            for vertex, values in self.vertex_metrics(job_id, name, f".{operator}").items():
+                return values if len(values) == parallelism[vertex] else None
         except (urllib.error.URLError, OSError):
-            return None
-        for v in vertices:
-            base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
-            try:
-                ids = [m["id"] for m in self.get(base) if m["id"].endswith(f".{operator}.{name}")]
-                if ids:
-                    query = ",".join(urllib.parse.quote(n, safe="") for n in ids)
-                    values = [float(m["value"]) for m in self.get(f"{base}?get={query}")]
-                    return values if len(values) == v["parallelism"] else None
-            except (urllib.error.URLError, OSError):
-                return None
+            pass
         return None
 
 
@@ -178,30 +184,23 @@ class MiniClusterRest(FlinkRest):
 
         def jobs():
             try:
-                return [j["id"] for j in self.get("/jobs")["jobs"]]
+                return [j["id"] for j in self.rest("/jobs")["jobs"]]
             except (urllib.error.URLError, OSError):   # e.g. 503 while the dispatcher starts
                 return None
         self.job_id = wait_for(jobs, 120, "the job", poll_s=1)[0]
 
     def job(self):
-        return self.get(f"/jobs/{self.job_id}")
+        return self.rest(f"/jobs/{self.job_id}")
 
     def num_restarts(self) -> int:
         # the REST API fetches metrics every few seconds: none at all until the first fetch
-        found = wait_for(lambda: self.get(f"/jobs/{self.job_id}/metrics?get=numRestarts"), 30,
+        found = wait_for(lambda: self.rest(f"/jobs/{self.job_id}/metrics?get=numRestarts"), 30,
                          "the job's numRestarts metric", poll_s=1)
         return int(found[0]["value"])
 
     def exceptions(self) -> list:
-        return self.get(f"/jobs/{self.job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
+        return self.rest(f"/jobs/{self.job_id}/exceptions").get("exceptionHistory", {}).get("entries", [])
 
     def operator_metric(self, suffix: str) -> int:
         """Sum of a user metric over every vertex and subtask that has it."""
-        total = 0
-        for v in self.job()["vertices"]:
-            base = f"/jobs/{self.job_id}/vertices/{v['id']}/metrics"
-            names = [m["id"] for m in self.get(base) if m["id"].endswith("." + suffix)]
-            if names:
-                query = ",".join(urllib.parse.quote(n, safe="") for n in names)
-                total += sum(int(float(m["value"])) for m in self.get(f"{base}?get={query}"))
-        return total
+        return int(sum(sum(values) for values in self.vertex_metrics(self.job_id, suffix).values()))

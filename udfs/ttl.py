@@ -13,7 +13,7 @@ def touch(last_seen: int, timer: int, t: int, ttl_ms: int) -> tuple[int, int, li
     if timer > t:
         return last_seen, timer, []
     # none, or one that should have fired by now: a timer can be lost in a restore where no
-    # fix reaches the operator (flink_jobs/timers.py); if it still fires, it is ignored
+    # fix reaches the operator (flink_jobs/internals.py, install_timer_fix); if it still fires, it is ignored
     # (on_timer: ts < timer)
     return last_seen, last_seen + ttl_ms, [last_seen + ttl_ms]
 

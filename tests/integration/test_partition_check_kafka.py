@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from flink_jobs import internals
 from flink_jobs import contracts
 from flink_jobs.config import JobConfig
 from lab.jobs import start_job
@@ -43,7 +44,7 @@ def test_the_admin_call_counts_partitions_and_tells_a_missing_topic_from_no_answ
     from flink_jobs.kafka_tables import event_topic_partitions
     from flink_jobs.main import create_environment
 
-    monkeypatch.setenv("_python_worker_execution_mode", "process")   # create_environment's default, undone after
+    monkeypatch.setenv(internals.WORKER_MODE, "process")   # create_environment's default, undone after
     ensure_topics(stack.bootstrap)
     cfg = JobConfig(kafka_bootstrap=stack.bootstrap, parallelism=1)
     create_environment(cfg)   # puts the connector jar (and its Kafka admin client) on the JVM's class path

@@ -4,6 +4,7 @@ Needs a JVM, no Kafka: the tables are declared, not run."""
 
 import pytest
 
+from flink_jobs import internals
 from flink_jobs import contracts
 from flink_jobs.config import JobConfig
 from flink_jobs.kafka_tables import SHADED_KAFKA, kafka_sink, kafka_sources
@@ -35,7 +36,7 @@ def _tables(cfg: JobConfig) -> dict[str, dict]:
 
 
 def test_hostile_values_stay_one_option_and_properties_reach_every_table(monkeypatch):
-    monkeypatch.setenv("_python_worker_execution_mode", "process")   # create_environment's default, undone after
+    monkeypatch.setenv(internals.WORKER_MODE, "process")   # create_environment's default, undone after
     for table, options in _tables(JobConfig(kafka_bootstrap=HOSTILE, parallelism=1, kafka_properties=SASL)).items():
         assert "x" not in options, f"{table}: an option was injected"
         assert options["properties.bootstrap.servers"] == HOSTILE, table

@@ -1,4 +1,4 @@
-"""The job's keyed Python operators are built from the timer fix (flink_jobs/timers.py),
+"""The job's keyed Python operators are built from the timer fix (internals.install_timer_fix),
 also after PyFlink fuses chained Python operators."""
 
 import pytest

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from flink_jobs import internals
 from flink_jobs.config import JobConfig
 from flink_jobs.main import build_job
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.job
 
 
 def _graph(cfg: JobConfig, monkeypatch):
-    monkeypatch.setenv("_python_worker_execution_mode", "process")   # create_environment's default, undone after
+    monkeypatch.setenv(internals.WORKER_MODE, "process")   # create_environment's default, undone after
     env = build_job(cfg, check_partitions=False)
     return env._generate_stream_graph(clear_transformations=True)
 
