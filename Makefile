@@ -18,7 +18,7 @@ job: setup stack-up
 
 ## Unit (seconds, no JVM), job (local Flink), integration (real Kafka, Redis and Flink) and
 ## chaos tests (a standalone Flink cluster under kills); services are started and stopped by
-## the tests. About 10 minutes here (plus set-up on a fresh clone).
+## the tests, which list their slowest at the end. About a quarter of an hour here.
 test: setup
 	$(PY) -m pytest tests --durations=15
 
