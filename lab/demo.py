@@ -30,7 +30,8 @@ from flink_jobs.sensitive import redact_url
 from lab.jobs import committed_version, start_job, wait_until_consuming
 from lab.oracle import expected_versions
 from reco_tools import embed, movielens
-from reco_tools.kafka_io import add_kafka_arguments, event_message, kafka_properties, make_producer, produce, produce_catalog
+from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties_or_exit, make_producer, produce,
+                                 produce_catalog)
 from reco_tools.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep-running", action="store_true", help="leave the job running at the end")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
-    try:
-        props = kafka_properties(args)
-    except ValueError as exc:
-        ap.error(str(exc))
+    props = kafka_properties_or_exit(ap, args)
 
     events = movielens.load_rating_events()
     if args.events:

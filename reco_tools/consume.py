@@ -13,7 +13,7 @@ import sys
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec, AvroError
 from reco_tools import movielens
-from reco_tools.kafka_io import add_kafka_arguments, consume, kafka_properties, make_consumer
+from reco_tools.kafka_io import add_kafka_arguments, consume, kafka_properties_or_exit, make_consumer
 
 
 def describe(record: dict, titles: dict[int, str], top: int) -> str:
@@ -43,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--titles", action="store_true", help="show MovieLens titles for item ids")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
-    try:
-        properties = kafka_properties(args)
-    except ValueError as exc:
-        ap.error(str(exc))
+    properties = kafka_properties_or_exit(ap, args)
     codec = AvroCodec(contracts.TOPIC_RECORDS[args.topic])
     titles = {m.item_id: m.title for m in movielens.load_movies().values()} if args.titles else {}
     consumer = make_consumer(args.bootstrap, args.topic, properties=properties)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec, AvroError
-from reco_tools.kafka_io import (add_kafka_arguments, consume, kafka_properties, make_consumer, make_producer,
+from reco_tools.kafka_io import (add_kafka_arguments, consume, kafka_properties_or_exit, make_consumer, make_producer,
                                  produce_catalog)
 
 YEAR_MS = 365 * 86_400_000
@@ -153,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.dims <= 0 or args.max_items <= 1 or args.half_life_days <= 0:
         ap.error("--dims and --half-life-days must be > 0, --max-items > 1")
-    try:
-        properties = kafka_properties(args)
-    except ValueError as exc:
-        ap.error(str(exc))
+    properties = kafka_properties_or_exit(ap, args)
     start = time.time()
     version = args.model_version if args.model_version is not None else int(start * 1000)
     if version <= 0:

@@ -152,6 +152,14 @@ def kafka_properties(args: argparse.Namespace, env: Mapping[str, str] | None = N
     return props
 
 
+def kafka_properties_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """:func:`kafka_properties`; a property the tools cannot use is a usage error of ``ap``."""
+    try:
+        return kafka_properties(args)
+    except ValueError as exc:
+        ap.error(str(exc))
+
+
 def make_producer(bootstrap: str, properties: Mapping[str, str] | None = None, **overrides) -> KafkaProducer:
     settings = dict(
         bootstrap_servers=bootstrap,

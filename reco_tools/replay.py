@@ -18,7 +18,7 @@ from pathlib import Path
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from reco_tools import movielens
-from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_producer, produce,
+from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties_or_exit, make_producer, produce,
                                   produce_catalog)
 
 
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
-    try:
-        properties = kafka_properties(args)
-    except ValueError as exc:
-        ap.error(str(exc))
+    properties = kafka_properties_or_exit(ap, args)
     if args.rate < 0 or args.speedup < 0 or args.limit < 0:
         ap.error("--rate, --speedup and --limit must be >= 0")
     if not (args.data_dir / "ratings.csv").is_file():

@@ -26,7 +26,7 @@ import numpy as np
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties, make_producer, produce,
+from reco_tools.kafka_io import (add_kafka_arguments, event_message, kafka_properties_or_exit, make_producer, produce,
                                   produce_catalog)
 
 EVENT_TYPES = ("VIEW", "CLICK", "ADD_TO_CART", "PURCHASE")
@@ -153,10 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
-    try:
-        properties = kafka_properties(args)
-    except ValueError as exc:
-        ap.error(str(exc))
+    properties = kafka_properties_or_exit(ap, args)
     try:
         cfg = SynthConfig(events=args.events, users=args.users, items=args.items,
                           clusters=args.clusters, seed=args.seed, zipf_s=args.zipf_s)

@@ -10,7 +10,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, NoBrokersAvailable, TopicAlreadyExistsError
 
 from flink_jobs.contracts import topic_specs
-from reco_tools.kafka_io import add_kafka_arguments, client_settings, kafka_properties
+from reco_tools.kafka_io import add_kafka_arguments, client_settings, kafka_properties_or_exit
 
 
 def connect_admin(bootstrap: str, timeout_s: float = 60.0, properties=None) -> KafkaAdminClient:
@@ -71,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.event_partitions < 1:
         ap.error("--event-partitions must be >= 1")
-    try:
-        properties = kafka_properties(args)
-    except ValueError as exc:
-        ap.error(str(exc))
+    properties = kafka_properties_or_exit(ap, args)
     created = ensure_topics(args.bootstrap, args.event_partitions, args.timeout, args.recreate, properties)
     specs = topic_specs(args.event_partitions)
     for s in specs:
