@@ -4,8 +4,8 @@
 
 Both run the first N MovieLens ratings in event-time order (heavy raters: ~19 partners per
 event with W=20). The plain-Python figure is the job's own step functions driven in one
-process (lab.inprocess), with no engine; the pipeline figure is the whole job on a local mini-cluster (parallelism 2,
-in-memory source), start-up subtracted by timing a 10-event run first. Compare the two as
+process (lab.inprocess), with no engine; the pipeline figure is the whole job on a local
+mini-cluster (parallelism 2, in-memory source), start-up subtracted by timing a 10-event run first. Compare the two as
 a ratio from one run: this machine is shared and noisy.
 
 ``--model``: also both with item embeddings (trained on the same ratings by reco-embed's

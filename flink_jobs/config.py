@@ -70,13 +70,16 @@ class JobConfig:
     parallelism: int = 2
     bundle_size: int = 1000              # records a Python operator takes per round trip (python.fn-execution.bundle.size)
     bundle_time_ms: int = 100            # longest a record waits for its bundle to fill (python.fn-execution.bundle.time)
-    state_cache_keys: int = 10_000       # keys whose state each Python operator keeps deserialized (python.state.cache-size; bench/RESULTS.md "Performance")
+    # keys whose state each Python operator keeps deserialized (python.state.cache-size;
+    # bench/RESULTS.md "Performance")
+    state_cache_keys: int = 10_000
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
     # connections
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Kafka client properties for every source and sink (security.protocol, sasl.*, ssl.*:
-    # docs/operations.md "Security"), from kafka_properties_file and --kafka-property KEY=VALUE; secrets never shown.
+    # docs/operations.md "Security"), from kafka_properties_file and --kafka-property
+    # KEY=VALUE; secrets never shown.
     kafka_properties: Properties = Properties()
     consumer_group: str = "reco-job"
     transactional_id_prefix: str = "reco-job"

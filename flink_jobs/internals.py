@@ -15,9 +15,8 @@ upgrade breaks them.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from functools import reduce
+from pathlib import Path
 
 from py4j.java_gateway import java_import
 from py4j.protocol import Py4JJavaError

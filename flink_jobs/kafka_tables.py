@@ -131,7 +131,8 @@ def parallelism_problem(parallelism: int, partitions: int | None, topic: str = c
     so no bucket would close (no co-occurrence list, no trending list) and no user state
     would expire, with no error anywhere. The job runs every operator at one parallelism
     (the key-by on user needs the source's), so the only fixes are fewer subtasks or more
-    partitions; an idle timeout would change which records are late (docs/algorithm.md "Event time and lateness").
+    partitions; an idle timeout would change which records are late (docs/algorithm.md
+    "Event time and lateness").
     """
     if partitions is None:
         return None

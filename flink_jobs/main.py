@@ -55,11 +55,13 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     checkpoints = env.get_checkpoint_config()
     checkpoints.set_checkpoint_timeout(cfg.checkpoint_timeout_ms)
-    # aligned: see bench/RESULTS.md "Exactly-once: chaos runs" (unaligned lost bucket sums after a TaskManager kill)
+    # aligned: unaligned checkpoints lost bucket sums after a TaskManager kill (bench/RESULTS.md
+    # "Exactly-once: chaos runs")
     t_env = StreamTableEnvironment.create(env)
     # The planner's operators (Kafka sources and sinks included) get uids too, not ids hashed
     # from the topology: their state (source offsets, sink transactions) must map after a
-    # change of the job. The format is set per table (kafka_tables.table_uids); see docs/operations.md "Upgrades and savepoints".
+    # change of the job. The format is set per table (kafka_tables.table_uids); see
+    # docs/operations.md "Upgrades and savepoints".
     t_env.get_config().set("table.exec.uid.generation", "ALWAYS")
     return env, t_env
 

@@ -25,7 +25,7 @@ class FlinkCluster(FlinkRest):
     def __init__(self, rest_port: int = 8081, run_dir: Path = ROOT / ".run", root: Path = ROOT,
                  say=print, pythonpath: str | None = None, env: dict[str, str] | None = None):
         super().__init__(rest_port)
-        self.rest_port, self.run_dir, self.root, self.say = rest_port, Path(run_dir), Path(root), say
+        self.run_dir, self.root, self.say = Path(run_dir), Path(root), say
         self.pythonpath, self.env = pythonpath, env
 
     @contextlib.contextmanager
@@ -39,7 +39,7 @@ class FlinkCluster(FlinkRest):
 
     def script(self, *args: str, check: bool = True) -> str:
         env = {**child_environment(self.env), "RECO_RUN_DIR": str(self.run_dir),
-               "RECO_FLINK_REST_PORT": str(self.rest_port)}
+               "RECO_FLINK_REST_PORT": str(self.port)}
         if self.pythonpath:
             env["PYTHONPATH"] = self.pythonpath
         proc = subprocess.run([str(self.root / "deploy" / "flink" / "cluster.sh"), *args], env=env,
@@ -121,7 +121,7 @@ class FlinkCluster(FlinkRest):
         flink = Path(pyflink.__file__).resolve().parent / "bin" / "flink"
         env = {**child_environment(), "FLINK_CONF_DIR": str(self.run_dir / "flink" / "conf")}
         proc = subprocess.run([str(flink), "stop", "--savepointPath", str(directory), "-m",
-                               f"localhost:{self.rest_port}", job_id],
+                               f"localhost:{self.port}", job_id],
                               env=env, capture_output=True, text=True, timeout=timeout_s)
         match = re.search(r"Savepoint completed\. Path: (\S+)", proc.stdout)
         if proc.returncode != 0 or not match:

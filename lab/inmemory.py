@@ -108,9 +108,11 @@ class _Reader:
     def read(self, into: dict[str, list]) -> int:
         count = 0
         for path in sorted(self.folder.glob("*.out")):
-            kind = path.name.split(".", 1)[0]
+            kind, offset = path.name.split(".", 1)[0], self.offsets.get(path, 0)
+            if path.stat().st_size == offset:   # nothing new
+                continue
             with open(path, "rb") as f:
-                f.seek(self.offsets.get(path, 0))
+                f.seek(offset)
                 while True:
                     head = f.read(_FRAME.size)
                     if len(head) < _FRAME.size:

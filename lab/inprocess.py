@@ -95,7 +95,8 @@ class Dataflow:
             self._keyed(self.users, self.user_timers, user,
                         user_activity.on_timer(self.users.get(user), user, ts, self.users_cfg))
         for ts, user in self.ranker_timers.due(watermark):
-            self._keyed(self.rankers, self.ranker_timers, user, ranker.on_timer(self.rankers.get(user), ts, self.ranker_cfg))
+            self._keyed(self.rankers, self.ranker_timers, user,
+                        ranker.on_timer(self.rankers.get(user), ts, self.ranker_cfg))
         for ts, item in self.item_timers.due(watermark):
             self._keyed(self.items, self.item_timers, item,
                         item_side.on_item_timer(self.items.get(item), item, ts, self.items_cfg))

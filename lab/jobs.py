@@ -146,25 +146,24 @@ class FlinkRest:
             body = resp.read()
         return json.loads(body) if body else {}
 
-    def vertex_metrics(self, job_id: str, name: str, operator: str = "") -> dict[str, list[float]]:
-        """{vertex id: the user metric ``name`` of the operator ``operator`` (any, when
-        empty) on each subtask that reports it}, for the vertices that have it."""
-        found = {}
+    def vertex_metrics(self, job_id: str, name: str, operator: str = "") -> list[tuple[dict, list[float]]]:
+        """(vertex, the user metric ``name`` of the operator ``operator`` (any, when empty) on
+        each of its subtasks that reports it), for the vertices that have it."""
+        found = []
         for v in self.rest(f"/jobs/{job_id}")["vertices"]:
             base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
             ids = [m["id"] for m in self.rest(base) if m["id"].endswith(f"{operator}.{name}")]
             if ids:
                 query = ",".join(urllib.parse.quote(n, safe="") for n in ids)
-                found[v["id"]] = [float(m["value"]) for m in self.rest(f"{base}?get={query}")]
+                found.append((v, [float(m["value"]) for m in self.rest(f"{base}?get={query}")]))
         return found
 
     def subtask_metric(self, job_id: str, operator: str, name: str) -> list[float] | None:
         """A user metric's value on each subtask of the operator named ``operator`` (chained
         or not), or None while any subtask has not reported it."""
         try:
-            parallelism = {v["id"]: v["parallelism"] for v in self.rest(f"/jobs/{job_id}")["vertices"]}
-            for vertex, values in self.vertex_metrics(job_id, name, f".{operator}").items():
-                return values if len(values) == parallelism[vertex] else None
+            for vertex, values in self.vertex_metrics(job_id, name, f".{operator}"):
+                return values if len(values) == vertex["parallelism"] else None
         except (urllib.error.URLError, OSError):
             pass
         return None
@@ -203,4 +202,4 @@ class MiniClusterRest(FlinkRest):
 
     def operator_metric(self, suffix: str) -> int:
         """Sum of a user metric over every vertex and subtask that has it."""
-        return int(sum(sum(values) for values in self.vertex_metrics(self.job_id, suffix).values()))
+        return int(sum(sum(values) for _, values in self.vertex_metrics(self.job_id, suffix)))

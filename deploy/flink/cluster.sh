@@ -54,8 +54,9 @@ pids_of() {
 
 write_conf() {
   mkdir -p "$FLINK_CONF_DIR" "$FLINK_LOG_DIR" "$RUN_DIR/checkpoints" "$RUN_DIR/savepoints"
-  # The distribution's JVM options, plus: a JVM that crashes (see docs/operations.md "Known problems": RocksDB during a
-  # cancel) writes its report beside the logs, not into the directory it was started from.
+  # The distribution's JVM options, plus: a JVM that crashes (RocksDB during a cancel, see
+  # docs/operations.md "Known problems") writes its report beside the logs, not into the
+  # directory it was started from.
   { { grep -E '^env\.java\.opts\.all:' "$FLINK_HOME/conf/config.yaml" 2>/dev/null \
       || "$VENV/bin/python" - "$FLINK_HOME/conf/config.yaml" <<'PY'
 import sys, yaml
