@@ -13,7 +13,14 @@ current version of each record. When a record changes, its previous version move
 ``schemas/history/`` (self-contained, any file name) so that old messages still decode.
 Every failure to encode or decode raises :class:`AvroError` and nothing else.
 
-Two checks go beyond fastavro, which trusts its input:
+Three checks go beyond fastavro, which trusts its input:
+- the body must read as Java's ``org.apache.avro.io.BinaryDecoder`` reads it, or not at
+  all: a number wider than its type (Java drops the extra bits, Python ints do not wrap), a
+  varint longer than Java reads (10 bytes for a long, 5 for an int, an enum or a union
+  index), a boolean byte other than 0 or 1 (Java reads 2 as false, fastavro as true), a
+  negative length or block size, and a block size that its items do not fill (Java skips
+  by it, fastavro by the items) are refused; so is an array or map of more than
+  ``max_items`` items, before fastavro builds any of it;
 - enum and union indexes must lie within the writer schema's symbols and branches
   (fastavro uses them as Python list subscripts, so -1 would read as the last symbol or
   branch: corrupt bytes would become a valid record of another type);
@@ -76,19 +83,36 @@ DOCUMENTED_RANGES: dict[str, Callable[[Mapping[str, Any]], str | None]] = {
     "reco.UserEvent": _user_event_ranges,
 }
 
-_FIXED_SIZE = {"null": 0, "boolean": 1, "float": 4, "double": 8}
+_FIXED_SIZE = {"null": 0, "float": 4, "double": 8}
+_BITS = {"int": 32, "long": 64}
+
+# Items of one array or map, across its blocks. The largest legitimate collection of the
+# project's schemas is an embedding of validation.MAX_EMBEDDING_DIMS (4096) floats; tags
+# (MAX_TAGS = 100), a recommendation list (top_n, 20 by default) and a neighbor list
+# (fragment_size, 200 by default) are far shorter. A deployment with top_n or fragment_size
+# above this must pass a larger max_items to the codecs that read those lists.
+MAX_ITEMS = 4096
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The zigzag-encoded long at ``pos``, and the position after it (10 bytes at most)."""
+def _varint(data: bytes, pos: int, bits: int = 64) -> tuple[int, int]:
+    """The zigzag-encoded ``bits``-bit integer at ``pos``, and the position after it.
+
+    As Java's BinaryDecoder.readLong / readInt: at most 10 bytes (5 for 32 bits), a zero
+    top bit on the last. Bits beyond ``bits``, which Java silently drops, are refused.
+    """
+    size = (bits + 6) // 7
     n = shift = 0
-    for i in range(pos, min(pos + 10, len(data))):
+    for i in range(pos, min(pos + size, len(data))):
         b = data[i]
         n |= (b & 0x7F) << shift
         if not b & 0x80:
+            if n >> bits:
+                raise AvroError(f"{bits}-bit number at byte {pos} overflows {bits} bits")
             return (n >> 1) ^ -(n & 1), i + 1
         shift += 7
-    raise AvroError(f"truncated or over-long number at byte {pos}")
+    if pos + size <= len(data):
+        raise AvroError(f"over-long {bits}-bit number at byte {pos}: more than {size} bytes")
+    raise AvroError(f"truncated number at byte {pos}")
 
 
 def _skip(data: bytes, pos: int, n: int) -> int:
@@ -97,25 +121,27 @@ def _skip(data: bytes, pos: int, n: int) -> int:
     return pos + n
 
 
-def _check_indexes(data: bytes, pos: int, schema: Any, named: Mapping[str, Any]) -> int:
+def _check_indexes(data: bytes, pos: int, schema: Any, named: Mapping[str, Any],
+                   max_items: int = MAX_ITEMS) -> int:
     """Walk ``data`` from ``pos`` as the (parsed) writer ``schema`` and return where the
-    datum ends; raise AvroError for an enum or union index outside its schema.
+    datum ends; raise AvroError for bytes that Java would refuse or read otherwise, an enum
+    or union index outside its schema, or an array or map of more than ``max_items`` items.
 
     This is the Avro binary format's skip: sizes only, no values built.
     """
-    if isinstance(schema, list):  # union: the branch index, then the value
-        i, pos = _varint(data, pos)
+    if isinstance(schema, list):  # union: the branch index (Java: readIndex, an int), then the value
+        i, pos = _varint(data, pos, 32)
         if not 0 <= i < len(schema):
             raise AvroError(f"union index {i} outside 0..{len(schema) - 1}")
-        return _check_indexes(data, pos, schema[i], named)
+        return _check_indexes(data, pos, schema[i], named, max_items)
     if isinstance(schema, dict):
         kind = schema["type"]
         if kind in ("record", "error"):
             for field in schema["fields"]:
-                pos = _check_indexes(data, pos, field["type"], named)
+                pos = _check_indexes(data, pos, field["type"], named, max_items)
             return pos
-        if kind == "enum":
-            i, pos = _varint(data, pos)
+        if kind == "enum":  # Java: readEnum, an int
+            i, pos = _varint(data, pos, 32)
             if not 0 <= i < len(schema["symbols"]):
                 raise AvroError(f"enum {schema['name']} index {i} outside 0..{len(schema['symbols']) - 1}")
             return pos
@@ -123,31 +149,46 @@ def _check_indexes(data: bytes, pos: int, schema: Any, named: Mapping[str, Any])
             return _skip(data, pos, schema["size"])
         if kind in ("array", "map"):
             items = schema["items"] if kind == "array" else schema["values"]
+            total = 0
             while True:
+                at = pos
                 count, pos = _varint(data, pos)
                 if count == 0:
                     return pos
+                size = None
                 if count < 0:  # a block that also gives its size in bytes
                     count = -count
-                    _, pos = _varint(data, pos)
+                    size, pos = _varint(data, pos)
+                    if size < 0:
+                        raise AvroError(f"{kind} block of negative size {size} at byte {at}")
+                total += count  # before any item is walked: a huge count costs nothing
+                if total > max_items:
+                    raise AvroError(f"{kind} of {total} items or more at byte {at}, more than {max_items}")
                 # Bounds the loop; every item of the project's schemas takes a byte or more.
                 if count > len(data) - pos:
                     raise AvroError(f"{kind} block of {count} items in {len(data) - pos} bytes")
+                start = pos
                 for _ in range(count):
                     if kind == "map":
-                        pos = _check_indexes(data, pos, "string", named)
-                    pos = _check_indexes(data, pos, items, named)
+                        pos = _check_indexes(data, pos, "string", named, max_items)
+                    pos = _check_indexes(data, pos, items, named, max_items)
+                if size is not None and pos - start != size:
+                    raise AvroError(f"{kind} block at byte {at} says {size} bytes, its items take {pos - start}")
         schema = kind  # {"type": "long"} and the like
     if schema in _FIXED_SIZE:
         return _skip(data, pos, _FIXED_SIZE[schema])
-    if schema in ("int", "long"):
-        return _varint(data, pos)[1]
+    if schema == "boolean":  # one byte, 0 or 1 (Java: readBoolean, true only for 1)
+        if pos < len(data) and data[pos] > 1:
+            raise AvroError(f"boolean byte {data[pos]} at byte {pos}, not 0 or 1")
+        return _skip(data, pos, 1)
+    if schema in _BITS:
+        return _varint(data, pos, _BITS[schema])[1]
     if schema in ("bytes", "string"):
         n, pos = _varint(data, pos)
         if n < 0:
             raise AvroError(f"negative length {n} at byte {pos}")
         return _skip(data, pos, n)
-    return _check_indexes(data, pos, named[schema], named)  # a named type defined earlier
+    return _check_indexes(data, pos, named[schema], named, max_items)  # a named type defined earlier
 
 
 class SchemaRegistry:
@@ -197,12 +238,14 @@ def bundled_registry() -> SchemaRegistry:
 class AvroCodec:
     """Encode and decode one record type; parse schemas once, then reuse them.
 
-    ``name`` is the full record name, e.g. ``"reco.UserEvent"``.
+    ``name`` is the full record name, e.g. ``"reco.UserEvent"``; ``decode`` refuses an
+    array or map of more than ``max_items`` items (see ``MAX_ITEMS``).
     """
 
-    def __init__(self, name: str, registry: SchemaRegistry | None = None):
+    def __init__(self, name: str, registry: SchemaRegistry | None = None, max_items: int = MAX_ITEMS):
         self.registry = registry or bundled_registry()
         self.name = name
+        self.max_items = max_items
         self.schema = self.registry.current(name)
         self.header = MAGIC + schema_fingerprint(self.schema)
         self._ranges = DOCUMENTED_RANGES.get(name)
@@ -239,7 +282,7 @@ class AvroCodec:
         if writer is None:
             raise AvroError(f"unknown writer schema fingerprint {data[2:HEADER_LEN].hex()}")
         try:
-            _check_indexes(data, HEADER_LEN, *self._parsed_writer(data[2:HEADER_LEN], writer))
+            _check_indexes(data, HEADER_LEN, *self._parsed_writer(data[2:HEADER_LEN], writer), self.max_items)
         except AvroError as exc:
             raise AvroError(f"cannot decode {self.name}: {exc}") from None
         except RecursionError:

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from flink_jobs.codec import (SCHEMA_DIR, AvroCodec, AvroError, SchemaRegistry, bundled_registry,
+from flink_jobs.codec import (MAX_ITEMS, SCHEMA_DIR, AvroCodec, AvroError, SchemaRegistry, bundled_registry,
                               schema_fingerprint)
 from fastavro.schema import to_parsing_canonical_form
 
@@ -196,7 +196,7 @@ def test_hand_written_bytes_decode_as_the_schema_says():
     assert codec.decode(user_event_bytes(0))["value"] is None
 
 
-@pytest.mark.parametrize("index", [-1, -2, -5, 5, 6, -(2**62), 2**62])
+@pytest.mark.parametrize("index", [-1, -2, -5, 5, 6, -(2**31), 2**31 - 1])
 def test_enum_index_outside_the_symbols_is_refused(index):
     # fastavro alone reads -1 as the last symbol: a VIEW's corrupt byte became a RATING
     with pytest.raises(AvroError, match=f"enum reco.EventType index {index} outside 0..4"):
@@ -274,3 +274,202 @@ def test_messages_of_earlier_versions_still_decode(name, version, added):
     data = AvroCodec(name, SchemaRegistry([old_schema])).encode(old_record)
     assert data[2:10] != AvroCodec(name).header[2:10]
     assert AvroCodec(name).decode(data) == {**old_record, **added}
+
+
+# Numbers, booleans and block counts as Java's org.apache.avro.io.BinaryDecoder reads them
+# (readLong: 10 bytes at most, the 10th carrying bit 63 only; readInt, readEnum, readIndex:
+# 5 bytes at most, 32 bits; readBoolean: true for 1 only; doReadItemCount: a negative count
+# is followed by a non-negative byte size). What Java refuses, or reads otherwise, is refused.
+
+def varint(n: int) -> bytes:
+    """``n`` (already zigzagged, unsigned) as a varint, any width: no range checks."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def header_of(name: str) -> bytes:
+    schema = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())
+    return b"\xc3\x01" + crc64_avro(to_parsing_canonical_form(schema).encode()).to_bytes(8, "little")
+
+
+def user_event_with_user_id(raw: bytes) -> bytes:
+    """A VIEW whose user_id (a long) is the bytes ``raw``."""
+    return (header_of("reco.UserEvent") + zigzag(3) + b"e-1" + raw + zigzag(7) + zigzag(0) + zigzag(0)
+            + zigzag(1_700_000_000_123))
+
+
+def item_bytes(tags: bytes = zigzag(0), deleted: bytes = b"\x00", embedding: bytes = zigzag(0)) -> bytes:
+    """reco.ItemFeatures with its tags array, embedding union (and array) and deleted byte given raw."""
+    return (header_of("reco.ItemFeatures") + zigzag(7) + zigzag(4) + b"Heat" + tags + embedding
+            + zigzag(3) + zigzag(3) + zigzag(1_700_000_000_000) + deleted)
+
+
+def dead_letter_with_partition(raw: bytes) -> bytes:
+    """reco.DeadLetter whose source_partition (an int) is the bytes ``raw``."""
+    return (header_of("reco.DeadLetter") + zigzag(1) + b"x" + zigzag(1) + b"r" + zigzag(1) + b"t"
+            + raw + zigzag(99) + zigzag(0))
+
+
+def test_the_hand_written_helpers_decode():
+    assert AvroCodec("reco.UserEvent").decode(user_event_with_user_id(zigzag(42)))["user_id"] == 42
+    item = AvroCodec("reco.ItemFeatures").decode(item_bytes(zigzag(1) + zigzag(1) + b"a" + zigzag(0), b"\x01"))
+    assert (item["tags"], item["deleted"], item["embedding"]) == (["a"], True, None)
+    assert AvroCodec("reco.DeadLetter").decode(dead_letter_with_partition(zigzag(-1)))["source_partition"] == -1
+
+
+@pytest.mark.parametrize("value", [0, -1, 1, 2**63 - 1, -(2**63), 2**62, -(2**62) - 1])
+def test_the_largest_longs_round_trip(value):
+    codec = AvroCodec("reco.UserEvent")
+    assert len(zigzag(value)) <= 10
+    assert codec.decode(user_event_with_user_id(zigzag(value)))["user_id"] == value
+    record = {**SAMPLES["reco.UserEvent"], "user_id": value}
+    assert codec.decode(codec.encode(record)) == record
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**31 - 1, -(2**31)])
+def test_the_largest_ints_round_trip(value):
+    codec = AvroCodec("reco.DeadLetter")   # source_partition is the schemas' one int field
+    assert codec.decode(dead_letter_with_partition(zigzag(value)))["source_partition"] == value
+    record = {**SAMPLES["reco.DeadLetter"], "source_partition": value}
+    assert codec.decode(codec.encode(record)) == record
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x80\x00",                               # 0 in two bytes
+    b"\xfe" + b"\xff" * 8 + b"\x01",             # int64 max in ten bytes, the 10th carrying bit 63
+    b"\x80" * 9 + b"\x00",                      # 0 in ten bytes
+])
+def test_non_minimal_encodings_java_reads_are_read(raw):
+    # readLong accepts them; so does fastavro, with the same value
+    value = sum((b & 0x7F) << 7 * i for i, b in enumerate(raw))
+    value = (value >> 1) ^ -(value & 1)
+    assert AvroCodec("reco.UserEvent").decode(user_event_with_user_id(raw))["user_id"] == value
+
+
+@pytest.mark.parametrize("raw", [
+    b"\xfe" + b"\xff" * 8 + b"\x03",             # 10th byte carries bit 64 (Java drops it)
+    b"\xfe" + b"\xff" * 8 + b"\x7f",             # bits 64..69
+    b"\x80" * 9 + b"\x02",                      # bit 64 alone: Java reads 0, Python 2^63
+])
+def test_a_long_wider_than_64_bits_is_refused(raw):
+    with pytest.raises(AvroError, match="64-bit number at byte 14 overflows 64 bits"):
+        AvroCodec("reco.UserEvent").decode(user_event_with_user_id(raw))
+
+
+@pytest.mark.parametrize("raw", [b"\x80" * 10 + b"\x00", b"\xff" * 10 + b"\x01", b"\x81" * 12 + b"\x00"])
+def test_a_long_of_more_than_ten_bytes_is_refused(raw):
+    # Java: readLong, "Invalid long encoding"
+    with pytest.raises(AvroError, match="over-long 64-bit number at byte 14: more than 10 bytes"):
+        AvroCodec("reco.UserEvent").decode(user_event_with_user_id(raw))
+
+
+@pytest.mark.parametrize("raw, message", [
+    (zigzag(2**31), "32-bit number at byte 16 overflows 32 bits"),            # one past int max, 5 bytes
+    (zigzag(-(2**31) - 1), "32-bit number at byte 16 overflows 32 bits"),
+    (b"\xff" * 4 + b"\x7f", "32-bit number at byte 16 overflows 32 bits"),     # bits 32..34: Java drops them
+    (b"\x80" * 5 + b"\x00", "over-long 32-bit number at byte 16: more than 5 bytes"),  # 0 in six bytes
+    (zigzag(2**40), "over-long 32-bit number at byte 16: more than 5 bytes"),
+])
+def test_an_int_java_cannot_read_is_refused(raw, message):
+    # Java: readInt reads 5 bytes at most ("Invalid int encoding") and keeps 32 bits
+    with pytest.raises(AvroError, match=message):
+        AvroCodec("reco.DeadLetter").decode(dead_letter_with_partition(raw))
+
+
+def test_a_long_enough_for_an_int_still_has_to_fit_32_bits_as_an_enum_index():
+    # readEnum and readIndex are readInt: the bytes of an in-range index padded to 6 are refused
+    with pytest.raises(AvroError, match="over-long 32-bit number at byte 16"):
+        AvroCodec("reco.UserEvent").decode(user_event_bytes(0)[:16] + b"\x80" * 5 + b"\x00"
+                                           + user_event_bytes(0)[17:])
+    with pytest.raises(AvroError, match="over-long 32-bit number at byte 16"):
+        AvroCodec("reco.UserEvent").decode(user_event_bytes(2**62, 1, 4.0))
+
+
+@pytest.mark.parametrize("byte", [2, 3, 0x7F, 0xFF])
+def test_a_boolean_byte_other_than_0_or_1_is_refused(byte):
+    # Java: readBoolean is true for 1 only (2 reads false); fastavro reads 2 as True
+    data = item_bytes(deleted=bytes([byte]))
+    with pytest.raises(AvroError, match=f"boolean byte {byte} at byte {len(data) - 1}, not 0 or 1"):
+        AvroCodec("reco.ItemFeatures").decode(data)
+
+
+def test_a_negative_block_size_is_refused():
+    # Java: doReadItemCount, "Block byte-size is negative"
+    tags = zigzag(-1) + zigzag(-2) + zigzag(1) + b"a" + zigzag(0)
+    with pytest.raises(AvroError, match="array block of negative size -2"):
+        AvroCodec("reco.ItemFeatures").decode(item_bytes(tags))
+
+
+@pytest.mark.parametrize("size", [0, 1, 3])
+def test_a_block_size_its_items_do_not_fill_is_refused(size):
+    # Java skips such a block by its size, fastavro by its items: they would read apart
+    good = zigzag(-1) + zigzag(2) + zigzag(1) + b"a" + zigzag(0)
+    assert AvroCodec("reco.ItemFeatures").decode(item_bytes(good))["tags"] == ["a"]
+    with pytest.raises(AvroError, match=f"says {size} bytes, its items take 2"):
+        AvroCodec("reco.ItemFeatures").decode(item_bytes(zigzag(-1) + zigzag(size) + zigzag(1) + b"a" + zigzag(0)))
+
+
+def test_block_count_of_minus_2_to_the_63_is_refused():
+    # Java: doReadItemCount, "Block count is invalid" (it cannot be negated)
+    with pytest.raises(AvroError, match="more than"):
+        AvroCodec("reco.ItemFeatures").decode(item_bytes(zigzag(-(2**63)) + zigzag(1) + zigzag(1) + b"a" + zigzag(0)))
+
+
+def test_the_item_bound_fits_every_legitimate_record():
+    from flink_jobs.config import JobConfig
+    from flink_jobs.validation import MAX_EMBEDDING_DIMS, MAX_TAGS
+
+    cfg = JobConfig()
+    assert MAX_ITEMS >= max(MAX_TAGS, MAX_EMBEDDING_DIMS, cfg.top_n, cfg.fragment_size)
+    codec = AvroCodec("reco.ItemFeatures")
+    record = {**SAMPLES["reco.ItemFeatures"], "tags": [f"t{i}" for i in range(MAX_TAGS)],
+              "embedding": [0.25] * MAX_EMBEDDING_DIMS}
+    assert codec.decode(codec.encode(record)) == record
+
+
+@pytest.fixture
+def no_fastavro(monkeypatch):
+    """fastavro.schemaless_reader replaced by a stub that records each call and fails."""
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("fastavro reached")
+    monkeypatch.setattr("fastavro.schemaless_reader", refuse)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["one block", "blocks of one", "a sized block"])
+def test_an_array_beyond_max_items_is_refused_before_fastavro(no_fastavro, kind):
+    # 10^6 empty tags: refused at the count, never walked nor built
+    n = 10**6
+    tags = {"one block": zigzag(n) + b"\x00" * n + zigzag(0),
+            "blocks of one": (zigzag(1) + b"\x00") * n + zigzag(0),
+            "a sized block": zigzag(-n) + zigzag(n) + b"\x00" * n + zigzag(0)}[kind]
+    codec = AvroCodec("reco.ItemFeatures")
+    with pytest.raises(AvroError, match="fastavro reached"):  # the stub is the one decode calls
+        codec.decode(item_bytes())
+    no_fastavro.clear()
+    with pytest.raises(AvroError, match=f"array of {MAX_ITEMS + 1 if kind == 'blocks of one' else n} items or "
+                                         f"more at byte \\d+, more than {MAX_ITEMS}"):
+        codec.decode(item_bytes(tags))
+    assert no_fastavro == []
+
+
+def test_max_items_counts_across_blocks_and_is_a_parameter(no_fastavro):
+    tags = zigzag(2) + zigzag(0) * 2 + zigzag(-2) + zigzag(2) + zigzag(0) * 2 + zigzag(0)  # 4 tags, 2 blocks
+    with pytest.raises(AvroError, match="array of 4 items or more at byte 19, more than 3"):
+        AvroCodec("reco.ItemFeatures", max_items=3).decode(item_bytes(tags))
+    embedding = zigzag(1) + zigzag(4) + struct.pack("<4f", 1, 2, 3, 4) + zigzag(0)
+    with pytest.raises(AvroError, match="array of 4 items or more at byte 18, more than 3"):
+        AvroCodec("reco.ItemFeatures", max_items=3).decode(item_bytes(embedding=embedding))
+    assert no_fastavro == []
+
+
+def test_max_items_admits_exactly_max_items():
+    tags = zigzag(2) + zigzag(0) * 2 + zigzag(-2) + zigzag(2) + zigzag(0) * 2 + zigzag(0)
+    assert AvroCodec("reco.ItemFeatures", max_items=4).decode(item_bytes(tags))["tags"] == [""] * 4
