@@ -14,8 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from redis.connection import parse_url as parse_redis_url
+
 from flink_jobs.sensitive import (Properties, is_secret_property, kafka_property_errors, parse_assignment,
-                                  parse_properties, read_properties, read_secret_file, redact_url)
+                                  parse_properties, read_properties, read_secret_file, redact_url,
+                                  url_has_secret)
 
 from udfs.embedding import PRECISIONS
 from udfs.versioning import EVENT_TIME_LIMIT_MS
@@ -75,6 +78,9 @@ class JobConfig:
     state_cache_keys: int = 10_000
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
+    # Restarts after failures are bounded: a job that keeps failing stops, for someone to look.
+    restart_attempts: int = 10           # restarts after failures before the job fails for good
+    restart_backoff_max_ms: int = 60_000  # longest wait between restarts
     # connections
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Kafka client properties for every source and sink (security.protocol, sasl.*, ssl.*:
@@ -83,7 +89,9 @@ class JobConfig:
     kafka_properties: Properties = Properties()
     consumer_group: str = "reco-job"
     transactional_id_prefix: str = "reco-job"
-    transaction_timeout_ms: int = 600_000   # must stay below the broker's transaction.max.timeout.ms
+    # Above checkpoint_interval_ms + checkpoint_timeout_ms + restart_backoff_max_ms (validated),
+    # below the broker's transaction.max.timeout.ms.
+    transaction_timeout_ms: int = 600_000
     delivery_guarantee: str = "exactly-once"  # of the Kafka outputs; at-least-once only to show what breaks
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_ttl_ms: int = 7 * DAY
@@ -91,9 +99,11 @@ class JobConfig:
     # Redis user and password go in redis_url (redis://user:password@host:port/0, percent-encoded).
     redis_connect_timeout_ms: int = 2_000   # TCP (and TLS) connect
     redis_read_timeout_ms: int = 5_000      # a reply to one command
-    # A write failing on a connection error or timeout is retried with exponential backoff
-    # (base doubling up to cap) for up to redis_retry_max_ms in all; the operator blocks meanwhile
-    # (backpressure), then fails the task, and the restart replays (versioned upserts). 0 = no retry.
+    # A write failing on a connection error, a timeout or a server in a passing state (out of
+    # memory, loading, read-only, busy: flink_jobs/redis_store.py) is retried with exponential
+    # backoff (base doubling up to cap) for up to redis_retry_max_ms in all; the operator blocks
+    # meanwhile (backpressure), then fails the task, and the restart replays (versioned upserts).
+    # 0 = no retry.
     redis_retry_base_ms: int = 100
     redis_retry_cap_ms: int = 5_000
     redis_retry_max_ms: int = 60_000        # below checkpoint_timeout_ms: a blocked write holds the checkpoint
@@ -136,9 +146,18 @@ class JobConfig:
         if self.bucket_ms > self.cooccurrence_window_ms:
             errors.append(f"bucket_ms ({self.bucket_ms}) cannot exceed cooccurrence_window_ms "
                           f"({self.cooccurrence_window_ms})")
-        if self.transaction_timeout_ms <= 2 * self.checkpoint_interval_ms:
-            errors.append(f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be well above "
-                          f"checkpoint_interval_ms ({self.checkpoint_interval_ms}) plus restart time")
+        longest_open_ms = self.checkpoint_interval_ms + self.checkpoint_timeout_ms + self.restart_backoff_max_ms
+        if self.transaction_timeout_ms <= longest_open_ms:
+            errors.append(f"transaction_timeout_ms ({self.transaction_timeout_ms}) must be above "
+                          f"checkpoint_interval_ms ({self.checkpoint_interval_ms}) + checkpoint_timeout_ms "
+                          f"({self.checkpoint_timeout_ms}) + restart_backoff_max_ms ({self.restart_backoff_max_ms}) "
+                          f"= {longest_open_ms}: a Kafka sink's transaction opens at one checkpoint and commits "
+                          f"when the next completes (after a failure, when the restart does), so one the broker "
+                          f"aborts first loses its output while Redis already has the lists")
+        if self.restart_attempts < 1:
+            errors.append(f"restart_attempts must be >= 1, got {self.restart_attempts}")
+        if self.restart_backoff_max_ms < 1_000:
+            errors.append(f"restart_backoff_max_ms must be >= 1000 (a second), got {self.restart_backoff_max_ms}")
         if self.delivery_guarantee not in ("exactly-once", "at-least-once"):
             errors.append(f"delivery_guarantee must be exactly-once or at-least-once, got {self.delivery_guarantee!r}")
         if self.redis_write not in ("versioned", "unconditional"):
@@ -147,6 +166,12 @@ class JobConfig:
             errors.append("transactional_id_prefix must not be empty (unique per deployment)")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             errors.append(f"redis_url must start with redis://, rediss:// or unix://, got {redact_url(self.redis_url)!r}")
+        else:
+            try:
+                parse_redis_url(self.redis_url)
+            except ValueError:   # its message may quote a piece of the password: not shown
+                errors.append(f"redis_url {redact_url(self.redis_url)!r} is not a URL redis-py can read (a port, "
+                              f"IPv6 address or query argument; / ? # @ in a password need percent-encoding)")
         if not isinstance(self.kafka_properties, Properties):   # a plain dict given to the constructor
             object.__setattr__(self, "kafka_properties", Properties(self.kafka_properties or {}))
         errors.extend(kafka_property_errors(self.kafka_properties))
@@ -179,7 +204,8 @@ class JobConfig:
         if self.redis_retry_max_ms >= self.checkpoint_timeout_ms:
             errors.append(f"redis_retry_max_ms ({self.redis_retry_max_ms}) must be below checkpoint_timeout_ms "
                           f"({self.checkpoint_timeout_ms}): a blocked Redis write holds the checkpoint back, and "
-                          f"an expired checkpoint fails the job before the retries end; raise both together")
+                          f"an expired checkpoint fails the job before the retries end; raise both together "
+                          f"(and transaction_timeout_ms with them)")
         if self.redis_tls_verify not in ("full", "ca", "none"):
             errors.append(f"redis_tls_verify must be full, ca or none, got {self.redis_tls_verify!r}")
         tls_files = [n for n in ("redis_tls_ca_file", "redis_tls_cert_file", "redis_tls_key_file") if getattr(self, n)]
@@ -285,7 +311,8 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
         return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
     expected = {"int": int, "float": (int, float), "str": str}[type_name]
     if isinstance(value, bool) or not isinstance(value, expected):
-        raise ConfigError(f"{name} must be {type_name}, got {value!r}")
+        shown = type(value).__name__ if name == "redis_url" else repr(value)   # it may hold a password
+        raise ConfigError(f"{name} must be {type_name}, got {shown}")
     return float(value) if type_name == "float" else value
 
 
@@ -325,7 +352,7 @@ def from_arguments(args: argparse.Namespace) -> JobConfig:
         raise ConfigError(f"--kafka-property {secret[0]}: a credential on the command line can be read by every "
                           f"user of the machine; put it in --kafka-properties-file or RECO_KAFKA_PROPERTIES_FILE")
     url = overrides.get("redis_url")
-    if url and redact_url(url) != url:
+    if url and url_has_secret(url):
         raise ConfigError("--redis-url with a password: a command line can be read by every user of the machine; "
                           "use RECO_REDIS_URL, --redis-url-file or RECO_REDIS_URL_FILE")
     return JobConfig.load(args.config, overrides=overrides)

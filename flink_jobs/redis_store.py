@@ -7,12 +7,15 @@ version than the stored one changes nothing, so a key never moves backwards, whi
 same version is written again, so that the attempt whose output Kafka committed is the
 one Redis keeps (a list's items may differ between attempts; its version never does). Keys come from :mod:`flink_jobs.contracts`; TTL comes from configuration.
 
-Outages: with a :class:`RetryPolicy`, a write that fails on a connection error or a timeout
-is retried (redis-py's ``Retry`` with ``ExponentialBackoff``) until it lands or until the
-policy's total time is spent; only then does it raise :class:`RedisUnavailable`. Retrying is
-safe because every write is a versioned upsert. A refused login or a missing permission
-cannot heal by waiting: it raises :class:`RedisAccessError` at once, naming what the Redis
-user needs (:data:`REQUIRED_ACL`).
+Outages: with a :class:`RetryPolicy`, a write that fails on a connection error, a timeout or
+an error reply of a passing state (out of memory, loading, a replica without its master, a
+busy script: :data:`PASSING_ERRORS`, :data:`PASSING_REPLIES`) is retried (redis-py's
+``Retry`` with ``ExponentialBackoff``) until it lands or until the policy's total time is
+spent; only then does it raise :class:`RedisUnavailable`. Retrying is safe because every
+write is a versioned upsert. A refused login or a missing permission cannot heal by
+waiting: it raises :class:`RedisAccessError` at once, naming what the Redis user needs
+(:data:`REQUIRED_ACL`); any other error reply (a wrong type, a script error) is raised at
+once as it is.
 """
 
 from __future__ import annotations
@@ -28,9 +31,11 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import (AuthenticationError, AuthorizationError, NoPermissionError, ReadOnlyError,
-                              ResponseError)
+from redis.exceptions import (AuthenticationError, AuthorizationError, NoPermissionError, OutOfMemoryError,
+                              ReadOnlyError, ResponseError)
 from redis.retry import Retry
+
+from flink_jobs.sensitive import redact_url
 
 log = logging.getLogger("reco.redis")
 T = TypeVar("T")
@@ -42,8 +47,15 @@ T = TypeVar("T")
 REQUIRED_ACL = "~reco:* resetchannels -@all +get +set +evalsha +script|load"
 
 # Errors that waiting can heal: the server is down, restarting (BusyLoadingError is a
-# ConnectionError), slow, or a replica that has not been promoted yet.
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, socket.timeout, ReadOnlyError)
+# ConnectionError) or slow; of the error replies, only those of a passing state (below).
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, socket.timeout, ResponseError)
+# Error replies of a server in a state that passes (a task failing on them would restart every
+# few seconds instead of waiting): out of memory until keys expire or get evicted (OOM), a
+# replica not promoted yet (READONLY) or cut off from its master (MASTERDOWN), too few replicas
+# for min-replicas-to-write, a script running too long (BUSY), a slot being moved. redis-py
+# has classes for the first two; the others come as plain ResponseErrors.
+PASSING_ERRORS = (OutOfMemoryError, ReadOnlyError)
+PASSING_REPLIES = frozenset({"MASTERDOWN", "NOREPLICAS", "BUSY", "TRYAGAIN"})
 
 
 class RedisUnavailable(RuntimeError):
@@ -78,6 +90,15 @@ class _DeadlineBackoff(ExponentialBackoff):
 
     def compute(self, failures: int) -> float:
         return max(0.0, min(super().compute(failures), self.deadline - self.clock()))
+
+
+def _passing(error: ResponseError) -> bool:
+    """Whether an error reply says the server is in a passing state (a pipeline puts its own
+    text in front of the reply)."""
+    if isinstance(error, PASSING_ERRORS):
+        return True
+    reply = str(error).partition(" of pipeline caused error: ")[2] or str(error)
+    return reply.split(" ", 1)[0] in PASSING_REPLIES
 
 
 def _permanent(error: BaseException) -> str | None:
@@ -129,6 +150,15 @@ def client_options(cfg) -> dict[str, Any]:
     return options
 
 
+def _client(url: str, **options) -> redis.Redis:
+    """redis-py's client for ``url``. A URL it cannot read is named without its password: the
+    parser's own message may quote a piece of it (a password with a ``/`` reads as the port)."""
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError:
+        raise ValueError(f"not a Redis URL redis-py can read: {redact_url(url)!r}") from None
+
+
 def retry_policy(cfg) -> RetryPolicy:
     return RetryPolicy(cfg.redis_retry_base_ms, cfg.redis_retry_cap_ms, cfg.redis_retry_max_ms)
 
@@ -170,9 +200,9 @@ class VersionedStore:
         """``versioned=False`` writes unconditionally: wrong after a restore (a replay moves
         keys back to older lists); it exists so that the chaos test can show it catches that.
 
-        ``retry``: how long a call keeps retrying connection errors and timeouts (None: one
-        attempt, errors raise at once). ``on_retry(error)`` is called before each retry
-        (the job counts them in the ``redisRetries`` metric)."""
+        ``retry``: how long a call keeps retrying connection errors, timeouts and replies
+        of a passing state (None: one attempt, errors raise at once). ``on_retry(error)`` is
+        called before each retry (the job counts them in the ``redisRetries`` metric)."""
         if ttl_ms < 0:
             raise ValueError(f"ttl_ms must be >= 0, got {ttl_ms}")
         self.client = client
@@ -188,12 +218,12 @@ class VersionedStore:
 
     @classmethod
     def from_url(cls, url: str, ttl_ms: int = 0, versioned: bool = True, **options) -> "VersionedStore":
-        return cls(redis.Redis.from_url(url), ttl_ms, versioned, **options)
+        return cls(_client(url), ttl_ms, versioned, **options)
 
     @classmethod
     def from_config(cls, cfg, on_retry: Callable[[BaseException], None] | None = None) -> "VersionedStore":
         """The job's store: URL (with user and password), timeouts, TLS and retry from ``cfg``."""
-        client = redis.Redis.from_url(cfg.redis_url, **client_options(cfg))
+        client = _client(cfg.redis_url, **client_options(cfg))
         return cls(client, cfg.redis_ttl_ms, cfg.redis_write == "versioned", retry_policy(cfg), on_retry)
 
     def upsert(self, key: str, doc: Mapping[str, Any]) -> bool:
@@ -218,13 +248,16 @@ class VersionedStore:
         return None if raw is None else json.loads(raw)
 
     def _call(self, what: str, do: Callable[[], T]) -> T:
-        """``do()``, retried on connection errors and timeouts within the policy's total time."""
+        """``do()``, retried on connection errors, timeouts and replies of a passing state
+        within the policy's total time."""
         started = self._clock()
         self._backoff.deadline = started + self.policy.max_total_ms / 1000
         failures, logged = 0, None
 
         def fail(error: BaseException) -> None:   # before each retry; raising ends them
             nonlocal failures, logged
+            if isinstance(error, ResponseError) and not _passing(error):
+                raise error                       # a command error: every attempt would get it
             reason = _permanent(error) or (self._tls_probe() if not failures and _hides_a_tls_alert(error) else None)
             if reason:
                 raise RedisAccessError(f"Redis {what}: {reason}: {error}") from error

@@ -20,7 +20,8 @@ MASK = "***"
 # Kafka's own Password-typed client settings and anything named like a credential.
 _SECRET_KEY = re.compile(r"password|secret|jaas|token|credential|^ssl\.keystore\.key$|certificate", re.I)
 _SECRET_QUERY = re.compile(r"password|passwd|secret|token", re.I)
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@(?P<rest>[^@]*)$", re.S)
+_SCHEME = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.-]*://")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def is_secret_property(key: str) -> bool:
@@ -31,22 +32,41 @@ def is_secret_property(key: str) -> bool:
 def redact_url(url: str) -> str:
     """The URL with any password hidden: ``redis://user:***@host:6379/0``.
 
-    The user part is everything up to the *last* ``@``, so a password with ``/`` or ``@``
-    in it is hidden too; ``password=`` (and the like) query arguments are masked."""
+    A URL is shown when it may be wrong, so nothing here trusts its shape. Hidden: what
+    follows the user name up to the *last* ``@`` (a password may hold ``/``, ``?`` or ``@``),
+    scheme or not; without an ``@``, a port that is no port number (a password whose
+    ``@host`` is missing); and ``password=`` (and the like) query arguments, from the first
+    ``?``. Where these overlap, one mask covers them."""
     if not isinstance(url, str):
         return MASK
-    m = _USERINFO.match(url)
-    if m:
-        user, sep, _ = m["userinfo"].partition(":")
-        url = f"{m['scheme']}{user}{sep}{MASK if sep else ''}@{m['rest']}"
-    base, qmark, query = url.partition("?")
-    if qmark:
-        parts = []
-        for arg in query.split("&"):
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    userinfo, at, _ = url[start:].rpartition("@")
+    hidden = []                                   # (start, end) spans of url to mask
+    if at:
+        password = userinfo.find(":") + 1
+        if password:
+            hidden.append((start + password, start + len(userinfo)))
+    else:
+        authority = re.match(r"[^/?#]*", url[start:]).group()
+        port = authority.find(":", authority.rfind("]") + 1) + 1   # after an IPv6 address
+        if port and authority[port:] and not _PORT.fullmatch(authority[port:]):
+            hidden.append((start + port, len(url)))
+    query = url.find("?") + 1
+    if query:
+        for arg in url[query:].split("&"):
             name, eq, _ = arg.partition("=")
-            parts.append(f"{name}={MASK}" if eq and _SECRET_QUERY.search(name) else arg)
-        url = f"{base}?{'&'.join(parts)}"
-    return url
+            if eq and _SECRET_QUERY.search(name):
+                hidden.append((query + len(name) + 1, query + len(arg)))
+            query += len(arg) + 1
+    parts, end = [], 0
+    for a, b in sorted(hidden):
+        if parts and a <= end:                    # overlaps the span before
+            end = max(end, b)
+        else:
+            parts += [url[end:a], MASK]
+            end = b
+    return "".join(parts) + url[end:]
 
 
 def url_has_secret(url: str) -> bool:

@@ -22,6 +22,7 @@ A refused event goes to the dead-letter topic with the reason returned here. Acc
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping
 
 from flink_jobs.config import JobConfig
@@ -70,13 +71,17 @@ MAX_TAG_CHARS = 100
 MAX_EMBEDDING_DIMS = 4_096
 
 
+# The form contracts.record_key writes, and no other: int() would also take " 7", "+7", "0_7"
+# and "07", so a tombstone keyed "+7" would delete item 7. At most 16 digits (ids < 2^53).
+CANONICAL_ID = re.compile(rb"0|[1-9][0-9]{0,15}")
+
+
 def item_of_key(key: bytes | None) -> int | None:
     """The item id a catalog record's key names (decimal text, contracts.record_key), or None."""
-    try:
-        item = int(key.decode("ascii")) if key else None
-    except (UnicodeDecodeError, ValueError):
+    if not key or not CANONICAL_ID.fullmatch(key):
         return None
-    return item if item is not None and 0 <= item < ID_LIMIT else None
+    item = int(key)
+    return item if item < ID_LIMIT else None
 
 
 def validate_item(r: Mapping[str, Any], key: bytes | None) -> str | None:

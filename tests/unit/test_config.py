@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from flink_jobs.config import ConfigError, JobConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_are_the_documented_ones():
@@ -39,6 +43,56 @@ def test_transaction_timeout_must_cover_checkpoints():
         JobConfig(checkpoint_interval_ms=60_000, transaction_timeout_ms=90_000)
 
 
+@pytest.mark.parametrize("interval, timeout, backoff, transaction", [
+    (10_000, 600_000, 1_000, 600_000),    # a slow checkpoint outlasts the transaction: twice the interval is not enough
+    (10_000, 120_000, 1_000, 131_000),    # exactly the sum: the broker may abort at the commit
+    (10_000, 60_000, 600_000, 600_000),   # a restart's wait outlasts it
+])
+def test_a_transaction_must_outlive_an_interval_a_checkpoint_and_a_restart(interval, timeout, backoff, transaction):
+    # a sink's transaction opens at one checkpoint and commits when the next one completes,
+    # or, after a failure between the two, when the job has restarted
+    settings = dict(checkpoint_interval_ms=interval, checkpoint_timeout_ms=timeout, restart_backoff_max_ms=backoff,
+                    redis_retry_max_ms=min(timeout - 1, 60_000))
+    with pytest.raises(ConfigError) as err:
+        JobConfig(**settings, transaction_timeout_ms=transaction)
+    assert (f"transaction_timeout_ms ({transaction}) must be above checkpoint_interval_ms ({interval}) + "
+            f"checkpoint_timeout_ms ({timeout}) + restart_backoff_max_ms ({backoff})") in str(err.value)
+    cfg = JobConfig(**settings, transaction_timeout_ms=interval + timeout + backoff + 1)
+    assert cfg.transaction_timeout_ms == interval + timeout + backoff + 1
+
+
+def test_a_short_checkpoint_timeout_is_what_counts_not_twice_the_interval():
+    cfg = JobConfig(checkpoint_interval_ms=60_000, checkpoint_timeout_ms=10_000, redis_retry_max_ms=5_000,
+                    restart_backoff_max_ms=1_000, transaction_timeout_ms=75_000)
+    assert cfg.transaction_timeout_ms == 75_000
+
+
+def test_restarts_are_bounded_by_default_and_validated():
+    cfg = JobConfig()
+    assert (cfg.restart_attempts, cfg.restart_backoff_max_ms) == (10, 60_000)
+    with pytest.raises(ConfigError) as err:
+        JobConfig(restart_attempts=0, restart_backoff_max_ms=999)
+    assert "restart_attempts must be >= 1, got 0" in str(err.value)
+    assert "restart_backoff_max_ms must be >= 1000" in str(err.value) and "got 999" in str(err.value)
+    assert JobConfig(restart_attempts=1, restart_backoff_max_ms=1_000).restart_attempts == 1
+
+
+def test_restart_settings_from_file_environment_and_flags(tmp_path):
+    import argparse
+
+    from flink_jobs.config import add_arguments, from_arguments
+
+    f = tmp_path / "job.toml"
+    f.write_text("restart_attempts = 3\nrestart_backoff_max_ms = 5000\n")
+    assert JobConfig.load(f, env={}).restart_attempts == 3
+    cfg = JobConfig.load(f, env={"RECO_RESTART_ATTEMPTS": "4", "RECO_RESTART_BACKOFF_MAX_MS": "8000"})
+    assert (cfg.restart_attempts, cfg.restart_backoff_max_ms) == (4, 8_000)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--restart-attempts", "5", "--restart-backoff-max-ms", "2000"])
+    assert (from_arguments(args).restart_attempts, from_arguments(args).restart_backoff_max_ms) == (5, 2_000)
+
+
 def test_unknown_setting_in_file_is_refused(tmp_path):
     f = tmp_path / "job.toml"
     f.write_text("top_m = 5\n")
@@ -64,7 +118,11 @@ def test_wrong_types_in_file_are_refused(tmp_path):
 
 
 def test_demo_config_is_valid():
-    from pathlib import Path
-
-    cfg = JobConfig.load(Path(__file__).resolve().parents[2] / "deploy" / "local" / "demo.toml", env={})
+    cfg = JobConfig.load(ROOT / "deploy" / "local" / "demo.toml", env={})
     assert cfg.top_n == 10
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT) for d in ("deploy", "lab", "tests")
+                                        for p in (ROOT / d).rglob("*.toml")), ids=str)
+def test_every_shipped_config_file_loads(path):
+    assert isinstance(JobConfig.load(ROOT / path, env={}), JobConfig)

@@ -131,13 +131,6 @@ def test_a_missing_permission_fails_at_once_naming_what_is_needed(clock, error):
     assert store.retries == 0
 
 
-def test_other_errors_are_not_retried(clock):
-    store, _ = store_with([redis.exceptions.OutOfMemoryError("OOM command not allowed")], clock)
-    with pytest.raises(redis.exceptions.OutOfMemoryError):
-        store.upsert("reco:v1:user:1", DOC)
-    assert store.retries == 0
-
-
 def test_without_a_policy_the_first_error_raises(clock):
     store = VersionedStore(FlakyClient([redis.ConnectionError("down")]), clock=clock)
     with pytest.raises(RedisUnavailable, match="1 attempts"):
@@ -155,11 +148,11 @@ def test_retry_policy_refuses_nonsense():
 # --- a real socket: connection refused, then a server that answers or never does ---------
 
 class TinyRedis:
-    """Just enough RESP on 127.0.0.1:port: ':1' to EVALSHA, '+OK' to anything else, or
-    (silent) no answer at all."""
+    """Just enough RESP on 127.0.0.1:port: ':1' to EVALSHA (after the error ``replies``, one
+    per EVALSHA), '+OK' to anything else, or (silent) no answer at all."""
 
-    def __init__(self, port, silent=False):
-        self.silent, self.commands = silent, []
+    def __init__(self, port, silent=False, replies=()):
+        self.silent, self.commands, self.replies = silent, [], list(replies)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port))
@@ -182,8 +175,12 @@ class TinyRedis:
                     size = int(f.readline()[1:])
                     args.append(f.read(size + 2)[:-2])
                 self.commands.append(args)
-                if not self.silent:
-                    conn.sendall(b":1\r\n" if args[0].upper() == b"EVALSHA" else b"+OK\r\n")
+                if self.silent:
+                    continue
+                if args[0].upper() != b"EVALSHA":
+                    conn.sendall(b"+OK\r\n")
+                else:
+                    conn.sendall(b"-%s\r\n" % self.replies.pop(0).encode() if self.replies else b":1\r\n")
 
     def close(self):
         self.sock.close()
@@ -229,6 +226,71 @@ def test_real_read_timeout_is_retried_and_bounded():
         assert isinstance(err.value.__cause__, redis.TimeoutError)
         assert store.retries >= 2
         assert 1.0 <= elapsed < 1.0 + 0.2 + 0.5               # the bound plus one read timeout (and slack)
+    finally:
+        server.close()
+
+
+# Error replies of Redis 7.0, verbatim (a script's own carry " script: SHA, on @user_script:N.").
+SCRIPT = " script: ae7aaa39bbf2c6b90681ddfa784e3316cebd152f, on @user_script:17."
+PASSING = {   # server states that pass: retried like a connection error
+    "OOM": "OOM command not allowed when used memory > 'maxmemory'." + SCRIPT,
+    "MASTERDOWN": "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    "LOADING": "LOADING Redis is loading the dataset in memory",
+    "READONLY": "READONLY You can't write against a read only replica." + SCRIPT,
+    "BUSY": "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+    "TRYAGAIN": "TRYAGAIN Multiple keys request during rehashing of slot",
+    "NOREPLICAS": "NOREPLICAS Not enough good replicas to write.",
+}
+FAULTS = {    # command errors: every attempt would get them
+    "WRONGTYPE": "WRONGTYPE Operation against a key holding the wrong kind of value script: "
+                 "ae7aaa39bbf2c6b90681ddfa784e3316cebd152f, on @user_script:2.",
+    "a Lua error": "ERR user_script:1: OOM fake script: e10e924014703ce9dff8c45b49581473a8fb4ef0, on @user_script:1.",
+    "BUSYKEY": "BUSYKEY Target key name already exists.",
+    "ERR": "ERR unknown command 'EVALSHA'",
+}
+
+
+def tiny_store(replies, **policy):
+    server = TinyRedis(free_port(), replies=replies)
+    client = redis.Redis(host="127.0.0.1", port=server.sock.getsockname()[1], socket_timeout=1)
+    seen = []
+    store = VersionedStore(client, retry=RetryPolicy(**{"base_ms": 5, "cap_ms": 20, "max_total_ms": 10_000,
+                                                         **policy}), on_retry=seen.append)
+    return server, store, seen
+
+
+@pytest.mark.parametrize("reply", PASSING.values(), ids=PASSING.keys())
+def test_a_server_in_a_passing_state_is_retried_like_an_outage(reply):
+    server, store, seen = tiny_store([reply, reply])
+    try:
+        assert store.upsert("reco:v1:user:1", DOC) is True
+        assert store.retries == len(seen) == 2 and reply.split(" ", 1)[1][:20] in str(seen[0])
+        server.replies = [reply] * 2      # both upserts of a pipeline, which puts its own text in front
+        assert store.upsert_many([("reco:v1:user:2", DOC), ("reco:v1:user:3", DOC)]) == [True, True]
+        assert store.retries == 3
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("reply", PASSING.values(), ids=PASSING.keys())
+def test_a_server_that_stays_in_a_passing_state_fails_the_write_within_the_budget(reply):
+    server, store, seen = tiny_store([reply] * 10_000, max_total_ms=200)
+    try:
+        with pytest.raises(RedisUnavailable, match="giving up after redis_retry_max_ms=200"):
+            store.upsert("reco:v1:user:1", DOC)
+        assert store.retries == len(seen) >= 2
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("reply", FAULTS.values(), ids=FAULTS.keys())
+def test_a_command_error_fails_at_once(reply):
+    server, store, seen = tiny_store([reply])
+    try:
+        with pytest.raises(redis.ResponseError, match=reply.split(" ", 1)[1][:20]) as err:
+            store.upsert("reco:v1:user:1", DOC)
+        assert not isinstance(err.value, RedisAccessError)
+        assert store.retries == len(seen) == 0
     finally:
         server.close()
 

@@ -73,6 +73,70 @@ def test_a_bad_redis_url_is_reported_without_its_password():
     assert "redis_url must start with" in str(err.value) and REDIS_SECRET not in str(err.value)
 
 
+MALFORMED_REDIS_URLS = [
+    f"reco:{REDIS_SECRET}@redis:6379/0",                   # no scheme
+    f":{REDIS_SECRET}@redis",
+    f"//reco:{REDIS_SECRET}@redis:6379",
+    f"redis:/reco:{REDIS_SECRET}@redis:6379/0",            # one slash
+    f" redis://reco:{REDIS_SECRET}@redis:6379/0",          # a space in front
+    f"redis://reco:{REDIS_SECRET}@redis:port/0",           # a port that is no number
+    f"redis://reco:{REDIS_SECRET}/0@redis:6379/0",         # an unencoded /: the password parses as the port
+    f"redis://:{REDIS_SECRET}",                            # no @host: the password parses as the port
+    f"redis://reco:{REDIS_SECRET}@[::1]:6379/0",           # IPv6
+    f"redis://reco:{REDIS_SECRET}@[::1:6379/0",            # IPv6 without its ]
+    f"redis://redis:6379/0?db=x&password={REDIS_SECRET}",  # a query argument redis-py refuses
+    f"redis://redis:6379/0?password=x@{REDIS_SECRET}",     # an @ in the query
+    f"redis://reco:x?password=y@{REDIS_SECRET}@redis/0",
+    f"unix://:{REDIS_SECRET}@/run/redis.sock",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED_REDIS_URLS)
+def test_no_shape_of_redis_url_shows_its_password(url, capsys, caplog, monkeypatch):
+    import traceback
+
+    from flink_jobs import main as job_main
+    from flink_jobs.redis_store import VersionedStore
+
+    class NoJob:
+        def execute(self, name):
+            pass
+
+    assert REDIS_SECRET not in redact_url(url)
+    try:
+        shown = repr(JobConfig(redis_url=url))
+    except ConfigError as exc:
+        shown = str(exc)
+    assert REDIS_SECRET not in shown
+    monkeypatch.setattr(job_main, "build_job", lambda cfg: NoJob())
+    with pytest.raises(SystemExit):                         # a password on the command line is refused
+        job_main.main(["--redis-url", url])
+    monkeypatch.setenv("RECO_REDIS_URL", url)
+    with caplog.at_level(logging.INFO):
+        try:
+            job_main.main([])
+        except SystemExit:
+            pass
+    assert REDIS_SECRET not in capsys.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+    try:
+        VersionedStore.from_url(url)
+    except Exception as exc:                                # what a tool prints, with the traceback
+        assert REDIS_SECRET not in "".join(traceback.format_exception(exc))
+
+
+def test_a_malformed_redis_url_is_refused_at_start():
+    with pytest.raises(ConfigError, match=r"redis_url 'redis://reco:\*\*\*@redis:port/0' is not a URL"):
+        JobConfig(redis_url=f"redis://reco:{REDIS_SECRET}@redis:port/0")
+
+
+def test_a_redis_url_of_the_wrong_type_in_a_file_is_not_shown(tmp_path):
+    f = tmp_path / "job.toml"
+    f.write_text(f'redis_url = ["redis://:{REDIS_SECRET}@redis"]\n')
+    with pytest.raises(ConfigError, match="redis_url must be str") as err:
+        JobConfig.load(f, env={})
+    assert REDIS_SECRET not in str(err.value)
+
+
 def test_main_logs_its_settings_without_secrets(monkeypatch, caplog, tmp_path):
     from flink_jobs import main as job_main
 
