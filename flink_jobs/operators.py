@@ -8,22 +8,23 @@ State names are part of savepoint compatibility: never rename one after a releas
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 
 from pyflink.common import Row, Types
-from pyflink.datastream import FlatMapFunction, KeyedProcessFunction, OutputTag, ProcessFunction
+from pyflink.datastream import KeyedCoProcessFunction, KeyedProcessFunction, OutputTag, ProcessFunction
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from flink_jobs.codec import AvroCodec, AvroError
 from flink_jobs.config import JobConfig
 from flink_jobs.contracts import ITEMS_TOPIC, TOPIC_RECORDS, USER_EVENTS_TOPIC
-from flink_jobs.validation import item_of_key, validate_event, validate_item
+from flink_jobs.validation import MAX_EMBEDDING_DIMS, item_of_key, validate_event, validate_item
 from udfs import cooccurrence as co
 from udfs import item_side, ranker, user_activity
 from udfs.settings import ItemSettings, RankerSettings, TrendingSettings, UserSettings
-from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request,
+from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, Listing, NeighborCounts, Request,
                           Trending)
 
 log = logging.getLogger("reco.operators")
@@ -38,6 +39,7 @@ ITEM_DELTAS = OutputTag("item-deltas", BY_ITEM)
 BUCKET_COUNTS = OutputTag("bucket-counts", BY_NOTHING)
 ITEM_NEIGHBORS = OutputTag("item-neighbors", PICKLED)
 EXPIRED_USERS = OutputTag("expired-users", PICKLED)
+LISTINGS = OutputTag("listings", BY_NOTHING)
 # What the rankers know of items, the same on every ranking subtask (values: plain tuples)
 CATALOG_STATE = MapStateDescriptor("catalog", Types.LONG(), PICKLED)      # item -> ItemInfo
 NEIGHBOR_STATE = MapStateDescriptor("neighbors", Types.LONG(), PICKLED)   # item -> NeighborCounts
@@ -87,9 +89,7 @@ class DecodeEvents(ProcessFunction):
             yield _with_key(Event.of(event))
         else:
             self.invalid.inc()
-            yield DEAD_LETTERS, {"payload": bytes(payload or b""), "reason": reason,
-                                 "source_topic": USER_EVENTS_TOPIC, "source_partition": partition,
-                                 "source_offset": offset, "source_timestamp": ts}
+            yield DEAD_LETTERS, dead_letter(bytes(payload or b""), reason, partition, offset, ts)
 
     def _lateness(self, t: int, watermark: int) -> str | None:
         end = co.bucket_of(t, self.cfg.bucket_ms) + self.cfg.bucket_ms
@@ -100,9 +100,29 @@ class DecodeEvents(ProcessFunction):
                 f"(more than max_out_of_orderness_ms behind the newest records)")
 
 
-class DecodeCatalog(FlatMapFunction):
-    """Catalog records -> ``ItemInfo``. Input: ``(payload, key, partition, offset)``
-    (pipeline.RAW_ITEM). A tombstone (no payload; the key names the item) deletes the item.
+# A dead letter must always fit the job's producer (max.request.size, 1 MiB by default) and
+# the topic, or the sink fails and every restart replays the same record. Valid events are a
+# few hundred bytes, so this keeps any payload worth reading whole.
+DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024
+DEAD_LETTER_REASON_CHARS = 1_000
+
+
+def dead_letter(payload: bytes, reason: str, partition: int, offset: int, ts: int | None) -> dict:
+    """A reco.DeadLetter record; a payload above DEAD_LETTER_PAYLOAD_BYTES is cut to that
+    length, and the reason then gives its whole length and SHA-256."""
+    reason = reason[:DEAD_LETTER_REASON_CHARS]
+    if len(payload) > DEAD_LETTER_PAYLOAD_BYTES:
+        reason += (f" (payload of {len(payload)} bytes, sha256 {hashlib.sha256(payload).hexdigest()}, "
+                   f"cut to its first {DEAD_LETTER_PAYLOAD_BYTES})")
+        payload = payload[:DEAD_LETTER_PAYLOAD_BYTES]
+    return {"payload": payload, "reason": reason, "source_topic": USER_EVENTS_TOPIC, "source_partition": partition,
+            "source_offset": offset, "source_timestamp": ts}
+
+
+class DecodeCatalog(ProcessFunction):
+    """Catalog records -> ``ItemInfo`` (main output) and its ``Listing`` (side output
+    LISTINGS, for trending). Input: ``(payload, key, partition, offset)`` (pipeline.RAW_ITEM).
+    A tombstone (no payload; the key names the item) deletes the item.
 
     A record that does not decode or fails ``validation.validate_item`` is skipped, counted
     (``catalogRecordsInvalid``) and logged with its partition, offset and reason: the catalog
@@ -114,15 +134,17 @@ class DecodeCatalog(FlatMapFunction):
         self.precision = precision   # of the packed embeddings (JobConfig.embedding_precision)
 
     def open(self, runtime_context):
-        self.codec = AvroCodec(TOPIC_RECORDS[ITEMS_TOPIC])
+        # an embedding is the longest array a catalog record may have
+        self.codec = AvroCodec(TOPIC_RECORDS[ITEMS_TOPIC], max_items=MAX_EMBEDDING_DIMS)
         self.invalid = runtime_context.get_metrics_group().counter("catalogRecordsInvalid")
 
-    def flat_map(self, record):
+    def process_element(self, record, ctx):
         payload, key, partition, offset = record
         if payload is None:
             item = item_of_key(key)
             if item is not None:
                 yield ItemInfo(item, "", (), True)
+                yield LISTINGS, _with_key(Listing(item, False))
                 return
             reason = f"a tombstone whose key {bytes(key or b'')[:40]!r} names no item"
         else:
@@ -132,7 +154,9 @@ class DecodeCatalog(FlatMapFunction):
             except AvroError as exc:
                 reason = str(exc)
             if reason is None:
-                yield ItemInfo.of(r, self.precision)
+                info = ItemInfo.of(r, self.precision)
+                yield info
+                yield LISTINGS, _with_key(Listing(info.item, not info.deleted))
                 return
         self.invalid.inc()
         log.warning("catalog record skipped (%s partition %s offset %s): %s", ITEMS_TOPIC, partition, offset,
@@ -141,7 +165,7 @@ class DecodeCatalog(FlatMapFunction):
 
 # The key of each record type that goes to a keyed operator (BY_USER, BY_ITEM, BY_NOTHING).
 _KEY_OF = {Event: lambda e: e.user, Request: lambda r: r.user, ItemDelta: lambda d: d.item,
-           BucketCount: lambda c: 0}
+           BucketCount: lambda c: 0, Listing: lambda c: 0}
 
 
 def _with_key(record):
@@ -245,17 +269,38 @@ class ItemCooccurrence(_Keyed):
                                                        self.cfg), ctx)
 
 
-class TrendingItems(_Keyed):
-    """One key: windowed popularity from the items' closed buckets; ``Trending`` per bucket end."""
+class TrendingItems(KeyedCoProcessFunction):
+    """One key: windowed popularity from the items' closed buckets (input 1); ``Trending``
+    per bucket end, among the items the catalog lists at that moment (``Listing``s, input 2).
 
-    STATE = "trending-window"
-    SETTINGS = TrendingSettings
+    Keyed on both inputs, not broadcast: PyFlink builds a keyed broadcast operator where
+    the timer fix (internals.install_timer_fix) cannot reach it, and every timer here matters."""
 
-    def process_element(self, count, ctx):
-        yield from self._apply(item_side.on_bucket_count(self.state.value(), count, self.cfg), ctx)
+    def __init__(self, cfg: JobConfig):
+        self.cfg = TrendingSettings.of(cfg)
+
+    def open(self, runtime_context):
+        self.state = runtime_context.get_state(ValueStateDescriptor("trending-window", PICKLED))
+        self.listings = runtime_context.get_map_state(MapStateDescriptor("listed", Types.LONG(), Types.BOOLEAN()))
+        self.listed = None   # the listings in memory, read from state on first use after a (re)start
+
+    def _listed(self) -> dict:
+        if self.listed is None:
+            self.listed = dict(self.listings.items())
+        return self.listed
+
+    def process_element1(self, count, ctx):
+        yield from _apply(self.state, item_side.on_bucket_count(self.state.value(), count, self.cfg), ctx)
+
+    def process_element2(self, listing: Listing, ctx):
+        self._listed()[listing.item] = listing.listed
+        self.listings.put(listing.item, listing.listed)
+        yield from ()
 
     def on_timer(self, timestamp, ctx):
-        yield from self._apply(item_side.on_trending_timer(self.state.value(), timestamp, self.cfg), ctx)
+        listed = self._listed()
+        yield from _apply(self.state, item_side.on_trending_timer(self.state.value(), timestamp, self.cfg,
+                                                                  lambda item: listed.get(item, False)), ctx)
 
 
 class Ranker(KeyedBroadcastProcessFunction):
@@ -301,7 +346,9 @@ class Ranker(KeyedBroadcastProcessFunction):
         elif isinstance(msg, NeighborCounts):
             ctx.get_broadcast_state(NEIGHBOR_STATE).put(msg.item, tuple(msg))
             if msg.item % self.subtasks == self.subtask:
-                yield ITEM_NEIGHBORS, index.neighbor_record(msg.item)
+                record = index.neighbor_record(msg.item)
+                if record is not None:
+                    yield ITEM_NEIGHBORS, record
         else:
             ctx.get_broadcast_state(TRENDING_STATE).put(0, tuple(msg))
 

@@ -11,6 +11,7 @@ compatibility: never change one after a release) and a readable name.
                                                       │ bucket counts                        │
                                                       ▼                                      │
                                                Trending (p=1) ─────────── trending ─────────►┤
+                                                      ▲ listings                             │
                                                catalog ─► DecodeCatalog ─────────────────────┘
 
 Per event, two keyed Python operators (UserActivity, Ranker) touch state; the item side
@@ -19,6 +20,7 @@ works once per (user, item, bucket) and each item once per bucket end.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from pyflink.common import Duration, Types, WatermarkStrategy
@@ -28,8 +30,8 @@ from pyflink.datastream import DataStream
 from flink_jobs.internals import install_timer_fix, keyed, side_output
 from flink_jobs.config import JobConfig
 from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, BY_ITEM, BY_NOTHING, BY_USER, DEAD_LETTERS,
-                                  EXPIRED_USERS, ITEM_DELTAS, ITEM_NEIGHBORS, PICKLED, DecodeCatalog, DecodeEvents,
-                                  ItemCooccurrence, Ranker, TrendingItems, UserActivity)
+                                  EXPIRED_USERS, ITEM_DELTAS, ITEM_NEIGHBORS, LISTINGS, PICKLED, DecodeCatalog,
+                                  DecodeEvents, ItemCooccurrence, Ranker, TrendingItems, UserActivity)
 
 
 # What a source hands the pipeline for each input event. -1 marks an unknown field.
@@ -49,13 +51,15 @@ class Outputs:
 
 
 class RecordTime(TimestampAssigner):
+    """The record's timestamp, but never later than the clock (as the Kafka source's)."""
+
     def extract_timestamp(self, value, record_timestamp) -> int:
-        return value[3]
+        return min(value[3], int(time.time() * 1000))
 
 
 def _event_time(raw_events: DataStream, cfg: JobConfig) -> DataStream:
     """Timestamps and watermarks from the records' timestamps (RAW_EVENT's last field), as
-    the Kafka source derives them."""
+    the Kafka source derives them (RecordTime)."""
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(cfg.max_out_of_orderness_ms))
     if cfg.idle_source_timeout_ms:
         # before the assigner: PyFlink 2.2.1's with_idleness() returns a strategy without
@@ -85,10 +89,11 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     neighbor_counts = (keyed(side_output(activity, ITEM_DELTAS), BY_ITEM)
                        .process(ItemCooccurrence(cfg), output_type=PICKLED)
                        .uid("item-cooccurrence-v2").name("ItemCooccurrence"))
+    items = catalog.process(DecodeCatalog(cfg.embedding_precision), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
     trending = (keyed(side_output(neighbor_counts, BUCKET_COUNTS), BY_NOTHING)
+                .connect(keyed(side_output(items, LISTINGS), BY_NOTHING))
                 .process(TrendingItems(cfg), output_type=PICKLED).uid("trending-v2").name("Trending")
                 .set_parallelism(1))
-    items = catalog.flat_map(DecodeCatalog(cfg.embedding_precision), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
     broadcast = items.union(neighbor_counts, trending).broadcast(*(d for d, _ in BROADCAST_STATES))
     recommendations = (keyed(activity, BY_USER).connect(broadcast)
                        .process(Ranker(cfg), output_type=PICKLED).uid("ranker-v2").name("Ranker"))

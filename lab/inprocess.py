@@ -101,7 +101,7 @@ class Dataflow:
             self._keyed(self.items, self.item_timers, item,
                         item_side.on_item_timer(self.items.get(item), item, ts, self.items_cfg))
         for ts, _ in self.trending_timers.due(watermark):
-            self.trending, out, _ = item_side.on_trending_timer(self.trending, ts, self.trending_cfg)
+            self.trending, out, _ = item_side.on_trending_timer(self.trending, ts, self.trending_cfg, self.index.listed)
             self._route(out)
 
     def finish(self) -> None:
@@ -135,7 +135,9 @@ class Dataflow:
                 self.trending_timers.add(0, timers)
             elif isinstance(msg, NeighborCounts):
                 self.index.put(msg)
-                self.emit("item_neighbors", self.index.neighbor_record(msg.item))
+                record = self.index.neighbor_record(msg.item)
+                if record is not None:
+                    self.emit("item_neighbors", record)
             elif isinstance(msg, Trending):
                 self.index.put(msg)
                 self.emit("trending", msg)

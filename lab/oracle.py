@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from typing import Container, Iterable, Mapping, Sequence
 
 # docs/algorithm.md "Event weights": interest signal of one event.
 EVENT_WEIGHTS = {"VIEW": 1.0, "CLICK": 2.0, "ADD_TO_CART": 3.0, "PURCHASE": 5.0}
@@ -241,10 +241,12 @@ def unexplained_scores(record: Mapping, n_seen: Mapping[int, Iterable[float]], s
 # ---------------------------------------------------------------- trending
 
 
-def expected_trending(events: list[dict], cfg, until: int | None = None) -> dict[int, list[tuple[int, float]]]:
+def expected_trending(events: list[dict], cfg, until: int | None = None,
+                      listed: Container[int] | None = None) -> dict[int, list[tuple[int, float]]]:
     """bucket end -> the trending list published then: at the end e of every bucket with an
     interest event, the ``trending_size`` items with the most interest events in the buckets
-    that start before e and end after e - trending window (ties: lower id)."""
+    that start before e and end after e - trending window (ties: lower id), among the items
+    of ``listed`` (the catalog's, not deleted; None: every item)."""
     own = batch_own(events, cfg)
     ends = {_bucket(t, cfg.bucket_ms) + cfg.bucket_ms for times in own.values() for t in times}
     out = {}
@@ -255,7 +257,7 @@ def expected_trending(events: list[dict], cfg, until: int | None = None) -> dict
         for item, times in own.items():
             n = sum(1 for t in times if _bucket(t, cfg.bucket_ms) < end
                     and _bucket(t, cfg.bucket_ms) + cfg.bucket_ms > end - cfg.trending_window_ms)
-            if n:
+            if n and (listed is None or item in listed):
                 totals[item] = float(n)
         top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:cfg.trending_size]
         if top:

@@ -14,7 +14,7 @@ Item state is ``ItemWindow.plain()``; trending state is ``TrendingState.plain()`
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from udfs import cooccurrence as co
 from udfs.records import BucketCount, ItemDelta, NeighborCounts, Trending
@@ -88,8 +88,11 @@ def on_bucket_count(state: tuple | None, c: BucketCount, cfg: TrendingSettings) 
     return TrendingState(buckets).plain(), [], timers
 
 
-def on_trending_timer(state: tuple | None, ts: int, cfg: TrendingSettings) -> tuple[tuple | None, list, list[int]]:
-    """The top items of the trending window that ends at ``ts``."""
+def on_trending_timer(state: tuple | None, ts: int, cfg: TrendingSettings,
+                      listed: Callable[[int], bool]) -> tuple[tuple | None, list, list[int]]:
+    """The top items of the trending window that ends at ``ts``, among those the catalog
+    lists now (``listed``): counted before the cut, so that events on deleted or made-up
+    ids cannot push listed items out of the list."""
     buckets = TrendingState.of(state).buckets
     if not buckets:
         return None, [], []
@@ -98,6 +101,7 @@ def on_trending_timer(state: tuple | None, ts: int, cfg: TrendingSettings) -> tu
     for b, items in live.items():
         if b < ts:
             for item, n in items.items():
-                totals[item] = totals.get(item, 0.0) + n
+                if listed(item):
+                    totals[item] = totals.get(item, 0.0) + n
     top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.trending_size]
     return (TrendingState(live).plain() if live else None), [Trending(ts, tuple(top))] if top else [], []

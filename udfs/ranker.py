@@ -290,6 +290,10 @@ class ItemIndex:
     def is_listed(self, ids: np.ndarray) -> np.ndarray:
         return self.rows(ids) >= 0
 
+    def listed(self, item: int) -> bool:
+        """Whether the catalog has ``item`` and has not deleted it."""
+        return item in self.info and item not in self.deleted
+
     def interest(self, vec: InterestVector) -> Callable[[np.ndarray], np.ndarray]:
         """``score(ids)``: the cosine between ``vec`` and each item's unit tag vector (0 when
         either is empty or the item is not listed), for many items at once."""
@@ -324,22 +328,31 @@ class ItemIndex:
         return info.title if info else f"item {item}"
 
     def neighbors(self, item: int) -> Neighbors:
-        """Top-K of ``item`` by similarity, best first (ties by id)."""
+        """Top-K of ``item`` by similarity, best first (ties by id), for ranking: items the
+        catalog does not list yet count too (candidates once their record arrives)."""
         scored = self._scored.get(item)
         if scored is None:
             nc = self.counts.get(item)
             if nc is None:
                 return Neighbors.of([])
-            counts = self.counts
-            n_other = {j: counts[j].n for j, _ in nc.counts if j in counts}
-            scored = self._scored[item] = Neighbors(*co.top_neighbors(dict(nc.counts), nc.n, n_other, self.k,
-                                                                      self.shrinkage))
+            scored = self._scored[item] = self._top(dict(nc.counts), nc.n)
         return scored
 
-    def neighbor_record(self, item: int) -> dict:
-        """The published list of ``item`` (shaped like reco.ItemNeighbors)."""
+    def _top(self, counts: dict[int, float], n: float) -> Neighbors:
+        n_other = {j: self.counts[j].n for j in counts if j in self.counts}
+        return Neighbors(*co.top_neighbors(counts, n, n_other, self.k, self.shrinkage))
+
+    def neighbor_record(self, item: int) -> dict | None:
+        """The published list of ``item`` (shaped like reco.ItemNeighbors): its top-K among
+        the items the catalog lists now, or None when ``item`` itself is not listed. Listed
+        neighbors are picked before the cut, so ids nobody listed cannot push them out."""
+        if not self.listed(item):
+            return None
         nc = self.counts[item]
-        nb = self.neighbors(item)
+        ids = np.fromiter((j for j, _ in nc.counts), dtype=np.int64, count=len(nc.counts))
+        listed = self.is_listed(ids)
+        nb = self.neighbors(item) if listed.all() else self._top(
+            {j: c for (j, c), keep in zip(nc.counts, listed.tolist()) if keep}, nc.n)
         return {"item_id": item, "item_count": nc.n, "event_time": nc.t,
                 "neighbors": [{"item_id": j, "score": s, "co_count": c}
                               for j, s, c in zip(nb.ids.tolist(), nb.sims.tolist(), nb.counts.tolist())]}

@@ -61,6 +61,12 @@ class BucketCount(NamedTuple):
     count: float
 
 
+class Listing(NamedTuple):
+    """Whether the catalog lists ``item`` now (it has the item's record, not a tombstone)."""
+    item: int
+    listed: bool
+
+
 class Trending(NamedTuple):
     """The most consumed items in the trending window that ended at ``t``."""
     t: int

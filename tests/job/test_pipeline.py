@@ -17,8 +17,12 @@ CFG = JobConfig(parallelism=2, top_n=5, recent_items=5, seeds=3, pair_span_ms=30
                 neighbors_per_item=500, fragment_size=500, bucket_ms=10 * MINUTE,
                 cooccurrence_window_ms=60 * MINUTE, user_ttl_ms=120 * MINUTE,
                 trending_window_ms=60 * MINUTE, max_out_of_orderness_ms=0,
-                idle_source_timeout_ms=60_000)  # on, so the test covers how the strategy is composed
+                idle_source_timeout_ms=60_000,  # on, so the test covers how the strategy is composed
+                trending_size=10)
 COLD_USER, TTL_USER, NEW_ITEM = 9_001, 9_002, 7_777
+# ids no catalog record lists, each viewed more often than any listed item: they must not
+# reach any published list, nor crowd listed items out of trending
+MADE_UP = range(50_000, 50_012)
 
 
 def make_events():
@@ -33,6 +37,11 @@ def make_events():
     late = t0 + 1 + CFG.user_ttl_ms + 30 * MINUTE
     assert late < t_end, "the stream must outlast the TTL"
     events.append(ev(TTL_USER, events[0]["item_id"], t_end + 1))
+    # a flood on made-up ids by users of their own, through the stream's last hour
+    flood_start = t_end - 60 * MINUTE
+    flood = [ev(9_100 + k % 12, item, flood_start + k * 20_000 + n) for k in range(12)
+             for n, item in enumerate(MADE_UP)]
+    events = sorted(events + flood, key=lambda e: e["event_time"])
     # the cold-start user: first event on an item nobody else has, near the end
     events.insert(len(events) - 5, ev(COLD_USER, NEW_ITEM, events[-6]["event_time"]))
     return synth, events
@@ -79,7 +88,8 @@ def test_published_cooccurrence_counts_equal_a_batch_recount(run):
     assert out["item_neighbors"], "no neighbor lists were published"
     checked = 0
     for nb in out["item_neighbors"]:
-        expected = window_counts(pairs[nb["item_id"]], nb["event_time"], CFG)
+        expected = {j: c for j, c in window_counts(pairs[nb["item_id"]], nb["event_time"], CFG).items()
+                    if j not in MADE_UP}
         got = {n["item_id"]: n["co_count"] for n in nb["neighbors"]}
         assert got.keys() == expected.keys(), (nb["item_id"], nb["event_time"])
         for j in expected:
@@ -114,6 +124,14 @@ def test_user_without_history_gets_trending_items(run):
     assert all(i["reason"] == "trending now" for i in items)
     assert NEW_ITEM not in {i["item_id"] for i in items}
     assert out["trending"], "trending lists were never published"
+
+
+def test_published_lists_hold_listed_items_only(run):
+    _, _, out, _ = run
+    trending = {item for t in out["trending"] for item, _ in t.top}
+    assert trending and not trending & set(MADE_UP)
+    assert not {nb["item_id"] for nb in out["item_neighbors"]} & set(MADE_UP)
+    assert not {n["item_id"] for nb in out["item_neighbors"] for n in nb["neighbors"]} & set(MADE_UP)
 
 
 def test_user_state_is_gone_after_ttl(run):

@@ -50,6 +50,11 @@ def drive(events, catalog, cfg, index=()):
     return stream
 
 
+def listing(events):
+    """A catalog that lists every item of ``events`` (published lists hold listed items only)."""
+    return [item(i, ("t",)) for i in sorted({e["item_id"] for e in events})]
+
+
 def of_kind(stream, kind):
     return [rec for k, rec in stream if k == kind]
 
@@ -110,7 +115,7 @@ def test_hand_case_cooccurrence_oracle():
 
 
 def test_hand_case_cooccurrence_job():
-    published = of_kind(drive(HAND_EVENTS, [], HAND), "item_neighbors")
+    published = of_kind(drive(HAND_EVENTS, listing(HAND_EVENTS), HAND), "item_neighbors")
     got = {(r["item_id"], r["event_time"]): (r["item_count"], {n["item_id"]: n["co_count"] for n in r["neighbors"]})
            for r in published}
     assert len(published) == len(got) == len(HAND_WINDOWS)
@@ -133,7 +138,7 @@ def test_hand_case_trending():
     # at 1200 s: bucket 600 s only: item 5. Weight-0 ratings count nothing.
     want = {600 * S: [(2, 2.0), (1, 1.0)], 1200 * S: [(5, 1.0)]}
     assert V.expected_trending(HAND_EVENTS, HAND) == want
-    got = of_kind(drive(HAND_EVENTS, [], HAND), "trending")
+    got = of_kind(drive(HAND_EVENTS, listing(HAND_EVENTS), HAND), "trending")
     assert {t.t: list(t.top) for t in got} == want
 
 
@@ -243,7 +248,7 @@ def test_hand_case_window_out_of_order():
     assert sorted(pairs[3]) == [(1, 12 * MINUTE, A), (4, 12 * MINUTE, B)]
     assert sorted(pairs[4]) == [(1, 12 * MINUTE, B), (3, 12 * MINUTE, B)]
     job = defaultdict(dict)
-    for r in of_kind(drive(events, [], cfg), "item_neighbors"):
+    for r in of_kind(drive(events, listing(events), cfg), "item_neighbors"):
         if r["event_time"] == 20 * MINUTE:    # the end of bucket 10-20 min
             job[r["item_id"]] = {n["item_id"]: n["co_count"] for n in r["neighbors"]}
     assert job[3] == pytest.approx({1: A, 4: B}) and job[4] == pytest.approx({1: B, 3: B})

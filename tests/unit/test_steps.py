@@ -232,13 +232,23 @@ def test_trending_counts_the_window_and_ends_empty():
     assert timers == [b, 2 * b, 4 * b]
     tops = []
     for ts in timers:
-        state, out, _ = item_side.on_trending_timer(state, ts, CFG)
+        state, out, _ = item_side.on_trending_timer(state, ts, CFG, lambda item: True)
         tops += out
     # window 2 buckets: at 2b buckets 0 and b count; at 4b only 3b
     assert tops == [Trending(b, ((1, 3.0), (2, 1.0))), Trending(2 * b, ((2, 6.0), (1, 3.0))),
                     Trending(4 * b, ((3, 1.0),))]
-    state, out, _ = item_side.on_trending_timer(state, 6 * b, CFG)
+    state, out, _ = item_side.on_trending_timer(state, 6 * b, CFG, lambda item: True)
     assert state is None and out == []
+
+
+def test_trending_holds_listed_items_only_however_many_others_there_are():
+    cfg = CFG.replace(trending_size=2)
+    state = None
+    counts = [BucketCount(1, 0, 1.0), BucketCount(2, 0, 2.0)] + [BucketCount(1000 + j, 0, 50.0) for j in range(100)]
+    for c in counts:
+        state, _, _ = item_side.on_bucket_count(state, c, cfg)
+    _, out, _ = item_side.on_trending_timer(state, cfg.bucket_ms, cfg, lambda item: item < 1000)
+    assert out == [Trending(cfg.bucket_ms, ((2, 2.0), (1, 1.0)))]
 
 
 def _index():
@@ -262,6 +272,19 @@ def test_neighbors_are_cosine_with_each_neighbors_own_count_and_refresh_when_cou
     index.put(NeighborCounts(1, 200, 4.0, ((2, 8.0),)))
     assert rows(index.neighbors(1)) == [(2, 1.0, 8.0)]
     assert index.neighbor_record(1)["neighbors"] == [{"item_id": 2, "score": 1.0, "co_count": 8.0}]
+
+
+def test_published_neighbor_lists_hold_listed_items_only_however_many_others_there_are():
+    index = ranker.ItemIndex(fragment_size=2)
+    for i in range(1, 5):
+        index.put(ItemInfo(i, f"t{i}", ("a",), i == 4))
+    # item 1: listed 2 (C=3) and 3 (C=1), deleted 4 (C=9), never listed 100.. (C=5)
+    index.put(NeighborCounts(1, 100, 10.0, ((4, 9.0), (2, 3.0), (3, 1.0), *((100 + j, 5.0) for j in range(20)))))
+    assert [n["item_id"] for n in index.neighbor_record(1)["neighbors"]] == [2, 3]
+    assert len(index.neighbors(1).ids) == 2 and 2 not in index.neighbors(1).ids   # ranking keeps them all
+    index.put(NeighborCounts(4, 100, 9.0, ((1, 9.0),)))
+    index.put(NeighborCounts(7, 100, 9.0, ((1, 9.0),)))
+    assert index.neighbor_record(4) is None and index.neighbor_record(7) is None   # deleted, never listed
 
 
 def test_ranker_never_recommends_consumed_or_deleted_items_even_as_trending():
@@ -313,7 +336,8 @@ def test_an_item_the_catalog_does_not_know_is_recommended_only_once_it_does():
 def test_dataflow_in_one_process_publishes_what_a_batch_recount_says():
     events = random_events(3, n=400, users=8, items=20)
     published = []
-    flow = Dataflow(CFG, [], lambda kind, rec: published.append(rec) if kind == "item_neighbors" else None)
+    listed = [ItemInfo(i, f"t{i}", ("a",), False) for i in sorted({ev.item for ev in events})]
+    flow = Dataflow(CFG, listed, lambda kind, rec: published.append(rec) if kind == "item_neighbors" else None)
     for ev in events:
         flow.push(ev)
     flow.finish()

@@ -265,6 +265,20 @@ def test_a_catalog_record_within_bounds_and_keyed_by_its_item_is_accepted():
     assert "does not name item 12" in validate_item(ok, b"13")
 
 
+@pytest.mark.parametrize("key", [b" 7 ", b"7 ", b"0_7", b"+7", b"-0", b"07", b"00", b"7\n", "\uff17".encode(),
+                                 "\u0667".encode(), b"0x7", b"7.0", b"1e3", b"9007199254740992", b"1" * 5_000])
+def test_a_catalog_key_must_be_the_canonical_decimal_the_job_writes(key):
+    # int() takes spaces, signs, underscores and leading zeros: a tombstone keyed b"+7" would delete item 7
+    from flink_jobs.contracts import record_key
+    from flink_jobs.validation import item_of_key, validate_item
+
+    assert item_of_key(key) is None                       # a tombstone with this key deletes nothing
+    assert "does not name item 7" in validate_item({**ITEM, "item_id": 7}, key)
+    for item in (0, 7, 12, 2**53 - 1):
+        assert item_of_key(record_key(item)) == item
+    assert item_of_key(bytearray(b"12")) == 12 and item_of_key(b"") is None and item_of_key(None) is None
+
+
 def test_decode_catalog_deletes_on_a_tombstone_and_logs_a_bad_record_with_its_offset(caplog):
     from flink_jobs.codec import AvroCodec
     from flink_jobs.operators import DecodeCatalog
@@ -278,8 +292,14 @@ def test_decode_catalog_deletes_on_a_tombstone_and_logs_a_bad_record_with_its_of
     with caplog.at_level("WARNING", logger="reco.operators"):
         out = [x for record in ((codec.encode(ITEM), b"12", 0, 5), (None, b"12", 0, 6), (nan, b"12", 0, 7),
                                 (b"\xc3\x01junk", b"12", 0, 8), (None, b"not-an-id", 0, 9))
-               for x in op.flat_map(record)]
-    assert out == [ItemInfo(12, "Heat (1995)", ("Action", "Crime"), False), ItemInfo(12, "", (), True)]
+               for x in op.process_element(record, None)]
+    from flink_jobs.operators import LISTINGS
+    from udfs.records import Listing
+    assert [x for x in out if not isinstance(x, tuple) or x[0] is not LISTINGS] == [
+        ItemInfo(12, "Heat (1995)", ("Action", "Crime"), False), ItemInfo(12, "", (), True)]
+    # trending hears of each: listed, then deleted
+    assert [tuple(x[1]) for x in out if isinstance(x, tuple) and x[0] is LISTINGS] == [
+        (0, Listing(12, True)), (0, Listing(12, False))]
     assert runtime.counters["catalogRecordsInvalid"].n == 3
     logged = [r.getMessage() for r in caplog.records]
     assert [("offset 7" in m, "offset 8" in m, "offset 9" in m) for m in logged] == [
