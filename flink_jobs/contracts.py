@@ -24,10 +24,11 @@ TOPIC_RECORDS = {
 }
 
 _COMPACTED = {"cleanup.policy": "compact"}
-# The broker refuses a record stamped more than an hour ahead of its clock: the job's
-# event time follows record timestamps, and one far-future record per partition would
-# move it to the end of time, closing every bucket and expiring every user at once.
-_EVENTS = {"message.timestamp.after.max.ms": str(3_600_000)}
+# The broker refuses a record stamped more than an hour ahead of its clock. The job's event
+# time follows record timestamps but never runs ahead of its own clock; this keeps abuse
+# out of the topic as well.
+EVENT_TIMESTAMP_AHEAD_MS = 3_600_000
+_EVENTS = {"message.timestamp.type": "CreateTime", "message.timestamp.after.max.ms": str(EVENT_TIMESTAMP_AHEAD_MS)}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@
 - ``side_output``: a side output without PyFlink's identity operator after it;
 - ``install_timer_fix``: keyed Python operators whose timers survive a restore;
 - ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
-- ``topic_partitions``: the Kafka admin client of the connector jar, through PyFlink's JVM.
+- ``describe_topic``: the Kafka admin client of the connector jar, through PyFlink's JVM.
 
 Each relies on a private attribute, a private environment switch or a patched class of
 PyFlink 2.2.1; ``tests/job/test_timer_fix.py`` and ``tests/job/test_uids.py`` fail when an
@@ -98,28 +98,41 @@ class KafkaAdminError(RuntimeError):
     """Kafka did not answer the admin client's request (the message says why)."""
 
 
-def topic_partitions(shaded_prefix: str, properties: dict[str, str], topic: str, timeout_s: float) -> int:
-    """The partitions of ``topic``, 0 when it does not exist; KafkaAdminError when Kafka did
-    not answer. Asked with the Kafka admin client inside the connector jar (its classes
-    relocated under ``shaded_prefix``), in the JVM PyFlink already runs: the same client and
-    security settings as the job's sources, and no Python Kafka client in the job."""
+def _admin(shaded_prefix: str, properties: dict[str, str]):
     jvm = get_gateway().jvm
     admin_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.clients.admin.AdminClient").split("."), jvm)
     props = jvm.java.util.Properties()
     for key, value in properties.items():
         props.setProperty(key, value)
-    admin = admin_class.create(props)
+    return admin_class.create(props)
+
+
+def describe_topic(shaded_prefix: str, properties: dict[str, str], topic: str,
+                   timeout_s: float) -> tuple[int, dict[str, str]]:
+    """The partitions of ``topic`` and its configuration (every entry, defaults included),
+    ``(0, {})`` when it does not exist; KafkaAdminError when Kafka did not answer. Asked with
+    the Kafka admin client inside the connector jar (its classes relocated under
+    ``shaded_prefix``), in the JVM PyFlink already runs: the same client and security
+    settings as the job's sources, and no Python Kafka client in the job."""
+    jvm = get_gateway().jvm
+    admin = _admin(shaded_prefix, properties)
+    wait = (int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
     try:
         topics = jvm.java.util.ArrayList()
         topics.add(topic)
-        described = admin.describeTopics(topics).allTopicNames().get(int(timeout_s) + 5,
-                                                                      jvm.java.util.concurrent.TimeUnit.SECONDS)
-        return described.get(topic).partitions().size()
+        partitions = admin.describeTopics(topics).allTopicNames().get(*wait).get(topic).partitions().size()
+        resource_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.common.config.ConfigResource").split("."),
+                                jvm)
+        resource = resource_class(getattr(resource_class, "Type").TOPIC, topic)
+        resources = jvm.java.util.ArrayList()
+        resources.add(resource)
+        entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
+        return partitions, {entry.name(): entry.value() for entry in entries.toArray()}
     except Py4JJavaError as exc:
         error = exc.java_exception
         cause = error.getCause() or error
         if cause.getClass().getSimpleName() == "UnknownTopicOrPartitionException":
-            return 0
+            return 0, {}
         raise KafkaAdminError(cause.toString()) from None
     finally:
         admin.close(jvm.java.time.Duration.ofSeconds(5))

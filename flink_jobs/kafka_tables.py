@@ -18,7 +18,7 @@ from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import contracts, pipeline
 from flink_jobs.config import JobConfig
-from flink_jobs.internals import KafkaAdminError, topic_partitions
+from flink_jobs.internals import KafkaAdminError, describe_topic
 
 KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
 VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -83,9 +83,12 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
             "properties.auto.offset.reset": "earliest", "properties.isolation.level": "read_committed",
             "value.format": "raw"}
     # Event time for watermarks is the record timestamp, which producers set to the event's
-    # event_time (reco_tools.kafka_io.event_message). The source then tracks it per
-    # partition, so a partition read ahead after a restart does not make others late.
-    # Idleness (off by default, see JobConfig.idle_source_timeout_ms) is per partition too.
+    # event_time (reco_tools.kafka_io.event_message), but never later than the job's clock:
+    # a record stamped ahead (a producer's fast clock, or abuse up to the broker's limit)
+    # would otherwise move event time ahead with it, and honest events would then be late.
+    # The source tracks it per partition (the expression is pushed into the scan), so a
+    # partition read ahead after a restart does not make others late. Idleness (off by
+    # default, see JobConfig.idle_source_timeout_ms) is per partition too.
     idle = {"scan.watermark.idle-timeout": f"{cfg.idle_source_timeout_ms} ms"} if cfg.idle_source_timeout_ms else {}
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE user_events (
@@ -93,7 +96,8 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
             `partition` INT METADATA VIRTUAL,
             `offset` BIGINT METADATA VIRTUAL,
             kafka_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
-            WATERMARK FOR kafka_ts AS kafka_ts - INTERVAL '{_day_to_second(cfg.max_out_of_orderness_ms)}' DAY TO SECOND(3)
+            event_ts AS LEAST(kafka_ts, NOW()),
+            WATERMARK FOR event_ts AS event_ts - INTERVAL '{_day_to_second(cfg.max_out_of_orderness_ms)}' DAY TO SECOND(3)
         ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read, **idle)})""")
     # the catalog with its record keys: a tombstone (no value) deletes the item its key names
     catalog_options = {**read, "scan.startup.mode": "earliest-offset", "key.format": "raw", "key.fields": "k",
@@ -148,10 +152,10 @@ def parallelism_problem(parallelism: int, partitions: int | None, topic: str = c
     return None
 
 
-def event_topic_partitions(cfg: JobConfig, timeout_s: float = 15.0,
-                           topic: str = contracts.USER_EVENTS_TOPIC) -> int | None:
-    """The number of partitions of the events topic, 0 when it does not exist, None when
-    Kafka did not answer within ``timeout_s``.
+def event_topic(cfg: JobConfig, timeout_s: float = 15.0,
+                topic: str = contracts.USER_EVENTS_TOPIC) -> tuple[int, dict[str, str]] | None:
+    """The events topic's partitions and configuration (``(0, {})`` when it does not
+    exist), None when Kafka did not answer within ``timeout_s``.
 
     Asked with the Kafka admin client inside the connector jar (shaded, through the JVM
     PyFlink already runs), with the job's own client properties: the same client, security
@@ -159,23 +163,51 @@ def event_topic_partitions(cfg: JobConfig, timeout_s: float = 15.0,
     wait_ms = str(int(timeout_s * 1000))
     properties = {"bootstrap.servers": cfg.kafka_bootstrap,
                   **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
-                  "client.id": "reco-partition-check", "request.timeout.ms": wait_ms, "default.api.timeout.ms": wait_ms}
+                  "client.id": "reco-topic-check", "request.timeout.ms": wait_ms, "default.api.timeout.ms": wait_ms}
     try:
-        return topic_partitions(SHADED_KAFKA, properties, topic, timeout_s)
+        return describe_topic(SHADED_KAFKA, properties, topic, timeout_s)
     except KafkaAdminError as exc:
-        log.warning("could not ask Kafka at %s for the partitions of %s (%s): parallelism not checked",
+        log.warning("could not ask Kafka at %s about %s (%s): parallelism and timestamps not checked",
                     cfg.kafka_bootstrap, topic, exc)
         return None
 
 
-def require_event_partitions(cfg: JobConfig) -> None:
-    """Raise PartitionCheckError when the job's parallelism cannot run on the events topic."""
-    partitions = event_topic_partitions(cfg)
+def timestamp_problem(config: dict[str, str], topic: str = contracts.USER_EVENTS_TOPIC) -> str | None:
+    """What is wrong with the events topic's timestamp settings for the job, or None.
+
+    Event time follows record timestamps (never later than the job's clock, see
+    kafka_sources), so they must be the producers' (CreateTime), and the broker should
+    refuse records stamped far ahead (``contracts.topic_specs``): the job ignores how far
+    ahead they are, but the co-occurrence buckets of their events are still theirs."""
+    kind = config.get("message.timestamp.type", "CreateTime")
+    if kind != "CreateTime":
+        return (f"{topic} has message.timestamp.type={kind}: record timestamps are the broker's append times, "
+                f"so event time follows arrival and events produced late are dead-lettered as late. Set "
+                f"message.timestamp.type=CreateTime (kafka-configs.sh --alter --entity-type topics "
+                f"--entity-name {topic} --add-config message.timestamp.type=CreateTime)")
+    limit = config.get("message.timestamp.after.max.ms")
+    wanted = contracts.EVENT_TIMESTAMP_AHEAD_MS
+    if limit is not None and int(limit) > wanted:
+        return (f"{topic} accepts record timestamps up to {int(limit)} ms ahead of the broker's clock "
+                f"(message.timestamp.after.max.ms); the job's topics allow {wanted}: "
+                f"kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+                f"--add-config message.timestamp.after.max.ms={wanted}")
+    return None
+
+
+def require_event_topic(cfg: JobConfig) -> None:
+    """Raise PartitionCheckError when the job's parallelism cannot run on the events topic;
+    log a warning when its timestamp settings are not the job's."""
+    described = event_topic(cfg)
+    partitions, config = described if described is not None else (None, {})
     problem = parallelism_problem(cfg.parallelism, partitions)
     if problem:
         raise PartitionCheckError(problem)
-    if partitions is not None:
+    if described is not None:
         log.info("%s has %d partition(s) for parallelism %d", contracts.USER_EVENTS_TOPIC, partitions, cfg.parallelism)
+        warning = timestamp_problem(config)
+        if warning:
+            log.warning("%s", warning)
 
 
 def kafka_sink(t_env: StreamTableEnvironment, cfg: JobConfig, name: str, topic: str, keyed: bool) -> str:

@@ -20,7 +20,7 @@ from flink_jobs import config as job_config
 from flink_jobs import internals, pipeline, publish
 from flink_jobs.config import JobConfig
 from flink_jobs.kafka_tables import (KEYED_BYTES, VALUE_BYTES, PartitionCheckError, kafka_sink, kafka_sources,
-                                     require_event_partitions, table_uids)
+                                     require_event_topic, table_uids)
 from flink_jobs.operators import PICKLED
 
 CONNECTOR_DIR = internals.JARS_DIR / "flink"
@@ -50,6 +50,14 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
     # A backlog of in-flight records must not hold checkpoint barriers back.
     conf.set_string("taskmanager.network.memory.buffer-debloat.enabled", "true")
+    # Bounded restarts: a failure that every restart replays (a record no retry gets
+    # through) ends in a failed job with the cause, not a loop. The backoff starts over
+    # after an hour without failure, so rare failures over a long life are all retried.
+    conf.set_string("restart-strategy.type", "exponential-delay")
+    conf.set_string("restart-strategy.exponential-delay.initial-backoff", "1 s")
+    conf.set_string("restart-strategy.exponential-delay.max-backoff", f"{cfg.restart_backoff_max_ms} ms")
+    conf.set_string("restart-strategy.exponential-delay.attempts-before-reset-backoff", str(cfg.restart_attempts))
+    conf.set_string("restart-strategy.exponential-delay.reset-backoff-threshold", "1 h")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
     env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
@@ -86,10 +94,10 @@ def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: 
 
 def build_job(cfg: JobConfig, check_partitions: bool = True):
     """The job on a new environment; ``check_partitions``: ask Kafka for the events topic's
-    partitions first (require_event_partitions), as every submission does."""
+    partitions first (require_event_topic), as every submission does."""
     env, t_env = create_environment(cfg)
     if check_partitions:
-        require_event_partitions(cfg)
+        require_event_topic(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
     outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
     attach_sinks(t_env, outputs, cfg)

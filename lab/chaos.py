@@ -1,7 +1,9 @@
 """Exactly-once under failure: stream events through Kafka while the job runs on the
 standalone cluster, kill -9 the TaskManager (and its Python workers) at random moments,
-cancel the job once and resume it from its last retained checkpoint, then check the
-committed outputs against what the events imply (``lab.oracle``).
+cancel the job once and resume it from its last retained checkpoint, stop and start the
+Kafka broker, and restart Redis empty (no persistence, as the local stack runs it) and
+repair it with ``reco-refill``; then check the committed outputs against what the events
+imply (``lab.oracle``).
 
 At the end the job is restarted once more from a checkpoint that holds every input, and
 each user gets one closing event that moves no watermark: its list is ranked from the
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -64,6 +67,8 @@ class Scenario:
     redis_write: str = "versioned"             # unconditional shows what the checks catch
     timeout_s: float = 900.0
     dump: Path | None = None                   # where to write the valid events and published lists (JSON)
+    stack_env: dict | None = None              # the RECO_* settings of the stack (default: this environment)
+    restarts: bool = True                      # also restart the broker and (empty) Redis mid-stream
     log: list = field(default_factory=list)
     started: int = field(default_factory=lambda: int(time.time()))   # names this run's consumer group and transactions
 
@@ -96,10 +101,46 @@ def _kill_taskmanager(s: Scenario) -> None:
     s.say("new TaskManager registered")
 
 
+STACK = ROOT / "deploy" / "local" / "stack.sh"
+
+
+def _stack(s: Scenario, *args: str) -> None:
+    env = s.stack_env if s.stack_env is not None else dict(os.environ)
+    proc = subprocess.run([str(STACK), *args], env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stack.sh {' '.join(args)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+
+
+def _restart_broker(s: Scenario) -> None:
+    _stack(s, "stop", "kafka")
+    s.say("Kafka broker stopped")
+    time.sleep(3)
+    _stack(s, "start", "kafka")
+    s.say("Kafka broker started again")
+
+
+def _lose_redis(s: Scenario, cluster: FlinkCluster, job: list[str]) -> None:
+    """Restart Redis empty, then repair it from the committed lists once everything the job
+    had written before the loss is committed: checkpoint ``c + 1`` may have been under way
+    at the loss (at most one runs at a time), so ``c + 2`` is the first to start after it."""
+    latest = cluster.rest(f"/jobs/{job[-1]}/checkpoints").get("latest", {}).get("completed") or {"id": 0}
+    _stack(s, "stop", "redis")
+    _stack(s, "start", "redis")
+    s.say("Redis restarted empty")
+    cluster.wait_checkpoint(job[-1], after=latest["id"] + 1)
+    env = {**os.environ, "RECO_REDIS_URL": s.redis_url}
+    proc = subprocess.run([sys.executable, "-m", "reco_tools.refill", "--bootstrap", s.bootstrap, "--item-neighbors",
+                           "--progress", "60"], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reco-refill failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    s.say(f"Redis refilled: {proc.stdout.strip()}")
+
+
 class RedisWatcher(threading.Thread):
     """Polls the users' Redis keys while the job runs and counts every time a key is seen
     holding an older version than it held before: what a frontend would show as a list
-    going back in time (a replay after a restore written without the version check)."""
+    going back in time (a replay after a restore written without the version check).
+    While Redis is down (a planned restart) the polls that fail are counted, not errors."""
 
     def __init__(self, url: str, users: list[int], every_s: float = 0.1):
         super().__init__(daemon=True)
@@ -108,14 +149,20 @@ class RedisWatcher(threading.Thread):
         self.every_s = every_s
         self.highest: dict[str, int] = {}
         self.regressed: set[str] = set()
-        self.polls = 0
+        self.polls = self.unreachable = 0
         self.error: BaseException | None = None   # a watcher that died has watched nothing
         self.done = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.done.is_set():
-                for key, raw in zip(self.keys, self.client.mget(self.keys)):
+                try:
+                    values = self.client.mget(self.keys)
+                except redis.ConnectionError:
+                    self.unreachable += 1
+                    self.done.wait(self.every_s)
+                    continue
+                for key, raw in zip(self.keys, values):
                     if raw is not None:
                         version = json.loads(raw)["version"]
                         if version < self.highest.get(key, version):
@@ -184,7 +231,8 @@ def run(s: Scenario) -> dict[str, bool]:
         s.say(f"{len(closing)} closing events produced (one per user, no watermark moves)")
         seen, last_record = _read_recommendations(s, {u: v[-1] for u, v in expected.items()})
         watcher.stop()
-        s.say(f"{sum(map(len, seen.values()))} committed lists read; Redis polled {watcher.polls} times")
+        s.say(f"{sum(map(len, seen.values()))} committed lists read; Redis polled {watcher.polls} times "
+              f"({watcher.unreachable} while it was down)")
         published = _read_all(s, contracts.ITEM_NEIGHBORS_TOPIC)
         letters = _read_all(s, contracts.DEAD_LETTER_TOPIC)
         store = redis.Redis.from_url(s.redis_url)
@@ -410,14 +458,18 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
     streamer = threading.Thread(target=stream, daemon=True)
     streamer.start()
     produce_s = len(rows) / s.rate
-    actions = ["kill"] * s.kills + ["cancel"]
+    actions = ["kill"] * s.kills + ["cancel"] + (["broker", "redis"] if s.restarts else [])
     rng.shuffle(actions)
     for action in actions:
-        time.sleep(rng.uniform(0.08, 0.25) * produce_s)
+        time.sleep(rng.uniform(0.4, 1.0) / len(actions) * produce_s)
         if action == "kill":
             _kill_taskmanager(s)
-        else:
+        elif action == "cancel":
             _cancel_and_resume(s, cluster, job)
+        elif action == "broker":
+            _restart_broker(s)
+        else:
+            _lose_redis(s, cluster, job)
     streamer.join()
     producer.close()
     if failure:
@@ -463,10 +515,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="at-least-once breaks the guarantee on purpose: the checks must fail")
     ap.add_argument("--redis-write", choices=("versioned", "unconditional"), default="versioned",
                     help="unconditional breaks the guarantee on purpose: the checks must fail")
+    ap.add_argument("--no-restarts", dest="restarts", action="store_false",
+                    help="kills and the cancel only: no broker or Redis restart")
     ap.add_argument("--dump", type=Path, metavar="PATH",
                     help="write the valid events and the published co-occurrence lists there as JSON")
     args = ap.parse_args(argv)
     s = Scenario(events=args.events, kills=args.kills, seed=args.seed, rate=args.rate, dump=args.dump,
+                 restarts=args.restarts,
                  delivery_guarantee=args.delivery_guarantee, redis_write=args.redis_write,
                  bootstrap=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}",
                  redis_url=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",

@@ -26,10 +26,10 @@ def cluster(stack):
 def _scenario(stack, **changes) -> Scenario:
     return Scenario(events=20_000, kills=2, seed=int(os.environ.get("RECO_CHAOS_SEED", "7")),
                     bootstrap=stack.bootstrap, redis_url=stack.redis_url, rest_port=REST_PORT,
-                    run_dir=Path(stack.env["RECO_RUN_DIR"]), **changes)
+                    run_dir=Path(stack.env["RECO_RUN_DIR"]), stack_env=stack.env, **changes)
 
 
-def test_outputs_survive_kills_and_a_cancel_resume_exactly_once(cluster):
+def test_outputs_survive_kills_a_cancel_resume_and_broker_and_redis_restarts_exactly_once(cluster):
     scenario = _scenario(cluster)
     verdict = run(scenario)
     assert verdict.keys() == CHECKS.keys()
@@ -40,7 +40,7 @@ def test_outputs_survive_kills_and_a_cancel_resume_exactly_once(cluster):
 def test_the_checks_catch_a_broken_guarantee(cluster):
     # The same scenario with both halves of the guarantee broken on purpose: a Kafka sink
     # that only promises at-least-once, and Redis writes without the version check.
-    scenario = _scenario(cluster, delivery_guarantee="at-least-once", redis_write="unconditional")
+    scenario = _scenario(cluster, delivery_guarantee="at-least-once", redis_write="unconditional", restarts=False)
     verdict = run(scenario)
     log = "\n".join(scenario.log)
     assert not verdict["increasing"], "replayed records after a kill must show up as duplicates\n" + log

@@ -97,7 +97,7 @@ def running_job(stack, cluster):
     cluster.ensure_taskmanager()
     job_id = cluster.submit(_flags(stack, run_id, f"deploy-{run_id}", top_n=5, interest_weight=0.2))
     try:
-        # flink run's Python client asked Kafka for the partitions (main.require_event_partitions)
+        # flink run's Python client asked Kafka for the partitions (kafka_tables.require_event_topic)
         client_logs = "".join(f.read_text() for f in (cluster.run_dir / "flink" / "log").glob("*client*.log"))
         assert f"{contracts.USER_EVENTS_TOPIC} has {PARTITIONS} partition(s) for parallelism 2" in client_logs
         cluster.wait_running(job_id, timeout_s=240)

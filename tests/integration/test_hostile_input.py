@@ -37,7 +37,9 @@ FLAGS = ["--parallelism", "2", "--neighbors-per-item", "100000", "--fragment-siz
          "--bucket-ms", str(CFG.bucket_ms), "--cooccurrence-window-ms", str(CFG.cooccurrence_window_ms),
          "--checkpoint-interval-ms", str(CFG.checkpoint_interval_ms)]
 PER_KIND = 50
-BIG = 5   # records of the 1 MB kind (each also makes a 1 MB dead letter)
+BIG = 5   # records of each kind of a megabyte (their dead letters keep the first 64 KiB)
+HUGE = ("1 MB event_id", "at the broker's limit")
+BROKER_LIMIT = 1_048_588   # Kafka's default message.max.bytes, the stack's: a record batch of one record
 HEADER = EVENTS.encode({"event_id": "h", "user_id": 1, "item_id": 1, "event_type": "VIEW", "value": None,
                         "event_time": 1})[:10]   # magic and the writer schema's fingerprint
 
@@ -80,6 +82,10 @@ def _kinds(t_old: int, now_ms: int):
         "VIEW -1e308": (lambda n, t: event(n, value=-1e308, t=t), "value"),
         "VIEW NaN": (lambda n, t: event(n, value=float("nan"), t=t), "value"),
         "1 MB event_id": (lambda n, t: HEADER + _body(f"bad-{n}-" + "x" * 1_000_000, t=t), "event_id"),
+        # a value 110 bytes under the broker's limit (a one-record batch adds about 80): its
+        # dead letter, whole, would be over the job producer's max.request.size (1 MiB)
+        "at the broker's limit": (lambda n, t: HEADER + _body(f"bad-{n}-" + "x" * (BROKER_LIMIT - 140), t=t),
+                                  "event_id"),
         "user_id 2^63-1": (lambda n, t: event(n, user=2**63 - 1, t=t), "user_id"),
         "negative item_id": (lambda n, t: event(n, item=-n - 1, t=t), "item_id"),
         "1970": (lambda n, t: event(n, t=n + 1), "earliest_event_time_ms"),
@@ -98,7 +104,7 @@ def _stream():
     synth = Synth(SynthConfig(events=10_000, users=400, items=300, clusters=8, seed=21))
     valid = sorted(synth.events(), key=lambda e: e["event_time"])
     kinds = _kinds(valid[0]["event_time"], int(time.time() * 1000))
-    bad = [(name, n) for n in range(PER_KIND) for name in kinds if name != "1 MB event_id" or n < BIG]
+    bad = [(name, n) for n in range(PER_KIND) for name in kinds if name not in HUGE or n < BIG]
     every = (len(valid) - 4_000) // len(bad)
     rows, k = [], 0
     for i, e in enumerate(valid):
@@ -110,7 +116,7 @@ def _stream():
             # keyed like a user's event; stamped with the time of the event before it
             rows.append((str(n).encode(), make(k, e["event_time"]), e["event_time"], name))
             k += 1
-    assert k == len(bad) == PER_KIND * 20 + BIG >= 1_000
+    assert k == len(bad) == PER_KIND * (len(kinds) - len(HUGE)) + BIG * len(HUGE) >= 1_000
     return synth, valid, rows, {name: why for name, (_, why) in kinds.items()}
 
 
@@ -193,6 +199,8 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_is_exact(s
              for place, letters_here in by_place.items()
              if len(letters_here) != 1 or reasons[bad_at[place]] not in letters_here[0]["reason"]}
     assert not wrong, f"{len(wrong)} letters with a wrong reason or more than once, e.g. {list(wrong.values())[:5]}"
+    cut = [d for d in dead if bad_at[(d["source_partition"], d["source_offset"])] in HUGE]
+    assert len(cut) == BIG * len(HUGE) and all(len(d["payload"]) == 64 * 1024 and "sha256" in d["reason"] for d in cut)
     assert late_metric == PER_KIND, f"eventsLate {late_metric}"
 
     # the valid ones are all counted, and the lists are a batch recount of exactly them

@@ -41,16 +41,19 @@ def test_the_job_refuses_a_parallelism_above_the_partitions(stack, tmp_path):
 
 
 def test_the_admin_call_counts_partitions_and_tells_a_missing_topic_from_no_answer(stack, monkeypatch):
-    from flink_jobs.kafka_tables import event_topic_partitions
+    from flink_jobs.kafka_tables import event_topic
     from flink_jobs.main import create_environment
 
     monkeypatch.setenv(internals.WORKER_MODE, "process")   # create_environment's default, undone after
     ensure_topics(stack.bootstrap)
     cfg = JobConfig(kafka_bootstrap=stack.bootstrap, parallelism=1)
     create_environment(cfg)   # puts the connector jar (and its Kafka admin client) on the JVM's class path
-    assert event_topic_partitions(cfg) == _partitions(stack.bootstrap) >= 1
-    assert event_topic_partitions(cfg, topic="reco.no-such-topic.v1") == 0
+    partitions, config = event_topic(cfg)
+    assert partitions == _partitions(stack.bootstrap) >= 1
+    assert config["message.timestamp.type"] == "CreateTime"
+    assert config["message.timestamp.after.max.ms"] == str(contracts.EVENT_TIMESTAMP_AHEAD_MS)
+    assert event_topic(cfg, topic="reco.no-such-topic.v1") == (0, {})
     closed = JobConfig(kafka_bootstrap="127.0.0.1:9", parallelism=1)   # nothing listens on port 9
     started = time.monotonic()
-    assert event_topic_partitions(closed, timeout_s=3) is None
+    assert event_topic(closed, timeout_s=3) is None
     assert time.monotonic() - started < 20

@@ -251,3 +251,25 @@ def test_plain_redis_on_the_tls_port_retries_then_gives_up(tls_redis):
     with pytest.raises(RedisUnavailable, match="redis_retry_max_ms=1500"):
         store.upsert(contracts.user_recommendations_key(1), {"version": 5})
     assert store.retries > 0
+
+
+def test_a_failure_that_every_restart_replays_fails_the_job_after_its_restart_attempts(stack, tmp_path):
+    """Redis that never comes back (nothing listens on port 9): each restart replays the
+    same lists and fails again, so after --restart-attempts the job fails with the cause
+    instead of looping."""
+    ensure_topics(stack.bootstrap, recreate=True)
+    producer = make_producer(stack.bootstrap)
+    synth = Synth(SynthConfig(events=20, users=5, items=10, clusters=2, seed=3))
+    produce_catalog(producer, synth.catalog(), progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, map(lambda e: event_message(EVENTS, e), synth.events()),
+            progress=False)
+    producer.close()
+    job = start_job(stack.bootstrap, "redis://127.0.0.1:9/0", uuid.uuid4().hex[:8], tmp_path, "--parallelism", "1",
+                    "--redis-retry-max-ms", "500", "--restart-attempts", "2", "--restart-backoff-max-ms", "1000")
+    try:
+        wait_for(lambda: job.poll() is not None, 300, "the job to fail after its restart attempts", poll_s=1)
+    finally:
+        job.stop()
+    logs = job.logs()
+    assert job.poll() != 0
+    assert "Recovery is suppressed" in logs and "RedisUnavailable" in logs, job.tail()

@@ -1,5 +1,6 @@
-"""The submit-time check of parallelism against the events topic's partitions: a source
-subtask without a partition holds event time back for good, so the job refuses to start.
+"""The submit-time checks of the events topic: its partitions against the parallelism (a
+source subtask without a partition holds event time back for good, so the job refuses to
+start) and its timestamp settings (a warning).
 The Kafka call itself: tests/integration/test_partition_check_kafka.py."""
 
 import pytest
@@ -32,7 +33,7 @@ def test_a_missing_topic_is_refused_and_an_unknown_count_is_not():
 
 def test_main_exits_with_the_problem_before_anything_runs(monkeypatch, capsys):
     monkeypatch.setattr(job_main, "create_environment", lambda cfg: (None, None))
-    monkeypatch.setattr(kafka_tables, "event_topic_partitions", lambda cfg: 2)
+    monkeypatch.setattr(kafka_tables, "event_topic", lambda cfg: (2, {}))
     monkeypatch.setattr(job_main, "kafka_sources", lambda *a: pytest.fail("the job was built"))
     with pytest.raises(SystemExit) as exit_:
         job_main.main(["--parallelism", "3"])
@@ -42,8 +43,25 @@ def test_main_exits_with_the_problem_before_anything_runs(monkeypatch, capsys):
 
 def test_the_check_passes_its_settings_to_the_decision(monkeypatch):
     asked = []
-    monkeypatch.setattr(kafka_tables, "event_topic_partitions", lambda cfg: asked.append(cfg) or 4)
-    kafka_tables.require_event_partitions(JobConfig(parallelism=4))
+    monkeypatch.setattr(kafka_tables, "event_topic", lambda cfg: asked.append(cfg) or (4, {}))
+    kafka_tables.require_event_topic(JobConfig(parallelism=4))
     with pytest.raises(kafka_tables.PartitionCheckError):
-        kafka_tables.require_event_partitions(JobConfig(parallelism=5))
+        kafka_tables.require_event_topic(JobConfig(parallelism=5))
     assert [c.parallelism for c in asked] == [4, 5]
+
+
+def test_timestamp_settings_other_than_the_jobs_are_named_with_the_remedy():
+    assert kafka_tables.timestamp_problem({"message.timestamp.type": "CreateTime",
+                                           "message.timestamp.after.max.ms": "3600000"}) is None
+    assert kafka_tables.timestamp_problem({}) is None   # a broker that predates the setting
+    append = kafka_tables.timestamp_problem({"message.timestamp.type": "LogAppendTime"})
+    assert "message.timestamp.type=LogAppendTime" in append and "--add-config message.timestamp.type=CreateTime" in append
+    far = kafka_tables.timestamp_problem({"message.timestamp.after.max.ms": str(2**63 - 1)})
+    assert f"up to {2**63 - 1} ms ahead" in far and "message.timestamp.after.max.ms=3600000" in far
+
+
+def test_the_warning_is_logged_at_start(monkeypatch, caplog):
+    monkeypatch.setattr(kafka_tables, "event_topic", lambda cfg: (4, {"message.timestamp.type": "LogAppendTime"}))
+    with caplog.at_level("WARNING", logger="reco.kafka"):
+        kafka_tables.require_event_topic(JobConfig(parallelism=4))
+    assert "LogAppendTime" in caplog.text
