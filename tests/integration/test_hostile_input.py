@@ -149,6 +149,7 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_is_exact(s
         finals = {u: v[-1] for u, v in expected_versions(valid).items()}
 
         def caught_up():
+            job.check_alive()
             docs = store.mget([contracts.user_recommendations_key(u) for u in finals])
             return all(d is not None and json.loads(d)["version"] == finals[u] for u, d in zip(finals, docs))
         wait_for(caught_up, 600, "every valid event's list in Redis", poll_s=2)
