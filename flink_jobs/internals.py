@@ -108,9 +108,10 @@ def _admin(shaded_prefix: str, properties: dict[str, str]):
 
 
 def describe_topic(shaded_prefix: str, properties: dict[str, str], topic: str,
-                   timeout_s: float) -> tuple[int, dict[str, str]]:
-    """The partitions of ``topic`` and its configuration (every entry, defaults included),
-    ``(0, {})`` when it does not exist; KafkaAdminError when Kafka did not answer. Asked with
+                   timeout_s: float) -> tuple[int, dict[str, str] | None]:
+    """The partitions of ``topic`` and its configuration (every entry, defaults included;
+    None when Kafka refused to show it, e.g. no DescribeConfigs right), ``(0, {})`` when it
+    does not exist; KafkaAdminError when Kafka did not answer. Asked with
     the Kafka admin client inside the connector jar (its classes relocated under
     ``shaded_prefix``), in the JVM PyFlink already runs: the same client and security
     settings as the job's sources, and no Python Kafka client in the job."""
@@ -126,7 +127,13 @@ def describe_topic(shaded_prefix: str, properties: dict[str, str], topic: str,
         resource = resource_class(getattr(resource_class, "Type").TOPIC, topic)
         resources = jvm.java.util.ArrayList()
         resources.add(resource)
-        entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
+        try:
+            entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
+        except Py4JJavaError as exc:
+            if (exc.java_exception.getCause() or exc.java_exception).getClass().getSimpleName() == \
+                    "TopicAuthorizationException":
+                return partitions, None
+            raise
         return partitions, {entry.name(): entry.value() for entry in entries.toArray()}
     except Py4JJavaError as exc:
         error = exc.java_exception

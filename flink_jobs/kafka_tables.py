@@ -153,9 +153,10 @@ def parallelism_problem(parallelism: int, partitions: int | None, topic: str = c
 
 
 def event_topic(cfg: JobConfig, timeout_s: float = 15.0,
-                topic: str = contracts.USER_EVENTS_TOPIC) -> tuple[int, dict[str, str]] | None:
+                topic: str = contracts.USER_EVENTS_TOPIC) -> tuple[int, dict[str, str] | None] | None:
     """The events topic's partitions and configuration (``(0, {})`` when it does not
-    exist), None when Kafka did not answer within ``timeout_s``.
+    exist; configuration None when the job may not read it), None when Kafka did not answer
+    within ``timeout_s``.
 
     Asked with the Kafka admin client inside the connector jar (shaded, through the JVM
     PyFlink already runs), with the job's own client properties: the same client, security
@@ -205,7 +206,9 @@ def require_event_topic(cfg: JobConfig) -> None:
         raise PartitionCheckError(problem)
     if described is not None:
         log.info("%s has %d partition(s) for parallelism %d", contracts.USER_EVENTS_TOPIC, partitions, cfg.parallelism)
-        warning = timestamp_problem(config)
+        warning = (timestamp_problem(config) if config is not None else
+                   f"the job may not read the configuration of {contracts.USER_EVENTS_TOPIC} (DescribeConfigs): "
+                   f"its timestamp settings are not checked")
         if warning:
             log.warning("%s", warning)
 

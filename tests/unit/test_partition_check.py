@@ -65,3 +65,12 @@ def test_the_warning_is_logged_at_start(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="reco.kafka"):
         kafka_tables.require_event_topic(JobConfig(parallelism=4))
     assert "LogAppendTime" in caplog.text
+
+
+def test_a_configuration_the_job_may_not_read_is_said_and_the_partitions_still_count(monkeypatch, caplog):
+    monkeypatch.setattr(kafka_tables, "event_topic", lambda cfg: (2, None))
+    with caplog.at_level("WARNING", logger="reco.kafka"):
+        kafka_tables.require_event_topic(JobConfig(parallelism=2))
+        with pytest.raises(kafka_tables.PartitionCheckError):
+            kafka_tables.require_event_topic(JobConfig(parallelism=3))
+    assert "DescribeConfigs" in caplog.text
