@@ -99,15 +99,22 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
             event_ts AS LEAST(kafka_ts, NOW()),
             WATERMARK FOR event_ts AS event_ts - INTERVAL '{_day_to_second(cfg.max_out_of_orderness_ms)}' DAY TO SECOND(3)
         ) WITH ({_kafka_options(cfg, contracts.USER_EVENTS_TOPIC, **read, **idle)})""")
-    # the catalog with its record keys: a tombstone (no value) deletes the item its key names
+    # The catalog with its record keys: a tombstone (no value) deletes the item its key names.
+    # It is not event-time data, but it feeds operators with timers (Trending, Ranker), whose
+    # event time is the minimum over their inputs: a source without watermarks would hold it
+    # at its start for good. So it stamps watermark 0 and goes idle a second after its last
+    # record (a subtask without a partition at once); a record after that does not hold
+    # event time back again (an input that becomes active behind the others is not waited for).
     catalog_options = {**read, "scan.startup.mode": "earliest-offset", "key.format": "raw", "key.fields": "k",
-                       "value.fields-include": "EXCEPT_KEY"}
+                       "value.fields-include": "EXCEPT_KEY", "scan.watermark.idle-timeout": "1 s"}
     t_env.execute_sql(f"""
         CREATE TEMPORARY TABLE items (
             k BYTES,
             v BYTES,
             `partition` INT METADATA VIRTUAL,
-            `offset` BIGINT METADATA VIRTUAL
+            `offset` BIGINT METADATA VIRTUAL,
+            catalog_time AS TO_TIMESTAMP_LTZ(0, 3),
+            WATERMARK FOR catalog_time AS catalog_time
         ) WITH ({_kafka_options(cfg, contracts.ITEMS_TOPIC, **catalog_options)})""")
     with table_uids(t_env, "user_events"):
         events = t_env.to_data_stream(t_env.from_path("user_events"))

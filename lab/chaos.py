@@ -35,7 +35,7 @@ from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
 from lab.flinkcluster import ROOT, FlinkCluster
-from lab.wait import WaitTimeout
+from lab.wait import WaitTimeout, wait_for
 from reco_tools.kafka_io import consume, make_consumer, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig, encoded_stream, event_message
 from reco_tools.topics import ensure_topics
@@ -121,13 +121,17 @@ def _restart_broker(s: Scenario) -> None:
 
 def _lose_redis(s: Scenario, cluster: FlinkCluster, job: list[str]) -> None:
     """Restart Redis empty, then repair it from the committed lists once everything the job
-    had written before the loss is committed: checkpoint ``c + 1`` may have been under way
-    at the loss (at most one runs at a time), so ``c + 2`` is the first to start after it."""
-    latest = cluster.rest(f"/jobs/{job[-1]}/checkpoints").get("latest", {}).get("completed") or {"id": 0}
+    had written before the loss is committed: by a checkpoint triggered after the loss (its
+    barrier follows every record the job had taken in by then)."""
+    lost_ms = int(time.time() * 1000)
     _stack(s, "stop", "redis")
     _stack(s, "start", "redis")
     s.say("Redis restarted empty")
-    cluster.wait_checkpoint(job[-1], after=latest["id"] + 1)
+
+    def committed_since_loss():
+        latest = cluster.rest(f"/jobs/{job[-1]}/checkpoints").get("latest", {}).get("completed")
+        return latest is not None and latest["trigger_timestamp"] > lost_ms
+    wait_for(committed_since_loss, 180, f"a checkpoint of job {job[-1]} triggered after Redis was lost", poll_s=0.5)
     env = {**os.environ, "RECO_REDIS_URL": s.redis_url}
     proc = subprocess.run([sys.executable, "-m", "reco_tools.refill", "--bootstrap", s.bootstrap, "--item-neighbors",
                            "--progress", "60"], env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
