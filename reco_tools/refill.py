@@ -3,7 +3,7 @@ failed over to an empty replica).
 
 Reads the compacted reco.recommendations.v1 read_committed (aborted or still open
 transactions of the job never reach Redis) from its beginning to its end as it is at start,
-and writes every record with the job's versioned upsert: a key Redis holds in a newer
+and writes each key's last record with the job's versioned upsert: a key Redis holds in a newer
 version (the running job got there first) is left alone, so running it twice, or while the
 job runs, never moves a list back. Trending is not on Kafka: it comes back at the job's next
 bucket end.
@@ -61,12 +61,13 @@ class Counts:
     read: int = 0          # records up to the end offsets taken at start (committed only)
     written: int = 0       # upserts that landed (a newer version, or the same one again)
     older: int = 0         # skipped: Redis holds a newer version
+    superseded: int = 0    # skipped: a later record of the same key was read too
     tombstones: int = 0    # records without a value: nothing to write
     undecodable: int = 0   # not a record of the topic's schema: skipped
 
     def line(self) -> str:
         text = f"{self.read:,} read, {self.written:,} written, {self.older:,} skipped as older"
-        for name in ("tombstones", "undecodable"):
+        for name in ("superseded", "tombstones", "undecodable"):
             if getattr(self, name):
                 text += f", {getattr(self, name):,} {name}"
         return text
@@ -93,9 +94,52 @@ class Writer:
         return [self.store.upsert(key, doc) for key, doc in writes]
 
 
+def _read_to_end(consumer, tps: list, begin: dict, end: dict, topic: str, bootstrap: str,
+                 on_poll: Callable[[list], None], phase: str, say: Callable[[str], None], counts: Counts,
+                 progress_s: float, stall_s: float) -> None:
+    """Poll every partition from ``begin`` to ``end``, handing each poll's records below the
+    end to ``on_poll`` as ``[(partition, record)]``; Unreachable when no partition moves for
+    ``stall_s`` (time spent in ``on_poll`` does not count)."""
+    for tp in tps:
+        consumer.seek(tp, begin[tp])
+    pending = {tp for tp in tps if end[tp] > begin[tp]}
+    consumer.resume(*tps)
+    if set(tps) - pending:
+        consumer.pause(*(set(tps) - pending))
+    positions = {tp: begin[tp] for tp in pending}
+    last_move = last_said = time.monotonic()
+    while pending:
+        batch = [(tp.partition, rec) for tp, records in consumer.poll(timeout_ms=500).items()
+                 for rec in records if rec.offset < end[tp]]   # later ones: the job (or a next run) has them
+        handling = time.monotonic()
+        on_poll(batch)
+        last_move += time.monotonic() - handling     # waiting for Redis is no stall of Kafka's
+        now = time.monotonic()
+        for tp in sorted(pending, key=lambda tp: tp.partition):
+            position = consumer.position(tp)
+            if position != positions[tp]:
+                positions[tp], last_move = position, now
+            if position >= end[tp]:
+                pending.discard(tp)
+                consumer.pause(tp)
+                say(f"{topic}[{tp.partition}]: end offset {end[tp]:,} reached ({phase})")
+        if pending and now - last_move > stall_s:
+            stuck = ", ".join(f"{tp.partition}@{positions[tp]}/{end[tp]}" for tp in sorted(
+                pending, key=lambda tp: tp.partition))
+            raise Unreachable(f"{topic}: no progress for {stall_s:.0f}s (partition@position/end: {stuck}); "
+                              f"is Kafka at {bootstrap} reachable?")
+        if pending and now - last_said >= progress_s:
+            last_said = now
+            say(f"{topic}: {counts.line()} ({len(tps) - len(pending)}/{len(tps)} partitions done)")
+
+
 def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Writer,
                  say: Callable[[str], None], progress_s: float = 5.0, stall_s: float = 60.0) -> Counts:
-    """Every committed record of ``source.topic`` up to the end offsets of now into Redis."""
+    """The last committed record of each key of ``source.topic``, up to the end offsets of
+    now, into Redis. Two passes: the keys' last offsets, then those records. Writing every
+    record in turn would show a key's older lists for a moment (compaction keeps more than
+    the last one for a while) to a reader that saw a newer one before Redis lost it. The
+    first pass keeps about a hundred bytes per key."""
     topic, codec, counts = source.topic, AvroCodec(contracts.TOPIC_RECORDS[source.topic]), Counts()
     try:
         consumer = make_consumer(bootstrap, topic, properties=properties, allow_auto_create_topics=False,
@@ -109,53 +153,37 @@ def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Write
     try:
         tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)   # end: last stable offset
-        pending = {tp for tp in tps if end[tp] > begin[tp]}
         say(f"{topic}: {len(tps)} partition(s), {sum(end[tp] - begin[tp] for tp in tps):,} offsets to read "
             f"(ends taken now: {', '.join(f'{tp.partition}:{end[tp]}' for tp in tps)})")
-        if set(tps) - pending:
-            consumer.pause(*(set(tps) - pending))
-        positions = {tp: begin[tp] for tp in pending}
-        last_move = last_said = time.monotonic()
-        while pending:
+        last: dict[tuple[int, bytes], int] = {}
+
+        def note(batch: list) -> None:
+            for partition, rec in batch:
+                last[(partition, rec.key)] = rec.offset
+
+        def write(batch: list) -> None:
             writes: list[tuple[str, dict]] = []
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for rec in records:
-                    if rec.offset >= end[tp]:
-                        break            # written after the start: the job (or a next run) has it
-                    counts.read += 1
-                    if rec.value is None:
-                        counts.tombstones += 1
-                        continue
+            for partition, rec in batch:
+                counts.read += 1
+                if last.get((partition, rec.key)) != rec.offset:
+                    counts.superseded += 1
+                elif rec.value is None:
+                    counts.tombstones += 1
+                else:
                     try:
                         writes.append(source.document(codec.decode(rec.value)))
                     except AvroError as exc:
                         counts.undecodable += 1
                         if counts.undecodable <= 5:
-                            say(f"{topic}[{tp.partition}]@{rec.offset}: does not decode, skipped ({exc})")
-            writing = time.monotonic()
+                            say(f"{topic}[{partition}]@{rec.offset}: does not decode, skipped ({exc})")
             for landed in writer.write(writes):
                 if landed:
                     counts.written += 1
                 else:
                     counts.older += 1
-            last_move += time.monotonic() - writing     # waiting for Redis is no stall of Kafka's
-            now = time.monotonic()
-            for tp in sorted(pending, key=lambda tp: tp.partition):
-                position = consumer.position(tp)
-                if position != positions[tp]:
-                    positions[tp], last_move = position, now
-                if position >= end[tp]:
-                    pending.discard(tp)
-                    consumer.pause(tp)
-                    say(f"{topic}[{tp.partition}]: end offset {end[tp]:,} reached")
-            if pending and now - last_move > stall_s:
-                stuck = ", ".join(f"{tp.partition}@{positions[tp]}/{end[tp]}" for tp in sorted(
-                    pending, key=lambda tp: tp.partition))
-                raise Unreachable(f"{topic}: no progress for {stall_s:.0f}s (partition@position/end: {stuck}); "
-                                  f"is Kafka at {bootstrap} reachable?")
-            if pending and now - last_said >= progress_s:
-                last_said = now
-                say(f"{topic}: {counts.line()} ({len(tps) - len(pending)}/{len(tps)} partitions done)")
+        _read_to_end(consumer, tps, begin, end, topic, bootstrap, note, "keys", say, counts, progress_s, stall_s)
+        say(f"{topic}: {len(last):,} keys")
+        _read_to_end(consumer, tps, begin, end, topic, bootstrap, write, "lists", say, counts, progress_s, stall_s)
     except KafkaError as exc:
         raise Unreachable(f"Kafka at {bootstrap}, topic {topic}: {exc!r}") from None
     finally:

@@ -14,7 +14,7 @@ from reco_tools import refill
 
 TOPIC = contracts.RECOMMENDATIONS_TOPIC
 RECS = AvroCodec(contracts.TOPIC_RECORDS[TOPIC])
-Record = namedtuple("Record", "offset value")
+Record = namedtuple("Record", "offset value key", defaults=(b"k",))
 
 
 def _rec(user, version):
@@ -24,11 +24,13 @@ def _rec(user, version):
 
 class ScriptedConsumer:
     """Partition -> records (with offset gaps, as after compaction); each poll hands out one
-    record per partition and moves the position past it (``stuck``: never moves)."""
+    record per partition and moves the position past it (``stuck``: never moves). ``seek``
+    starts a partition over, as a second pass does."""
 
     def __init__(self, logs, ends, stuck=()):
         self.logs = {TopicPartition(TOPIC, p): list(records) for p, records in logs.items()}
         self.ends = {TopicPartition(TOPIC, p): e for p, e in ends.items()}
+        self.next = {tp: 0 for tp in self.logs}     # index of the next record to hand out
         self.pos = {tp: 0 for tp in self.logs}
         self.stuck, self.paused, self.closed = set(stuck), set(), False
 
@@ -41,17 +43,26 @@ class ScriptedConsumer:
     def end_offsets(self, tps):
         return {tp: self.ends[tp] for tp in tps}
 
+    def seek(self, tp, offset):
+        self.next[tp] = sum(1 for r in self.logs[tp] if r.offset < offset)
+        self.pos[tp] = offset
+
     def pause(self, *tps):
         self.paused.update(tps)
+
+    def resume(self, *tps):
+        self.paused.difference_update(tps)
 
     def poll(self, timeout_ms):
         out = {}
         for tp, records in self.logs.items():
-            if tp in self.paused or tp.partition in self.stuck or not records:
+            i = self.next[tp]
+            if tp in self.paused or tp.partition in self.stuck or i >= len(records):
                 continue
-            rec = records.pop(0)
+            rec = records[i]
+            self.next[tp] = i + 1
             out[tp] = [rec]
-            self.pos[tp] = rec.offset + 1 if records else max(rec.offset + 1, self.ends[tp] + 5)
+            self.pos[tp] = rec.offset + 1 if i + 1 < len(records) else max(rec.offset + 1, self.ends[tp] + 5)
         return out
 
     def position(self, tp):
@@ -81,19 +92,26 @@ class FakeStore:
         return [self.upsert(k, d) for k, d in writes]
 
 
-def test_reads_to_the_end_offsets_taken_at_start_and_counts_what_it_skips(monkeypatch):
+def test_writes_each_keys_last_record_before_the_end_offsets_taken_at_start(monkeypatch):
     consumer = ScriptedConsumer(
-        {0: [Record(0, _rec(1, 1)), Record(2, _rec(1, 3)), Record(3, None), Record(5, _rec(1, 9))],  # 5: after the end
-         1: [Record(0, b"\xc3\x01garbage"), Record(1, _rec(2, 7)), Record(2, _rec(2, 4))],
+        {0: [Record(0, _rec(1, 1), b"1"), Record(2, _rec(1, 3), b"1"), Record(3, None, b"3"),
+             Record(5, _rec(1, 9), b"1")],                                      # 5: after the end
+         1: [Record(0, b"\xc3\x01garbage", b"4"), Record(1, _rec(2, 7), b"2"), Record(2, _rec(2, 4), b"2"),
+             Record(3, _rec(5, 2), b"5")],
          2: []},
-        ends={0: 5, 1: 3, 2: 0})
+        ends={0: 5, 1: 4, 2: 0})
     monkeypatch.setattr(refill, "make_consumer", lambda *a, **k: consumer)
     store, said = FakeStore(), []
+    store.docs[contracts.user_recommendations_key(5)] = {"version": 3}   # the job got there first
     counts = refill.refill_topic("b", {}, refill.USER_LISTS, refill.Writer(store, said.append), said.append)
-    assert counts == refill.Counts(read=6, written=3, older=1, tombstones=1, undecodable=1)
+    # user 1: only version 3 (1 is superseded, 9 came after the end); user 2: its last record
+    # (4: records of a key are the job's in order, so the last is what it wrote last)
+    assert counts == refill.Counts(read=7, written=2, older=1, superseded=2, tombstones=1, undecodable=1)
+    assert store.calls.count("one") == 3
     assert {k: d["version"] for k, d in store.docs.items()} == {contracts.user_recommendations_key(1): 3,
-                                                               contracts.user_recommendations_key(2): 7}
-    assert sum("end offset" in line for line in said) == 2 and consumer.closed
+                                                               contracts.user_recommendations_key(2): 4,
+                                                               contracts.user_recommendations_key(5): 3}
+    assert sum("end offset" in line for line in said) == 4 and consumer.closed   # per partition and pass
 
 
 def test_a_partition_that_stops_moving_is_reported_not_waited_for_forever(monkeypatch):
