@@ -78,6 +78,11 @@ class JobConfig:
     state_cache_keys: int = 10_000
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
+    # Where checkpoints (retained on cancel, for a resume) and savepoints go: a URI every
+    # JobManager and TaskManager reaches (file:///shared/..., s3://...). Empty: the cluster's
+    # execution.checkpointing.dir; on the local mini-cluster, .run/checkpoints.
+    checkpoint_dir: str = ""
+    state_backend: str = "rocksdb"        # rocksdb (incremental checkpoints) or hashmap (state on the heap)
     # Restarts after failures are bounded: a job that keeps failing stops, for someone to look.
     restart_attempts: int = 10           # restarts after failures before the job fails for good
     restart_backoff_max_ms: int = 60_000  # longest wait between restarts
@@ -158,6 +163,11 @@ class JobConfig:
             errors.append(f"restart_attempts must be >= 1, got {self.restart_attempts}")
         if self.restart_backoff_max_ms < 1_000:
             errors.append(f"restart_backoff_max_ms must be >= 1000 (a second), got {self.restart_backoff_max_ms}")
+        if self.state_backend not in ("rocksdb", "hashmap"):
+            errors.append(f"state_backend must be rocksdb or hashmap, got {self.state_backend!r}")
+        if self.checkpoint_dir and "://" not in self.checkpoint_dir:
+            errors.append(f"checkpoint_dir must be a URI every Flink process reaches (file:///..., s3://...), "
+                          f"got {self.checkpoint_dir!r}")
         if self.delivery_guarantee not in ("exactly-once", "at-least-once"):
             errors.append(f"delivery_guarantee must be exactly-once or at-least-once, got {self.delivery_guarantee!r}")
         if self.redis_write not in ("versioned", "unconditional"):

@@ -5,7 +5,10 @@
 - ``side_output``: a side output without PyFlink's identity operator after it;
 - ``install_timer_fix``: keyed Python operators whose timers survive a restore;
 - ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
-- ``describe_topic``: the Kafka admin client of the connector jar, through PyFlink's JVM.
+- ``submitted_by_flink_cli``: whether ``flink run`` started the client;
+- ``describe_topic``, ``broker_config``: the Kafka admin client of the connector jar, through
+  PyFlink's JVM;
+- ``configured``: an option of the configuration the job runs with.
 
 Each relies on a private attribute, a private environment switch or a patched class of
 PyFlink 2.2.1; ``tests/job/test_timer_fix.py`` and ``tests/job/test_uids.py`` fail when an
@@ -45,6 +48,12 @@ def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     own: a job that ran in this process in loopback mode leaves PYFLINK_GATEWAY_DISABLED set,
     and inherited it stops the child from starting its own JVM."""
     return {k: v for k, v in (os.environ if env is None else env).items() if k != "PYFLINK_GATEWAY_DISABLED"}
+
+
+def submitted_by_flink_cli() -> bool:
+    """True when ``flink run`` started this client (its Java side opened PyFlink's gateway
+    and passed its port), False when the client started its own JVM (a local mini-cluster)."""
+    return "PYFLINK_GATEWAY_PORT" in os.environ
 
 
 def keyed(stream: DataStream, key_and_record) -> KeyedStream:
@@ -143,3 +152,34 @@ def describe_topic(shaded_prefix: str, properties: dict[str, str], topic: str,
         raise KafkaAdminError(cause.toString()) from None
     finally:
         admin.close(jvm.java.time.Duration.ofSeconds(5))
+
+
+def broker_config(shaded_prefix: str, properties: dict[str, str], timeout_s: float) -> dict[str, str] | None:
+    """The configuration of one of the cluster's brokers (defaults included), None when Kafka
+    refused to show it (no DescribeConfigs right on the cluster); KafkaAdminError when Kafka
+    did not answer. Same client as ``describe_topic``."""
+    jvm = get_gateway().jvm
+    admin = _admin(shaded_prefix, properties)
+    wait = (int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
+    try:
+        node = admin.describeCluster().nodes().get(*wait).toArray()[0]
+        resource_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.common.config.ConfigResource").split("."),
+                                jvm)
+        resource = resource_class(getattr(resource_class, "Type").BROKER, str(node.id()))
+        resources = jvm.java.util.ArrayList()
+        resources.add(resource)
+        entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
+        return {entry.name(): entry.value() for entry in entries.toArray()}
+    except Py4JJavaError as exc:
+        cause = exc.java_exception.getCause() or exc.java_exception
+        if cause.getClass().getSimpleName() in ("ClusterAuthorizationException", "TopicAuthorizationException"):
+            return None
+        raise KafkaAdminError(cause.toString()) from None
+    finally:
+        admin.close(jvm.java.time.Duration.ofSeconds(5))
+
+
+def configured(env, key: str) -> str | None:
+    """The value of Flink option ``key`` the job would run with (the client's configuration:
+    its config.yaml, -D options, the job's own), or None."""
+    return env._j_stream_execution_environment.getConfiguration().toMap().get(key)

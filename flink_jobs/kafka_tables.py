@@ -18,7 +18,7 @@ from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import contracts, pipeline
 from flink_jobs.config import JobConfig
-from flink_jobs.internals import KafkaAdminError, describe_topic
+from flink_jobs.internals import KafkaAdminError, broker_config, describe_topic
 
 KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
 VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
@@ -159,6 +159,25 @@ def parallelism_problem(parallelism: int, partitions: int | None, topic: str = c
     return None
 
 
+def _admin_properties(cfg: JobConfig, timeout_s: float, client_id: str) -> dict[str, str]:
+    wait_ms = str(int(timeout_s * 1000))
+    return {"bootstrap.servers": cfg.kafka_bootstrap,
+            **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
+            "client.id": client_id, "request.timeout.ms": wait_ms, "default.api.timeout.ms": wait_ms}
+
+
+def broker_transaction_max_ms(cfg: JobConfig, timeout_s: float = 15.0) -> int | None:
+    """The brokers' transaction.max.timeout.ms (the longest transaction a producer may ask
+    for), None when Kafka did not answer or may not be asked."""
+    try:
+        config = broker_config(SHADED_KAFKA, _admin_properties(cfg, timeout_s, "reco-broker-check"), timeout_s)
+    except KafkaAdminError as exc:
+        log.warning("could not ask Kafka at %s for its transaction limit (%s): not checked", cfg.kafka_bootstrap, exc)
+        return None
+    value = (config or {}).get("transaction.max.timeout.ms")
+    return int(value) if value is not None else None
+
+
 def event_topic(cfg: JobConfig, timeout_s: float = 15.0,
                 topic: str = contracts.USER_EVENTS_TOPIC) -> tuple[int, dict[str, str] | None] | None:
     """The events topic's partitions and configuration (``(0, {})`` when it does not
@@ -168,12 +187,8 @@ def event_topic(cfg: JobConfig, timeout_s: float = 15.0,
     Asked with the Kafka admin client inside the connector jar (shaded, through the JVM
     PyFlink already runs), with the job's own client properties: the same client, security
     settings and bootstrap servers as the source, and no Python Kafka client in the job."""
-    wait_ms = str(int(timeout_s * 1000))
-    properties = {"bootstrap.servers": cfg.kafka_bootstrap,
-                  **{k.removeprefix("properties."): v for k, v in _client_properties(cfg).items()},
-                  "client.id": "reco-topic-check", "request.timeout.ms": wait_ms, "default.api.timeout.ms": wait_ms}
     try:
-        return describe_topic(SHADED_KAFKA, properties, topic, timeout_s)
+        return describe_topic(SHADED_KAFKA, _admin_properties(cfg, timeout_s, "reco-topic-check"), topic, timeout_s)
     except KafkaAdminError as exc:
         log.warning("could not ask Kafka at %s about %s (%s): parallelism and timestamps not checked",
                     cfg.kafka_bootstrap, topic, exc)

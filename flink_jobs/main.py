@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 from pyflink.common import Configuration
-from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import Sink
 from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import config as job_config
-from flink_jobs import internals, pipeline, publish
+from flink_jobs import guarantees, internals, pipeline, publish
 from flink_jobs.config import JobConfig
-from flink_jobs.kafka_tables import (KEYED_BYTES, VALUE_BYTES, PartitionCheckError, kafka_sink, kafka_sources,
-                                     require_event_topic, table_uids)
+from flink_jobs.kafka_tables import (KEYED_BYTES, VALUE_BYTES, PartitionCheckError, broker_transaction_max_ms,
+                                     kafka_sink, kafka_sources, require_event_topic, table_uids)
 from flink_jobs.operators import PICKLED
 
 CONNECTOR_DIR = internals.JARS_DIR / "flink"
+# Checkpoints of a job on the local mini-cluster (a cluster's come from checkpoint_dir or its
+# own configuration), under RECO_RUN_DIR as the local stack and cluster scripts use it.
+LOCAL_CHECKPOINTS = Path(os.environ.get("RECO_RUN_DIR") or Path(__file__).resolve().parents[1] / ".run").resolve() / "checkpoints"
 log = logging.getLogger("reco.main")
 
 
@@ -37,10 +42,12 @@ def connector_jars() -> list[str]:
 def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     internals.use_worker_processes()
     conf = Configuration()
-    # The Python workers must run this interpreter (with this venv's packages): left to
-    # PATH, a worker without them hangs the job with no error.
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.client.executable", sys.executable)
+    if not internals.submitted_by_flink_cli():
+        # On the local mini-cluster the Python workers must run this interpreter (with this
+        # venv's packages): left to PATH, a worker without them hangs the job with no error.
+        # Under flink run, -pyexec/-pyarch say which (deploy/flink/cluster.sh, docs/operations.md).
+        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.client.executable", sys.executable)
     conf.set_string("pipeline.jars", ";".join(connector_jars()))
     # Python operators process in bundles; a short bundle time bounds the latency each adds.
     # Keyed state is written back at each bundle's end, once per key touched in it, and read
@@ -50,21 +57,11 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
     # A backlog of in-flight records must not hold checkpoint barriers back.
     conf.set_string("taskmanager.network.memory.buffer-debloat.enabled", "true")
-    # Bounded restarts: a failure that every restart replays (a record no retry gets
-    # through) ends in a failed job with the cause, not a loop. The backoff starts over
-    # after an hour without failure, so rare failures over a long life are all retried.
-    conf.set_string("restart-strategy.type", "exponential-delay")
-    conf.set_string("restart-strategy.exponential-delay.initial-backoff", "1 s")
-    conf.set_string("restart-strategy.exponential-delay.max-backoff", f"{cfg.restart_backoff_max_ms} ms")
-    conf.set_string("restart-strategy.exponential-delay.attempts-before-reset-backoff", str(cfg.restart_attempts))
-    conf.set_string("restart-strategy.exponential-delay.reset-backoff-threshold", "1 h")
+    local_dir = None if internals.submitted_by_flink_cli() else LOCAL_CHECKPOINTS.as_uri()
+    for key, value in guarantees.flink_options(cfg, cfg.checkpoint_dir or local_dir).items():
+        conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(cfg.parallelism)
-    env.enable_checkpointing(cfg.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
-    checkpoints = env.get_checkpoint_config()
-    checkpoints.set_checkpoint_timeout(cfg.checkpoint_timeout_ms)
-    # aligned: unaligned checkpoints lost bucket sums after a TaskManager kill (bench/RESULTS.md
-    # "Exactly-once: chaos runs")
     t_env = StreamTableEnvironment.create(env)
     # The planner's operators (Kafka sources and sinks included) get uids too, not ids hashed
     # from the topology: their state (source offsets, sink transactions) must map after a
@@ -92,10 +89,30 @@ def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: 
             statements.attach_as_datastream()
 
 
+class GuaranteeError(RuntimeError):
+    """Exactly-once cannot hold with the settings in force."""
+
+
+def require_guarantees(env, cfg: JobConfig, ask_kafka: bool = True) -> None:
+    """Log the guarantees in force; GuaranteeError naming the settings where they cannot hold."""
+    checkpoint_dir = internals.configured(env, "execution.checkpointing.dir")
+    broker_max = broker_transaction_max_ms(cfg) if ask_kafka else None
+    log.info("%s", guarantees.summary(cfg, checkpoint_dir, broker_max))
+    found = guarantees.problems(cfg, checkpoint_dir, internals.submitted_by_flink_cli(), broker_max)
+    if found:
+        raise GuaranteeError("exactly-once cannot hold: " + "; ".join(found))
+    if cfg.delivery_guarantee != "exactly-once" or cfg.redis_write != "versioned":
+        log.warning("delivery_guarantee=%s, redis_write=%s: replays after a failure can duplicate output or move "
+                    "Redis keys back (meant to show what the guarantee prevents)", cfg.delivery_guarantee,
+                    cfg.redis_write)
+
+
 def build_job(cfg: JobConfig, check_partitions: bool = True):
-    """The job on a new environment; ``check_partitions``: ask Kafka for the events topic's
-    partitions first (require_event_topic), as every submission does."""
+    """The job on a new environment; ``check_partitions``: ask Kafka about the events topic and the
+    brokers' transaction limit first (require_event_topic, require_guarantees), as every
+    submission does."""
     env, t_env = create_environment(cfg)
+    require_guarantees(env, cfg, ask_kafka=check_partitions)
     if check_partitions:
         require_event_topic(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
@@ -119,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting with %s", cfg)
     try:
         job = build_job(cfg)
-    except PartitionCheckError as exc:
+    except (PartitionCheckError, GuaranteeError) as exc:
         log.error("%s", exc)
         parser.exit(2, f"error: {exc}\n")
     job.execute("reco-flink")

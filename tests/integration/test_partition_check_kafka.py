@@ -1,6 +1,7 @@
-"""The submit-time partition check against the real broker: the job
-refuses a parallelism above the events topic's partitions before it starts, with a message
-that says why and what to do. The decision alone: tests/unit/test_partition_check.py."""
+"""The submit-time checks against the real broker: the job refuses a parallelism above the
+events topic's partitions, and a transaction timeout above the brokers' limit, before it
+starts, with a message that says why and what to do. The decisions alone:
+tests/unit/test_partition_check.py, tests/unit/test_guarantees.py."""
 
 import time
 
@@ -57,3 +58,16 @@ def test_the_admin_call_counts_partitions_and_tells_a_missing_topic_from_no_answ
     started = time.monotonic()
     assert event_topic(closed, timeout_s=3) is None
     assert time.monotonic() - started < 20
+
+
+def test_the_job_refuses_a_transaction_timeout_the_brokers_would_cut_short(stack, tmp_path):
+    ensure_topics(stack.bootstrap)
+    job = start_job(stack.bootstrap, stack.redis_url, "transaction-check", tmp_path,
+                    "--transaction-timeout-ms", "3600000")   # the stack's brokers allow 900000
+    try:
+        wait_for(lambda: job.poll() is not None, 180, "the job to refuse the transaction timeout and exit", poll_s=0.5)
+    finally:
+        job.stop()
+    assert job.poll() == 2, job.tail()
+    assert ("transaction_timeout_ms (3600000) is above the brokers' transaction.max.timeout.ms (900000)"
+            in job.tail()), job.tail()

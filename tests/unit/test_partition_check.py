@@ -33,6 +33,7 @@ def test_a_missing_topic_is_refused_and_an_unknown_count_is_not():
 
 def test_main_exits_with_the_problem_before_anything_runs(monkeypatch, capsys):
     monkeypatch.setattr(job_main, "create_environment", lambda cfg: (None, None))
+    monkeypatch.setattr(job_main, "require_guarantees", lambda env, cfg, ask_kafka: None)
     monkeypatch.setattr(kafka_tables, "event_topic", lambda cfg: (2, {}))
     monkeypatch.setattr(job_main, "kafka_sources", lambda *a: pytest.fail("the job was built"))
     with pytest.raises(SystemExit) as exit_:
