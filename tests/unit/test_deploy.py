@@ -4,7 +4,9 @@ cluster's, the job's arguments and settings file must pass the job's own validat
 the image must be built from the versions the project pins."""
 
 import argparse
+import importlib.util
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -15,6 +17,19 @@ from flink_jobs import config as job_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+
+
+def _load(name: str, path: Path):
+    """A script of deploy/k8s (not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+image_files = _load("reco_image_files", K8S / "image_files.py")       # the Dockerfile and .dockerignore, read
+render_topics = _load("reco_render_topics", K8S / "render_topics.py")  # topics.yaml from the contracts
 # The settings behind exactly-once and recovery: they must not drift between deployments.
 GUARANTEE_KEYS = ("state.backend.type", "execution.checkpointing.incremental",
                   "execution.checkpointing.externalized-checkpoint-retention",
@@ -90,14 +105,133 @@ def test_image_matches_the_pinned_versions_and_paths(deployment):
 
 def test_image_installs_as_root_runs_as_flink_and_ships_only_the_job():
     """The flink base image ends as USER flink: the install steps need root before them,
-    and the job must not run as root. The image carries the job's packages, not the tools."""
+    and the job must not run as root. The image carries the job's packages and the tools
+    (reco-topics, ...; their extra installed), not the lab, the benchmarks or the tests."""
     lines = [line.split()[1] for line in (K8S / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
     text = (K8S / "Dockerfile").read_text()
     first_run = text.index("\nRUN ")
     assert lines == ["root", "flink"] and text.index("USER root") < first_run
     assert text.rindex("USER flink") > text.rindex("\nRUN ")
-    copied = {line.split()[1] for line in text.splitlines() if line.startswith("COPY ") and "/opt/reco/" in line}
-    assert {"flink_jobs", "udfs", "schemas"} <= copied and not copied & {"reco_tools", "lab", "bench", "tests"}
+    stages = image_files.parse(text)
+    image = image_files.stage_chain(stages, stages[-1])
+    copied = {ins.args[0] for stage in image for ins in stage.instructions
+              if ins.keyword == "COPY" and "from" not in ins.flags and ins.args[-1].startswith("/opt/reco/")}
+    assert {"flink_jobs", "udfs", "schemas", "reco_tools"} <= copied and not copied & {"lab", "bench", "tests", "data"}
+    installs = [ins.args[0] for stage in image for ins in stage.instructions
+                if ins.keyword == "RUN" and "uv pip install" in ins.args[0]]
+    assert any("-r /opt/reco/pyproject.toml --extra tools" in run for run in installs)
+    assert any("--no-deps -e /opt/reco" in run for run in installs)   # the tools' commands
+
+
+def test_image_builds_the_timer_fix_in_a_jdk_stage_as_setup_does():
+    """The job exits without the timer-fix jar (internals.install_timer_fix), and the base
+    image has a JRE only: a stage built FROM the image's Python stage (its PyFlink) adds a
+    JDK of the same Java and runs deploy/jars/build-timer-fix.sh, as deploy/setup.sh does;
+    the image copies its jar where internals.TIMER_FIX_JAR looks, beside the connector."""
+    from flink_jobs import internals
+
+    text = (K8S / "Dockerfile").read_text()
+    stages = image_files.parse(text)
+    final = stages[-1]
+    image = image_files.stage_chain(stages, final)
+    # no RECO_JARS_DIR in the image: internals.JARS_DIR is /opt/reco/.cache/jars, a checkout's
+    assert "RECO_JARS_DIR" not in image_files.environment(image)
+    jars = "/opt/reco/.cache/jars/" + internals.TIMER_FIX_JAR.parent.name + "/"   # .../flink/, main.CONNECTOR_DIR too
+    built = [ins for ins in final.instructions if ins.keyword == "COPY" and ins.flags.get("from")]
+    jars_built = [ins for ins in built if ins.args[0].endswith(".jar")]
+    assert len(jars_built) == 1, "the image copies no timer-fix jar from a build stage: the job would exit"
+    timer_fix = jars_built[0]
+    assert timer_fix.args[-1] == jars and timer_fix.args[0].endswith("/" + internals.TIMER_FIX_JAR.name)
+    stage = next(s for s in stages if s.name == timer_fix.flags["from"])
+    assert [s.name for s in image_files.stage_chain(stages, stage)][:-1] == [image[0].name]   # FROM the Python stage
+    jdk = [ins.flags["from"] for ins in stage.instructions if ins.keyword == "COPY" and ins.flags.get("from")]
+    java = re.search(r"FROM flink:\S+-java(\d+)", text).group(1)
+    assert len(jdk) == 1 and jdk[0].startswith(f"eclipse-temurin:{java}-jdk")
+    [run] = [ins.args[0] for ins in stage.instructions if ins.keyword == "RUN"]
+    words = run.split()
+    script = words.index("/build/deploy/jars/build-timer-fix.sh")
+    assert words[script + 1:script + 3] == ["/opt/reco/.venv/bin/python", timer_fix.args[0]]
+    sources = {ins.args[0]: ins.args[-1] for ins in stage.instructions if ins.keyword == "COPY" and not ins.flags}
+    assert sources == {"deploy/jars/build-timer-fix.sh": "/build/deploy/jars/",
+                       "deploy/jars/timer-fix": "/build/deploy/jars/timer-fix"}   # the script finds its sources
+    # the connector, checksum-pinned, in the same folder
+    [connector] = [ins for ins in final.instructions if ins.keyword == "ADD"]
+    assert connector.flags.get("checksum", "").startswith("sha256:") and connector.args[-1] == jars
+
+
+def test_dockerignore_keeps_the_context_to_what_the_image_copies():
+    """Without .dockerignore the build context carried .venv, .cache, .run and .git (about
+    1 GB). Every path the Dockerfile copies must stay in, with every file under it."""
+    ignore = image_files.DockerIgnore.load()
+    sources = image_files.context_sources(image_files.parse((K8S / "Dockerfile").read_text()))
+    assert sources
+    for source in sources:
+        path = ROOT / source
+        assert path.exists() and not ignore.ignored(source), f"the Dockerfile copies {source}: .dockerignore drops it"
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []
+        dropped = [f for f in files if ignore.ignored(f.relative_to(ROOT).as_posix())
+                   and "__pycache__" not in f.parts and f.suffix != ".pyc"]
+        assert not dropped, f".dockerignore drops files the Dockerfile copies: {dropped}"
+    for path in (".venv/bin/python", ".cache/jars/flink/x.jar", ".run/kafka/x", ".git/HEAD", "data/x.csv",
+                 "lab/demo.py", "bench/e2e.py", "tests/conftest.py", "flink_jobs/__pycache__/main.cpython-311.pyc"):
+        assert ignore.ignored(path), path
+    context = list(ignore.context_files(ROOT))
+    size = sum((ROOT / f).stat().st_size for f in context)
+    assert size < 2_000_000, f"a build context of {size} bytes: {sorted({f.split('/')[0] for f in context})}"
+
+
+def test_one_image_name_in_the_manifest_the_dockerfile_and_the_docs(deployment):
+    """The name docker build tags is the one the FlinkDeployment runs: <registry>/reco-flink
+    at the project's version (<registry> replaced before applying)."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    name = f"<registry>/reco-flink:{version}"
+    assert deployment["spec"]["image"] == name
+    build = f"docker build -f deploy/k8s/Dockerfile -t {name} ."
+    for doc in (K8S / "Dockerfile", ROOT / "README.md", ROOT / "docs" / "operations.md"):
+        text = doc.read_text()
+        assert build in text, f"{doc.relative_to(ROOT)} builds another image name than {name}"
+        others = set(re.findall(r"[\w./<>-]*reco-flink:[\w.-]+", text)) - {name}
+        assert not others, f"{doc.relative_to(ROOT)} names {others}"
+
+
+# --- the topics on Kubernetes: Strimzi KafkaTopics from the contracts ------
+
+def _topics_yaml() -> list[dict]:
+    return list(yaml.safe_load_all((K8S / "topics.yaml").read_text()))
+
+
+def test_topics_yaml_is_rendered_from_topic_specs():
+    """deploy/k8s/topics.yaml is render_topics.py's output for flink_jobs.contracts.topic_specs,
+    with the deployment's own settings (event partitions, replicas, cluster) read back from the
+    file: a change of the contracts fails here until the file is rendered again."""
+    from flink_jobs.contracts import USER_EVENTS_TOPIC, topic_specs
+
+    resources = [r for r in _topics_yaml() if r]
+    events = next(r for r in resources if r["spec"]["topicName"] == USER_EVENTS_TOPIC)
+    settings = dict(event_partitions=events["spec"]["partitions"], replicas=events["spec"]["replicas"],
+                    cluster=events["metadata"]["labels"]["strimzi.io/cluster"],
+                    namespace=events["metadata"]["namespace"])
+    assert (K8S / "topics.yaml").read_text() == render_topics.render(**settings), \
+        "deploy/k8s/topics.yaml is stale: .venv/bin/python deploy/k8s/render_topics.py"
+    as_topics = {r["spec"]["topicName"]: (r["spec"]["partitions"], r["spec"].get("config", {})) for r in resources}
+    assert as_topics == {s.name: (s.partitions, dict(s.config)) for s in topic_specs(settings["event_partitions"])}
+    assert {r["kind"] for r in resources} == {"KafkaTopic"}
+    assert settings["replicas"] >= 3   # exactly-once needs topics that survive a broker
+
+
+def test_topics_are_applied_with_the_job_and_fit_its_parallelism(deployment):
+    """kustomization.yaml applies topics.yaml (the job refuses to start without its topics);
+    the events topic has partitions for the job's parallelism (the job refuses fewer); job.toml
+    reads the Strimzi cluster that creates them."""
+    from flink_jobs.contracts import USER_EVENTS_TOPIC
+
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    assert "topics.yaml" in kustomization["resources"]
+    events = next(r for r in _topics_yaml() if r and r["spec"]["topicName"] == USER_EVENTS_TOPIC)
+    cfg = job_config.JobConfig.load(K8S / "job.toml", env={})
+    assert events["spec"]["partitions"] >= max(cfg.parallelism, deployment["spec"]["job"]["parallelism"])
+    cluster, namespace = events["metadata"]["labels"]["strimzi.io/cluster"], events["metadata"]["namespace"]
+    assert cfg.kafka_bootstrap.startswith(f"{cluster}-kafka-bootstrap.{namespace}.svc:")
 
 
 # --- docker-compose.yml in step with deploy/local/stack.sh ---------------
