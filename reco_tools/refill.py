@@ -2,8 +2,8 @@
 failed over to an empty replica).
 
 Reads the compacted reco.recommendations.v1 read_committed (aborted or still open
-transactions of the job never reach Redis) from its beginning to its end as it is at start,
-and writes each key's last record with the job's versioned upsert: a key Redis holds in a newer
+transactions of the job never reach Redis) from its beginning to its end as it is at start
+(once the transactions open then have ended), and writes each key's last record with the job's versioned upsert: a key Redis holds in a newer
 version (the running job got there first) is left alone, so running it twice, or while the
 job runs, never moves a list back. Trending is not on Kafka: it comes back at the job's next
 bucket end.
@@ -133,8 +133,35 @@ def _read_to_end(consumer, tps: list, begin: dict, end: dict, topic: str, bootst
             say(f"{topic}: {counts.line()} ({len(tps) - len(pending)}/{len(tps)} partitions done)")
 
 
+def _settled_ends(bootstrap: str, properties: dict, consumer, tps: list, topic: str, say: Callable[[str], None],
+                  settle_s: float) -> dict:
+    """The end offsets to read to: the partitions' ends as they are now, once every
+    transaction open now has been committed or aborted (at most ``settle_s``; then the last
+    stable offsets). Lists the job wrote before a Redis loss may sit in a transaction that
+    commits only at its next checkpoint: read before that, they would be missed."""
+    ends = consumer.end_offsets(tps)        # read_committed: the last stable offsets
+    try:
+        peek = make_consumer(bootstrap, topic, properties=properties, isolation_level="read_uncommitted",
+                             client_id="reco-refill")
+        try:
+            high = peek.end_offsets(tps)
+        finally:
+            peek.close()
+    except (KafkaError, RuntimeError) as exc:
+        raise Unreachable(f"Kafka at {bootstrap}, topic {topic}: {exc!r}") from None
+    deadline = time.monotonic() + settle_s
+    while any(ends[tp] < high[tp] for tp in tps):
+        if time.monotonic() > deadline:
+            say(f"{topic}: transactions still open after {settle_s:.0f}s; reading what is committed")
+            return ends
+        time.sleep(0.5)
+        ends = consumer.end_offsets(tps)
+    return high
+
+
 def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Writer,
-                 say: Callable[[str], None], progress_s: float = 5.0, stall_s: float = 60.0) -> Counts:
+                 say: Callable[[str], None], progress_s: float = 5.0, stall_s: float = 60.0,
+                 settle_s: float = 120.0) -> Counts:
     """The last committed record of each key of ``source.topic``, up to the end offsets of
     now, into Redis. Two passes: the keys' last offsets, then those records. Writing every
     record in turn would show a key's older lists for a moment (compaction keeps more than
@@ -152,7 +179,8 @@ def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Write
         raise Unreachable(f"Kafka at {bootstrap}: {exc!r}") from None
     try:
         tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
-        begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)   # end: last stable offset
+        begin, end = consumer.beginning_offsets(tps), _settled_ends(bootstrap, properties, consumer, tps, topic,
+                                                                    say, settle_s)
         say(f"{topic}: {len(tps)} partition(s), {sum(end[tp] - begin[tp] for tp in tps):,} offsets to read "
             f"(ends taken now: {', '.join(f'{tp.partition}:{end[tp]}' for tp in tps)})")
         last: dict[tuple[int, bytes], int] = {}
@@ -208,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall-timeout", type=float, default=60.0,
                     help="give up when no partition moves for this many seconds (60)")
     ap.add_argument("--progress", type=float, default=5.0, help="seconds between progress lines (5)")
+    ap.add_argument("--settle-timeout", type=float, default=120.0,
+                    help="how long to wait for the transactions open at start to end (120): the job commits "
+                         "its lists at each checkpoint")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
     if url_has_secret(args.redis) and args.redis != os.environ.get("RECO_REDIS_URL"):
@@ -241,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         for source in sources:
             try:
                 results.append((source.topic, refill_topic(args.bootstrap, properties, source, writer, say,
-                                                           args.progress, args.stall_timeout)))
+                                                           args.progress, args.stall_timeout, args.settle_timeout)))
             except RedisUnavailable as exc:
                 raise Unreachable(f"Redis at {shown_url} unreachable for longer than --redis-retry-ms="
                                   f"{args.redis_retry_ms}: {exc.__cause__ or exc}") from None

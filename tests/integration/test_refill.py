@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import sys
 import uuid
 from pathlib import Path
@@ -130,10 +131,16 @@ def expected_lists(produced) -> dict[int, dict]:
     return newest
 
 
+def _command(stack, *args, settle_s: float = 1.0) -> list[str]:
+    # A transaction stays open through most of this module: waiting for it to end is the
+    # last test's subject, the others wait a second.
+    return [sys.executable, "-m", "reco_tools.refill", "--bootstrap", stack.bootstrap,
+            "--settle-timeout", str(settle_s), *args]
+
+
 def refill(stack, *args, redis_url=None, timeout=120) -> subprocess.CompletedProcess:
     env = {**os.environ, "RECO_REDIS_URL": redis_url or stack.redis_url}
-    return subprocess.run([sys.executable, "-m", "reco_tools.refill", "--bootstrap", stack.bootstrap, *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(_command(stack, *args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> str:
@@ -207,12 +214,18 @@ def test_refill_restores_the_newest_committed_list_of_every_user_and_changes_not
     assert item_counts["superseded"] == sum(2 if i % 2 else 1 for i in ITEMS)
     assert {k: v for k, v in _snapshot(client).items() if b":user:" in k} == before
 
-    # once the open transaction commits, the next run brings its lists
+    # a run waits for the transactions open when it starts: this one commits meanwhile, as
+    # the job's does at its next checkpoint, and its lists are in
+    started = subprocess.Popen(_command(stack, "--ttl-ms", str(TTL_MS), settle_s=120), cwd=ROOT,
+                               env={**os.environ, "RECO_REDIS_URL": stack.redis_url}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
     produced["open_producer"].commit_transaction()
     produced["open_committed"] = True
-    _ok(refill(stack, "--ttl-ms", str(TTL_MS)))
+    out, err = started.communicate(timeout=120)
+    assert started.returncode == 0, err
     for rec in produced["open_records"]:
-        assert _doc(client, contracts.user_recommendations_key(rec["user_id"])) == rec
+        assert _doc(client, contracts.user_recommendations_key(rec["user_id"])) == rec, err
 
 
 def test_the_jobs_acl_is_enough_for_the_refill(stack, produced):
