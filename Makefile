@@ -1,6 +1,6 @@
 # The two commands a new user needs:   make run    and    make test
 # Everything else is a step of those two, or a convenience.
-.PHONY: setup run job test test-unit test-job test-chaos test-integration chaos bench quality stack-up stack-down stack-status synth clean
+.PHONY: setup run job test test-unit test-job test-chaos test-integration chaos bench quality stack-up stack-down stack-status synth package clean
 
 PY := .venv/bin/python
 
@@ -64,6 +64,11 @@ stack-status:
 
 synth: setup stack-up
 	$(PY) -m reco_tools.synth --events 100000
+
+## The job's Python environment for a cluster that is not this project's: dist/reco-env.tar.gz
+## (docs/operations.md "Submitting to an existing cluster"); a no-op while up to date.
+package: setup
+	@bash deploy/package.sh
 
 clean: stack-down
 	@bash deploy/flink/cluster.sh stop

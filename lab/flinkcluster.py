@@ -6,8 +6,12 @@ end-to-end benchmark.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from flink_jobs.internals import child_environment
@@ -127,4 +131,204 @@ class FlinkCluster(FlinkRest):
         if proc.returncode != 0 or not match:
             raise RuntimeError(f"flink stop {job_id} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         self.wait_state(job_id, {"FINISHED", "CANCELED", "FAILED"})
+        return match.group(1)
+
+
+# --- a cluster that is not this project's ------------------------------------------------------
+
+# What StockCluster changes in the distribution's conf/config.yaml (flattened keys); the rest stays stock.
+STOCK_CHANGES = ("jobmanager.rpc.port", "rest.port", "taskmanager.numberOfTaskSlots",
+                 "execution.checkpointing.dir", "execution.checkpointing.savepoint-dir")
+
+
+def flatten(conf: dict, prefix: str = "") -> dict[str, object]:
+    """A Flink config.yaml as flat keys (``{"rest": {"port": 1}}`` -> ``{"rest.port": 1}``)."""
+    flat: dict[str, object] = {}
+    for key, value in conf.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    """Every process below ``roots`` (not the roots), from /proc."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parent[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], set(roots)
+    while frontier:
+        children = {p for p, pp in parent.items() if pp in frontier and p not in found}
+        found.extend(sorted(children))
+        frontier = children
+    return found
+
+
+class StockCluster(FlinkCluster):
+    """A standalone cluster as someone else's: the Flink distribution that PyFlink installs,
+    copied into ``directory`` (as an operator unpacks a Flink release), its stock
+    ``conf/config.yaml`` with only the ports, the task slots and the checkpoint and savepoint
+    directories changed (``STOCK_CHANGES``), and ``opt/flink-python`` copied into ``lib/`` (the
+    one prerequisite of a cluster running Python jobs). Its processes run with an environment
+    of their own (``env -i``: a PATH of /usr/bin and /bin, JAVA_HOME, HOME in ``directory``), so
+    that they never see the project's .venv: a Python worker has only what the job ships.
+
+    Jobs go to it the documented way, ``cluster.sh submit`` with RECO_FLINK_JOBMANAGER (and
+    RECO_FLINK_ARCHIVE: ``archive``); ``env``: the rest of the client's environment."""
+
+    def __init__(self, directory: Path, rest_port: int, rpc_port: int, slots: int = 2,
+                 archive: Path | None = None, say=print, env: dict[str, str] | None = None):
+        import pyflink
+
+        self.directory = Path(directory).resolve()
+        self.distribution = Path(pyflink.__file__).resolve().parent
+        self.home = self.directory / f"flink-{pyflink.version.__version__}"
+        self.rpc_port, self.slots = rpc_port, slots
+        client = {**(os.environ if env is None else env), "RECO_FLINK_JOBMANAGER": f"localhost:{rest_port}"}
+        if archive is not None:
+            client["RECO_FLINK_ARCHIVE"] = str(archive)
+        super().__init__(rest_port, run_dir=self.directory / "client", say=say, env=client)
+
+    # -- installation and processes --
+    def install(self) -> None:
+        """The distribution copied (jars hard-linked when the file system allows), the
+        conf written. A former installation in ``directory`` is replaced."""
+        import yaml
+
+        shutil.rmtree(self.home, ignore_errors=True)
+        self.home.mkdir(parents=True)
+
+        def link_or_copy(src, dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+        for part in ("lib", "opt", "plugins"):   # read only: links
+            shutil.copytree(self.distribution / part, self.home / part, copy_function=link_or_copy)
+        for part in ("bin", "conf"):             # conf is edited: copies
+            shutil.copytree(self.distribution / part, self.home / part)
+        (self.home / "log").mkdir()
+        for jar in (self.home / "opt").glob("flink-python-*.jar"):
+            shutil.copy2(jar, self.home / "lib" / jar.name)
+        conf_file = self.home / "conf" / "config.yaml"
+        conf = yaml.safe_load(conf_file.read_text())
+        conf["jobmanager"]["rpc"]["port"] = self.rpc_port
+        conf["rest"]["port"] = self.port
+        conf["taskmanager"]["numberOfTaskSlots"] = self.slots
+        conf.setdefault("execution", {})["checkpointing"] = {
+            "dir": (self.directory / "checkpoints").as_uri(),
+            "savepoint-dir": (self.directory / "savepoints").as_uri()}
+        conf_file.write_text(yaml.safe_dump(conf, sort_keys=False, width=100_000))
+
+    def daemon_environment(self) -> dict[str, str]:
+        """All the environment the cluster's processes get."""
+        java = shutil.which("java")
+        if not java:
+            raise RuntimeError("no java on PATH")
+        return {"PATH": "/usr/bin:/bin", "JAVA_HOME": str(Path(java).resolve().parents[1]),
+                "HOME": str(self.directory), "USER": os.environ.get("USER") or "flink", "LANG": "C.UTF-8",
+                "FLINK_PID_DIR": str(self.directory)}
+
+    def _daemon(self, script: str, *args: str) -> None:
+        proc = subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in self.daemon_environment().items()),
+                               "bash", str(self.home / "bin" / script), *args],
+                              cwd=self.directory, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{script} {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+    def pids(self, kind: str) -> list[int]:
+        """The live daemons of this cluster of one kind (taskexecutor | standalonesession): a pid
+        of its pid file counts only while that process still runs from this installation."""
+        found = []
+        for pid_file in self.directory.glob(f"flink-*-{kind}.pid"):
+            for line in pid_file.read_text().split():
+                try:
+                    args = Path(f"/proc/{int(line)}/cmdline").read_bytes().split(b"\0")
+                except (OSError, ValueError):
+                    continue
+                if str(self.home / "conf").encode() in args:
+                    found.append(int(line))
+        return found
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for pid_file in self.directory.glob("flink-*.pid"):
+            pid_file.unlink()
+        self.install()
+        self._daemon("jobmanager.sh", "start")
+        wait_for(lambda: self._overview() is not None, 120, f"the stock cluster's JobManager on {self.port}", poll_s=0.5)
+        self.start_taskmanager()
+        self.say(f"stock cluster up in {self.home} (REST localhost:{self.port})")
+
+    def start_taskmanager(self) -> None:
+        before = (self._overview() or {}).get("taskmanagers", 0)
+        self._daemon("taskmanager.sh", "start")
+        wait_for(lambda: (self._overview() or {}).get("taskmanagers", 0) > before, 120,
+                 "a TaskManager of the stock cluster to register", poll_s=0.5)
+
+    def _overview(self):
+        try:
+            return self.rest("/overview")
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        """Every daemon of this cluster by pid (TERM, then KILL), then whatever they started
+        that outlived them (Python workers)."""
+        daemons = self.pids("taskexecutor") + self.pids("standalonesession")
+        below = _descendants(daemons)
+        for pid in daemons:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for pid in daemons + below:
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            with contextlib.suppress(ProcessLookupError):
+                if Path(f"/proc/{pid}").exists():
+                    os.kill(pid, signal.SIGKILL)
+        self.say(f"stock cluster stopped (pids {' '.join(map(str, daemons + below)) or 'none'})")
+
+    @contextlib.contextmanager
+    def running(self):
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+
+    def python_workers(self) -> list[int]:
+        """The Python processes below this cluster's TaskManagers."""
+        workers = []
+        for pid in _descendants(self.pids("taskexecutor")):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/exe").resolve().name.startswith("python"):
+                    workers.append(pid)
+        return workers
+
+    # -- FlinkCluster's operations, for this cluster --
+    def ensure_taskmanager(self) -> None:
+        if not self.pids("taskexecutor"):
+            self.say("no TaskManager running: starting one")
+            self.start_taskmanager()
+
+    def latest_checkpoint(self, job_id: str) -> str:
+        base = self.directory / "checkpoints" / job_id
+        done = [p for p in base.glob("chk-*") if (p / "_metadata").is_file()]
+        if not done:
+            raise RuntimeError(f"no completed checkpoint in {base}")
+        return str(max(done, key=lambda p: int(p.name.split("-")[1])))
+
+    def stop_with_savepoint(self, job_id: str, directory: Path, timeout_s: float = 300) -> str:
+        """``cluster.sh flink stop --savepointPath DIR JOB`` at this cluster; the savepoint's path."""
+        out = self.script("flink", "stop", "--savepointPath", Path(directory).as_uri(), job_id)
+        match = re.search(r"Savepoint completed\. Path: (\S+)", out)
+        if not match:
+            raise RuntimeError(f"flink stop {job_id}: no savepoint path in:\n{out}")
+        self.wait_state(job_id, {"FINISHED", "CANCELED", "FAILED"}, timeout_s)
         return match.group(1)

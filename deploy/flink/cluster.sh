@@ -13,10 +13,18 @@
 #                                                  (RECO_REDIS_URL, --redis-url-file,
 #                                                  --kafka-properties-file); RECO_FLINK_DRY_RUN=1
 #                                                  prints the flink run command instead
+#   deploy/flink/cluster.sh flink ACTION [ARGS]    the distribution's flink CLI (not on PATH), -m
+#                                                  added for list, stop, cancel and savepoint
 #
 # Settings (environment): RECO_FLINK_REST_PORT (8081), RECO_FLINK_RPC_PORT (6123),
 # RECO_FLINK_PROM_PORT (9249: Prometheus metrics, each process on the first free port of it
 # and the nine above), RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
+# Another cluster (submit, flink; docs/operations.md "Submitting to an existing cluster"):
+# RECO_FLINK_JOBMANAGER (host:port of its REST endpoint; default localhost:RECO_FLINK_REST_PORT,
+# this script's cluster), RECO_FLINK_ARCHIVE (the Python environment of deploy/package.sh,
+# shipped with -pyarch and run with -pyexec: TaskManagers need no Python of ours),
+# RECO_FLINK_CONF_DIR (the flink client's conf; default with RECO_FLINK_JOBMANAGER: the
+# distribution's stock conf, not this cluster's).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")/flink"  # absolute: Flink needs file:///
@@ -26,6 +34,8 @@ RPC_PORT="${RECO_FLINK_RPC_PORT:-6123}"
 PROM_PORT="${RECO_FLINK_PROM_PORT:-9249}"
 [[ "$PROM_PORT" =~ ^[0-9]+$ ]] && (( PROM_PORT > 0 && PROM_PORT + 9 < 65536 )) || { printf '[flink] ERROR: RECO_FLINK_PROM_PORT=%s is not a port number\n' "$PROM_PORT" >&2; exit 1; }
 PROM_PORTS="$PROM_PORT-$((PROM_PORT + 9))"
+JOBMANAGER="${RECO_FLINK_JOBMANAGER:-localhost:$REST_PORT}"
+[[ "$JOBMANAGER" =~ ^[^[:space:]/]+:[0-9]+$ ]] || { printf '[flink] ERROR: RECO_FLINK_JOBMANAGER=%s is not host:port\n' "$JOBMANAGER" >&2; exit 1; }
 
 say() { printf '[flink] %s\n' "$*"; }
 die() { printf '[flink] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -165,6 +175,27 @@ is_secret_flag() (  # flag value -> status 0 when the value is a secret (a subsh
   return 1
 )
 
+# The flink client's settings. Another cluster (RECO_FLINK_JOBMANAGER) gets the distribution's
+# stock client conf, or RECO_FLINK_CONF_DIR: this cluster's conf would hand the job its
+# checkpoint directory and python.executable, paths of this machine.
+client_env() {
+  if [ -n "${RECO_FLINK_JOBMANAGER:-}${RECO_FLINK_CONF_DIR:-}" ]; then
+    export FLINK_CONF_DIR="${RECO_FLINK_CONF_DIR:-$FLINK_HOME/conf}" FLINK_LIB_DIR="$FLINK_HOME/lib"
+    [ -f "$FLINK_CONF_DIR/config.yaml" ] || die "no config.yaml in RECO_FLINK_CONF_DIR=$FLINK_CONF_DIR"
+  fi
+}
+
+flink_cli() {  # ACTION [ARGS]: flink ACTION at JOBMANAGER
+  [ $# -gt 0 ] || die "usage: cluster.sh flink ACTION [ARGS] (list, stop --savepointPath DIR JOB_ID, cancel, savepoint, ...)"
+  local action="$1"; shift
+  client_env
+  mkdir -p "$FLINK_LOG_DIR"
+  case "$action" in
+    list|stop|cancel|savepoint) exec "$FLINK_HOME/bin/flink" "$action" -m "$JOBMANAGER" "$@" ;;
+    *) exec "$FLINK_HOME/bin/flink" "$action" "$@" ;;
+  esac
+}
+
 submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
   local jar from=() py=flink_jobs/main.py args=() flag value inline var
   if [ "${1:-}" = "--from" ]; then from=(-s "$2"); shift 2; fi
@@ -190,11 +221,39 @@ submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
   local jars=("$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar)   # the pattern itself when none
   [ -e "${jars[0]}" ] || die "no Kafka connector jar in $ROOT/.cache/jars/flink: run deploy/setup.sh"
   jar="${jars[0]}"
+  # The Python workers' interpreter: the archive's, extracted by each TaskManager (its root
+  # becomes venv/ in the worker's directory), or else this machine's .venv, which only a
+  # TaskManager of this machine has. The client (this machine) runs .venv's python; with an
+  # archive it is found on PATH, as -pyclientexec would make the client extract the archive too.
+  local python_env=(-pyexec "$VENV/bin/python" -pyclientexec "$VENV/bin/python") archive
+  local files=(-pyfs flink_jobs,udfs,schemas)
+  if [ -n "${RECO_FLINK_ARCHIVE:-}" ]; then
+    archive="$(realpath -- "$RECO_FLINK_ARCHIVE" 2>/dev/null)" && [ -f "$archive" ] \
+      || die "RECO_FLINK_ARCHIVE=$RECO_FLINK_ARCHIVE: no such file (deploy/package.sh builds dist/reco-env.tar.gz)"
+    [[ "$archive" =~ \.(tar\.gz|tgz|zip)$ ]] || die "RECO_FLINK_ARCHIVE=$archive: not a .tar.gz, .tgz or .zip"
+    python_env=(-pyarch "$archive#venv" -pyexec venv/bin/python)
+    # flink run puts each directory given to -pyfs itself on the workers' PYTHONPATH, so
+    # `import flink_jobs` needs a directory that holds the packages (and schemas/ beside
+    # them, where flink_jobs/codec.py looks). A TaskManager of this machine imports them from
+    # .venv's editable install instead; one elsewhere has only what the job ships.
+    mkdir -p "$RUN_DIR"
+    STAGE="$(mktemp -d "$RUN_DIR/job.XXXXXX")"
+    trap 'rm -rf "$STAGE"' EXIT   # flink run -d has uploaded it when it returns
+    cp -r "$ROOT/flink_jobs" "$ROOT/udfs" "$ROOT/schemas" "$STAGE/"
+    find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
+    files=(-pyfs "$STAGE")
+    # the staged flink_jobs would look for the jars beside itself (internals.JARS_DIR)
+    export RECO_JARS_DIR="$(realpath -m -- "${RECO_JARS_DIR:-$ROOT/.cache/jars}")"
+    [ "$py" != flink_jobs/main.py ] || py="$STAGE/flink_jobs/main.py"
+  fi
+  client_env
   cd "$ROOT"
-  local cmd=("$FLINK_HOME/bin/flink" run -m "localhost:$REST_PORT" -d "${from[@]}"
-    -py "$py" -pyfs flink_jobs,udfs,schemas
-    -pyexec "$VENV/bin/python" -pyclientexec "$VENV/bin/python" -j "$jar" "${args[@]}")
+  # The jars go with the job: the connector here (-j), the connector and the timer fix again
+  # through pipeline.jars (flink_jobs/main.py, internals.install_timer_fix); none in the cluster's lib/.
+  local cmd=("$FLINK_HOME/bin/flink" run -m "$JOBMANAGER" -d "${from[@]}"
+    -py "$py" "${files[@]}" "${python_env[@]}" -j "$jar" "${args[@]}")
   if [ -n "${RECO_FLINK_DRY_RUN:-}" ]; then printf '%q ' "${cmd[@]}"; echo; return 0; fi  # the command, not run
+  mkdir -p "$FLINK_LOG_DIR"
   "${cmd[@]}"
 }
 
@@ -206,5 +265,6 @@ case "${1:-}" in
   status)
     if rest /overview >/dev/null 2>&1; then say "up: $(rest /overview)"; else say "DOWN"; exit 1; fi ;;
   submit) shift; submit "$@" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  flink) shift; flink_cli "$@" ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
