@@ -33,9 +33,7 @@ render_topics = _load("reco_render_topics", K8S / "render_topics.py")  # topics.
 # The settings behind exactly-once and recovery: they must not drift between deployments.
 GUARANTEE_KEYS = ("state.backend.type", "execution.checkpointing.incremental",
                   "execution.checkpointing.externalized-checkpoint-retention",
-                  "execution.checkpointing.num-retained", "restart-strategy.type",
-                  "restart-strategy.fixed-delay.attempts", "restart-strategy.fixed-delay.delay",
-                  "heartbeat.interval", "heartbeat.timeout")
+                  "execution.checkpointing.num-retained", "heartbeat.interval", "heartbeat.timeout")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +44,17 @@ def deployment():
 def _standalone() -> dict:
     text = (ROOT / "deploy" / "flink" / "config.yaml").read_text()
     return yaml.safe_load(re.sub(r"@\w+@", "0", text))
+
+
+def test_the_standalone_template_parses_as_yaml_before_its_placeholders_are_filled():
+    conf = yaml.safe_load((ROOT / "deploy" / "flink" / "config.yaml").read_text())
+    assert conf["rest.port"] == "@REST_PORT@" and conf["python.executable"] == "@VENV@/bin/python"
+
+
+def test_no_cluster_configuration_overrides_the_jobs_restart_strategy(deployment):
+    # the job sets a bounded one itself (flink_jobs/guarantees.py)
+    for conf in (deployment["spec"]["flinkConfiguration"], _standalone()):
+        assert not [k for k in conf if k.startswith("restart-strategy")]
 
 
 def test_guarantee_settings_equal_the_standalone_clusters(deployment):
