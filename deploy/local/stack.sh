@@ -16,6 +16,13 @@
 # port, user RECO_KAFKA_SASL_USER (reco), password from RECO_KAFKA_SASL_PASSWORD_FILE or
 # generated once into $RECO_RUN_DIR/kafka/sasl-password; clients (the job, the tools) find
 # their properties in $RECO_RUN_DIR/kafka/client-sasl.properties. PLAINTEXT stays as it was.
+# Opt-in TLS: RECO_KAFKA_SSL_PORT adds an SSL listener on that port, its certificates made once
+# with keytool into $RECO_RUN_DIR/kafka/tls (a CA of this stack; the broker's certificate for
+# IP 127.0.0.1 and DNS localhost; PKCS12 stores with a generated password); clients find their
+# properties (the CA as a PEM truststore) in $RECO_RUN_DIR/kafka/client-ssl.properties.
+# RECO_KAFKA_SSL_PROTOCOLS (TLSv1.2): the listener's TLS versions. Not TLSv1.3 by default: the
+# tools' client (kafka-python 2.3) drops a TLS 1.3 connection when the broker's session ticket
+# arrives while no request is in flight (KafkaConnectionError, a quarter of connections or more).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")"
@@ -25,15 +32,20 @@ CONTROLLER_PORT="${RECO_KAFKA_CONTROLLER_PORT:-9093}"
 REDIS_PORT="${RECO_REDIS_PORT:-6379}"
 SASL_PORT="${RECO_KAFKA_SASL_PORT:-}"     # empty: no SASL listener
 SASL_USER="${RECO_KAFKA_SASL_USER:-reco}"
+SSL_PORT="${RECO_KAFKA_SSL_PORT:-}"       # empty: no SSL listener
+TLS_DIR="$RUN_DIR/kafka/tls"
+SSL_PROTOCOLS="${RECO_KAFKA_SSL_PROTOCOLS:-TLSv1.2}"
 KAFKA_HEAP="${RECO_KAFKA_HEAP:-512m}"
 PY="$ROOT/.venv/bin/python"
 
 say() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 
-for p in KAFKA_PORT CONTROLLER_PORT REDIS_PORT ${SASL_PORT:+SASL_PORT}; do
+for p in KAFKA_PORT CONTROLLER_PORT REDIS_PORT ${SASL_PORT:+SASL_PORT} ${SSL_PORT:+SSL_PORT}; do
   [[ "${!p}" =~ ^[0-9]+$ ]] && (( ${!p} > 0 && ${!p} < 65536 )) || die "RECO_$p=${!p} is not a port number"
 done
+[ -z "$SSL_PORT" ] || [[ "$SSL_PROTOCOLS" =~ ^TLSv1\.[23](,TLSv1\.[23])?$ ]] \
+  || die "RECO_KAFKA_SSL_PROTOCOLS=$SSL_PROTOCOLS: TLSv1.2, TLSv1.3 or both, comma-separated"
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -92,11 +104,11 @@ kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT${SASL_PORT:+,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT}
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT${SASL_PORT:+,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT}
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT${SASL_PORT:+,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT}${SSL_PORT:+,SSL://127.0.0.1:$SSL_PORT}
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT${SASL_PORT:+,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT}${SSL_PORT:+,SSL://127.0.0.1:$SSL_PORT}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${SASL_PORT:+,SASL_PLAINTEXT:SASL_PLAINTEXT}
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT${SASL_PORT:+,SASL_PLAINTEXT:SASL_PLAINTEXT}${SSL_PORT:+,SSL:SSL}
 log.dirs=$RUN_DIR/kafka/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -118,6 +130,57 @@ listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 CONF
   fi
+  if [ -n "$SSL_PORT" ]; then
+    local pw
+    pw="$(cat "$TLS_DIR/store-password")"
+    cat <<CONF
+# SSL listener (RECO_KAFKA_SSL_PORT): the broker's key and certificate from $TLS_DIR (made by
+# this script); clients are not asked for certificates. This file holds the stores' password: mode 600.
+listener.name.ssl.ssl.keystore.type=PKCS12
+listener.name.ssl.ssl.keystore.location=$TLS_DIR/broker.p12
+listener.name.ssl.ssl.keystore.password=$pw
+listener.name.ssl.ssl.key.password=$pw
+listener.name.ssl.ssl.truststore.type=PKCS12
+listener.name.ssl.ssl.truststore.location=$TLS_DIR/truststore.p12
+listener.name.ssl.ssl.truststore.password=$pw
+listener.name.ssl.ssl.client.auth=none
+listener.name.ssl.ssl.enabled.protocols=$SSL_PROTOCOLS
+CONF
+  fi
+}
+
+# The SSL listener's certificates, made once with keytool (part of the JDK the broker runs on):
+# a CA of this stack, the broker's key and a certificate it signs for IP 127.0.0.1 and DNS
+# localhost (so clients keep hostname verification), PKCS12 stores for the broker and the CA
+# in PEM for clients. One generated password for the stores, passed to keytool as a file
+# (-storepass:file), never as an argument. Made in a scratch folder, then moved in whole.
+ensure_tls() {
+  local need
+  for need in broker.p12 truststore.p12 ca.pem store-password; do [ -s "$TLS_DIR/$need" ] || break; need=; done
+  [ -n "$need" ] || return 0
+  command -v keytool >/dev/null || die "keytool not found: it comes with Java 17, which the broker needs"
+  local new="$TLS_DIR.new" log="$RUN_DIR/kafka/keytool.log"
+  rm -rf "$new" "$TLS_DIR"
+  (umask 077; mkdir -p "$new"
+   python3 -c 'import secrets; print(secrets.token_hex(16))' >"$new/store-password")
+  say "making the SSL listener's CA and broker certificate (keytool) in $TLS_DIR"
+  local store=(-storetype PKCS12 -storepass:file "$new/store-password")
+  # each step chained with &&: `set -e` does not act inside a command whose status is tested
+  ( umask 077; cd "$new" \
+    && keytool -genkeypair -alias ca -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=reco local stack CA" \
+         -ext bc:c -ext KU=keyCertSign,cRLSign -keystore ca.p12 "${store[@]}" \
+    && keytool -exportcert -rfc -alias ca -keystore ca.p12 "${store[@]}" -file ca.pem \
+    && keytool -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 3650 -dname "CN=localhost" \
+         -keystore broker.p12 "${store[@]}" \
+    && keytool -certreq -alias broker -keystore broker.p12 "${store[@]}" -file broker.csr \
+    && keytool -gencert -alias ca -keystore ca.p12 "${store[@]}" -infile broker.csr -outfile broker.pem -rfc \
+         -validity 3650 -ext SAN=IP:127.0.0.1,DNS:localhost -ext KU=digitalSignature,keyEncipherment -ext EKU=serverAuth \
+    && cat broker.pem ca.pem >broker-chain.pem \
+    && keytool -importcert -noprompt -alias broker -file broker-chain.pem -keystore broker.p12 "${store[@]}" \
+    && keytool -importcert -noprompt -alias ca -file ca.pem -keystore truststore.p12 "${store[@]}" \
+    && rm -f broker.csr broker-chain.pem
+  ) >"$log" 2>&1 || { cat "$log" >&2; rm -rf "$new"; die "making the SSL listener's certificates failed"; }
+  mv "$new" "$TLS_DIR"
 }
 
 # The SASL user's password, never on a command line: from RECO_KAFKA_SASL_PASSWORD_FILE, or
@@ -155,6 +218,19 @@ PROPS
   )
 }
 
+# Clients' properties for the SSL listener: the CA as a PEM truststore (the Java client, in the
+# job, and kafka-python, in the tools, both read PEM), hostname verification kept.
+write_ssl_client_properties() {
+  (umask 077; cat >"$RUN_DIR/kafka/client-ssl.properties" <<PROPS
+# written by deploy/local/stack.sh for the listener on 127.0.0.1:$SSL_PORT
+security.protocol=SSL
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.endpoint.identification.algorithm=https
+PROPS
+  )
+}
+
 start_kafka() {
   if pid="$(our_pid kafka)"; then say "kafka already running (pid $pid, port $KAFKA_PORT)"; return; fi
   command -v java >/dev/null || die "java not found: the broker needs Java 17"
@@ -162,8 +238,12 @@ start_kafka() {
   claim_port kafka "$KAFKA_PORT" RECO_KAFKA_PORT
   claim_port kafka-controller "$CONTROLLER_PORT" RECO_KAFKA_CONTROLLER_PORT
   [ -z "$SASL_PORT" ] || claim_port kafka-sasl "$SASL_PORT" RECO_KAFKA_SASL_PORT
+  [ -z "$SSL_PORT" ] || claim_port kafka-ssl "$SSL_PORT" RECO_KAFKA_SSL_PORT
   mkdir -p "$RUN_DIR/kafka/data"
-  kafka_config >"$RUN_DIR/kafka/server.properties"
+  [ -z "$SSL_PORT" ] || ensure_tls
+  # readable by this user only: with SSL it holds the stores' password
+  (umask 077; kafka_config >"$RUN_DIR/kafka/server.properties.new")
+  mv -f "$RUN_DIR/kafka/server.properties.new" "$RUN_DIR/kafka/server.properties"
   local java=(java "-Xms128m" "-Xmx$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true
     "-Dlog4j2.configurationFile=$ROOT/deploy/local/kafka-log4j2.yaml" -cp "$JARS_DIR/kafka/*")
   local scram=() password="" marker="$RUN_DIR/kafka/sasl-user"
@@ -200,8 +280,13 @@ start_kafka() {
     fi
     write_sasl_client_properties "$password"
   fi
+  if [ -n "$SSL_PORT" ]; then
+    wait_until 30 kafka "$(cat "$RUN_DIR/kafka/pid")" port_open "$SSL_PORT"
+    write_ssl_client_properties
+  fi
   say "kafka up on 127.0.0.1:$KAFKA_PORT (pid $(cat "$RUN_DIR/kafka/pid"))"
   [ -z "$SASL_PORT" ] || say "kafka SASL_PLAINTEXT (SCRAM-SHA-512, user $SASL_USER) on 127.0.0.1:$SASL_PORT; client properties: $RUN_DIR/kafka/client-sasl.properties"
+  [ -z "$SSL_PORT" ] || say "kafka SSL on 127.0.0.1:$SSL_PORT (CA $TLS_DIR/ca.pem); client properties: $RUN_DIR/kafka/client-ssl.properties"
 }
 
 sasl_marker() { printf '%s %s' "$SASL_USER" "$(printf '%s' "$1" | sha256sum | cut -c1-16)"; }  # user and a hash of the password
@@ -224,8 +309,9 @@ stop_one() {
 
 status() {
   local ok=0 pid
-  if pid="$(our_pid kafka)" && port_open "$KAFKA_PORT" && { [ -z "$SASL_PORT" ] || port_open "$SASL_PORT"; }; then
-    say "kafka  up    pid $pid  127.0.0.1:$KAFKA_PORT${SASL_PORT:+ (SASL_PLAINTEXT 127.0.0.1:$SASL_PORT)}"
+  if pid="$(our_pid kafka)" && port_open "$KAFKA_PORT" && { [ -z "$SASL_PORT" ] || port_open "$SASL_PORT"; } \
+      && { [ -z "$SSL_PORT" ] || port_open "$SSL_PORT"; }; then
+    say "kafka  up    pid $pid  127.0.0.1:$KAFKA_PORT${SASL_PORT:+ (SASL_PLAINTEXT 127.0.0.1:$SASL_PORT)}${SSL_PORT:+ (SSL 127.0.0.1:$SSL_PORT)}"
   else say "kafka  DOWN"; ok=1; fi
   if pid="$(our_pid redis)" && redis_ready; then say "redis  up    pid $pid  127.0.0.1:$REDIS_PORT"
   else say "redis  DOWN"; ok=1; fi
@@ -246,5 +332,5 @@ case "${1:-}" in
     ;;
   status) status ;;
   reset) stop_one kafka; stop_one redis; rm -rf "$RUN_DIR/kafka" "$RUN_DIR/redis"; say "data deleted" ;;
-  *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
