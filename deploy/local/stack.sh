@@ -83,7 +83,8 @@ start_redis() {
   command -v redis-server >/dev/null || die "redis-server not found: run deploy/setup.sh"
   claim_port redis "$REDIS_PORT" RECO_REDIS_PORT
   mkdir -p "$RUN_DIR/redis"
-  # No persistence: the job's state lives in Flink; Redis is a cache rebuilt from replays.
+  # No persistence, on purpose: a restart loses every key, which reco-refill repairs (the chaos
+  # test does exactly that). A deployment runs Redis with AOF (docs/operations.md).
   local acl=()
   if [ -n "${RECO_REDIS_ACLFILE:-}" ]; then
     [ -r "$RECO_REDIS_ACLFILE" ] || die "RECO_REDIS_ACLFILE=$RECO_REDIS_ACLFILE is not a readable file"
