@@ -22,7 +22,7 @@ from flink_jobs.codec import AvroCodec
 from flink_jobs.internals import child_environment
 from flink_jobs.sensitive import write_properties
 from lab.wait import wait_for
-from reco_tools.kafka_io import make_consumer
+from reco_tools.kafka_io import consume, make_consumer
 from reco_tools.topics import connect_admin
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +114,21 @@ def wait_until_consuming(bootstrap: str, job: Job, timeout_s: float,
         wait_for(committed, timeout_s, f"the job's first checkpoint (offsets of {job.consumer_group})", poll_s=1)
     finally:
         admin.close()
+
+
+def committed_versions(bootstrap: str, properties: dict[str, str] | None = None) -> dict[int, list[int]]:
+    """user -> the versions of its lists in the recommendations topic, read_committed, in
+    topic order (a version twice: a list committed twice)."""
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
+    consumer = make_consumer(bootstrap, contracts.RECOMMENDATIONS_TOPIC, properties=properties)
+    versions: dict[int, list[int]] = {}
+    try:
+        for record in consume(consumer, idle_timeout_s=3):
+            doc = codec.decode(record.value)
+            versions.setdefault(doc["user_id"], []).append(doc["version"])
+    finally:
+        consumer.close()
+    return versions
 
 
 def committed_version(bootstrap: str, user: int, version: int, timeout_s: float,

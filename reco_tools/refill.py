@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import redis
-from kafka import TopicPartition
 from kafka.errors import KafkaError, NoBrokersAvailable
 
 from flink_jobs import contracts

@@ -29,6 +29,7 @@ from lab.flinkcluster import FlinkCluster
 from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
+from lab.jobs import committed_versions
 from lab.oracle import expected_versions
 from lab.wait import wait_for
 
@@ -177,19 +178,6 @@ def test_prometheus_endpoint_shows_the_jobs_own_counters(running_job):
         assert totals.get(breach, 0) == 0
 
 
-def _committed_versions(stack) -> dict[int, list[int]]:
-    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
-    consumer = make_consumer(stack.bootstrap, contracts.RECOMMENDATIONS_TOPIC)
-    versions: dict[int, list[int]] = defaultdict(list)
-    try:
-        for record in consume(consumer, idle_timeout_s=3):
-            doc = codec.decode(record.value)
-            versions[doc["user_id"]].append(doc["version"])
-    finally:
-        consumer.close()
-    return {u: sorted(v) for u, v in versions.items()}
-
-
 def test_an_upgrade_through_a_savepoint_keeps_every_state(stack, cluster, running_job, tmp_path):
     store, producer = running_job["store"], running_job["producer"]
     events = running_job["warmup"] + running_job["advance"]
@@ -218,7 +206,7 @@ def test_an_upgrade_through_a_savepoint_keeps_every_state(stack, cluster, runnin
         expected = expected_versions(events + [again])
 
         def committed():
-            got = _committed_versions(stack)
+            got = {u: sorted(v) for u, v in committed_versions(stack.bootstrap).items()}
             return got if got.get(user, [])[-1:] == [after["version"]] else None
         versions = wait_for(committed, 120, "the new list committed to Kafka", poll_s=1)
         # Every list exactly once, before and after: nothing re-read, nothing lost.

@@ -26,7 +26,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -36,9 +35,10 @@ import yaml
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from lab.flinkcluster import STOCK_CHANGES, StockCluster, flatten
+from lab.jobs import committed_versions
 from lab.oracle import expected_versions
 from lab.wait import wait_for
-from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
+from reco_tools.kafka_io import event_message, make_producer, produce, produce_catalog
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
 
@@ -80,20 +80,6 @@ def _flags(stack, cluster: StockCluster, run_id: str, group: str) -> list[str]:
             "--max-out-of-orderness-ms", "1000"]
 
 
-def _committed(stack) -> dict[int, list[int]]:
-    """user -> the versions of its lists in the recommendations topic, read_committed."""
-    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
-    consumer = make_consumer(stack.bootstrap, contracts.RECOMMENDATIONS_TOPIC)   # isolation read_committed
-    versions: dict[int, list[int]] = defaultdict(list)
-    try:
-        for record in consume(consumer, idle_timeout_s=3):
-            doc = codec.decode(record.value)
-            versions[doc["user_id"]].append(doc["version"])
-    finally:
-        consumer.close()
-    return dict(versions)
-
-
 def _wait_committed(stack, cluster: StockCluster, job_id: str, events: list[dict], what: str) -> dict[int, list[int]]:
     finals = {u: v[-1] for u, v in expected_versions(events).items()}
 
@@ -104,7 +90,7 @@ def _wait_committed(stack, cluster: StockCluster, job_id: str, events: list[dict
         if state in ("FAILED", "CANCELED", "FINISHED") or len(failures) >= 3:
             cause = failures[0].get("stacktrace", "") if failures else ""
             raise AssertionError(f"job {job_id} is {state} after {len(failures)} failure(s); the last:\n{cause[-4000:]}")
-        got = _committed(stack)
+        got = committed_versions(stack.bootstrap)
         return got if all(finals[u] in got.get(u, ()) for u in finals) else None
     return wait_for(every_last_list, 600, f"every user's last list committed ({what})", poll_s=2)
 
