@@ -93,12 +93,42 @@ def _submit(s: Scenario, from_checkpoint: str | None = None) -> str:
     return _cluster(s).submit(flags, from_checkpoint)
 
 
+# Held while the scenario kills and restarts the TaskManager, so the supervisor does not
+# start one of its own in between.
+_TASKMANAGERS = threading.Lock()
+
+
 def _kill_taskmanager(s: Scenario) -> None:
     cluster = _cluster(s)
-    cluster.ensure_taskmanager()
-    s.say(cluster.script("kill-taskmanager").strip().removeprefix("[flink] "))
-    cluster.script("start-taskmanager")
+    with _TASKMANAGERS:
+        cluster.ensure_taskmanager()
+        s.say(cluster.script("kill-taskmanager").strip().removeprefix("[flink] "))
+        cluster.script("start-taskmanager")
     s.say("new TaskManager registered")
+
+
+class TaskManagerSupervisor(threading.Thread):
+    """Starts a TaskManager whenever none runs, as systemd or Kubernetes would: with RocksDB,
+    PyFlink 2.2.1's TaskManager can die while a cancelled job's tasks close
+    (docs/operations.md "Known problems"), and the resumed job then waits for slots until
+    its bounded restarts run out."""
+
+    def __init__(self, s: Scenario):
+        super().__init__(daemon=True)
+        self.s, self.done = s, threading.Event()
+
+    def run(self) -> None:
+        cluster = _cluster(self.s)
+        while not self.done.wait(1.0):
+            with _TASKMANAGERS:
+                try:
+                    cluster.ensure_taskmanager()
+                except Exception as exc:  # noqa: BLE001 (the scenario's checks say what followed)
+                    self.s.say(f"supervisor could not start a TaskManager: {exc!r}")
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join()
 
 
 STACK = ROOT / "deploy" / "local" / "stack.sh"
@@ -220,6 +250,8 @@ def run(s: Scenario) -> dict[str, bool]:
     redis.Redis.from_url(s.redis_url).flushdb()
     watcher = RedisWatcher(s.redis_url, sorted(expected))
     watcher.start()
+    supervisor = TaskManagerSupervisor(s)
+    supervisor.start()
     job = []   # the current job id, for the cancel at the end
     try:
         _stream_with_failures(s, synth, rows, job)
@@ -248,6 +280,7 @@ def run(s: Scenario) -> dict[str, bool]:
         trending_raw = store.get(contracts.TRENDING_KEY)
     finally:
         watcher.stop()
+        supervisor.stop()
         if job:
             _cancel_quietly(s, job[-1])
 

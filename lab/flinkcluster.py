@@ -60,10 +60,23 @@ class FlinkCluster(FlinkRest):
             raise RuntimeError(f"no job id in:\n{out}")
         return match.group(1)
 
+    def taskmanager_running(self) -> bool:
+        """Whether a TaskManager process of this cluster runs (the JobManager notices a dead
+        one only after its heartbeat timeout)."""
+        for pid_file in (self.run_dir / "flink").glob("flink-*-taskexecutor.pid"):
+            for line in pid_file.read_text().split():
+                try:
+                    args = Path(f"/proc/{int(line)}/cmdline").read_bytes()
+                except (OSError, ValueError):
+                    continue
+                if b"TaskManagerRunner" in args and str(self.run_dir / "flink" / "conf").encode() in args:
+                    return True
+        return False
+
     def ensure_taskmanager(self) -> None:
-        """Start a TaskManager when none is registered (one can also die of a cancel)."""
-        if self.rest("/overview")["taskmanagers"] == 0:
-            self.say("no TaskManager registered: starting one")
+        """Start a TaskManager when none runs (one can also die of a cancel)."""
+        if not self.taskmanager_running():
+            self.say("no TaskManager running: starting one")
             self.script("start-taskmanager")
 
     def wait_state(self, job_id: str, states: set[str], timeout_s: float = 120) -> str:
