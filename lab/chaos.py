@@ -149,12 +149,18 @@ def _restart_broker(s: Scenario) -> None:
     s.say("Kafka broker started again")
 
 
-def _lose_redis(s: Scenario, cluster: FlinkCluster, job: list[str]) -> None:
+def _lose_redis(s: Scenario, cluster: FlinkCluster, job: list[str], watcher: "RedisWatcher") -> None:
     """Restart Redis empty, then repair it from the committed lists once everything the job
     had written before the loss is committed: by a checkpoint triggered after the loss (its
-    barrier follows every record the job had taken in by then)."""
+    barrier follows every record the job had taken in by then).
+
+    What readers saw before the loss is gone with it: a list the job wrote ahead of its
+    commits (a replay after a failure not yet caught up) comes back from the topic in the
+    last committed version first, and moves forward again as the replay does. So the
+    watcher starts afresh: Redis must never go back between losses."""
     lost_ms = int(time.time() * 1000)
     _stack(s, "stop", "redis")
+    watcher.forget()
     _stack(s, "start", "redis")
     s.say("Redis restarted empty")
 
@@ -183,6 +189,7 @@ class RedisWatcher(threading.Thread):
         self.every_s = every_s
         self.highest: dict[str, int] = {}
         self.regressed: set[str] = set()
+        self.examples: list[str] = []      # the first few keys seen going back: when, from what, to what
         self.polls = self.unreachable = 0
         self.error: BaseException | None = None   # a watcher that died has watched nothing
         self.done = threading.Event()
@@ -200,12 +207,19 @@ class RedisWatcher(threading.Thread):
                     if raw is not None:
                         version = json.loads(raw)["version"]
                         if version < self.highest.get(key, version):
+                            if key not in self.regressed and len(self.examples) < 5:
+                                self.examples.append(f"{key} at {time.strftime('%H:%M:%S')}: "
+                                                     f"{self.highest[key]} -> {version}")
                             self.regressed.add(key)
                         self.highest[key] = max(version, self.highest.get(key, version))
                 self.polls += 1
                 self.done.wait(self.every_s)
         except BaseException as exc:  # noqa: BLE001 (reported by the check)
             self.error = exc
+
+    def forget(self) -> None:
+        """Start afresh (Redis lost its data): what was seen before no longer binds."""
+        self.highest = {}
 
     def stop(self) -> None:
         self.done.set()
@@ -222,7 +236,7 @@ CHECKS = {
     "redis-items": "Redis item lists equal the last committed ones",
     "redis-trending": "Redis trending equals a batch recount",
     "redis-equals-kafka": "Redis equals the last committed Kafka record",
-    "redis-never-back": "Redis never went back to an older version",
+    "redis-never-back": "Redis never went back to an older version (between losses)",
     "last-lists": "each user's last list, ranked from the committed lists",
     "dead-letters": "dead letters are exactly the malformed records",
 }
@@ -254,7 +268,7 @@ def run(s: Scenario) -> dict[str, bool]:
     supervisor.start()
     job = []   # the current job id, for the cancel at the end
     try:
-        _stream_with_failures(s, synth, rows, job)
+        _stream_with_failures(s, synth, rows, job, watcher)
         s.say("all records produced; waiting for every user's last list to be committed")
         _read_recommendations(s, {u: v[-1] for u, v in expected.items()})
         _restart_settled(s, job)
@@ -299,6 +313,7 @@ def run(s: Scenario) -> dict[str, bool]:
     results["redis-never-back"] = (
         not watcher.regressed and watcher.error is None and watcher.polls > 0,
         f"{len(watcher.regressed)} of {len(expected)} users seen going back in {watcher.polls} polls"
+        + (f" (e.g. {'; '.join(watcher.examples)})" if watcher.examples else "")
         + (f"; the watcher died: {watcher.error!r}" if watcher.error else ""))
     payloads = sorted(d["payload"] for d in letters)
     results["dead-letters"] = (payloads == malformed, f"{len(letters)} letters for {len(malformed)} malformed records")
@@ -459,7 +474,7 @@ def _cancel_quietly(s: Scenario, job_id: str) -> None:
         s.say(f"could not cancel job {job_id}: {exc!r}")
 
 
-def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str]) -> None:
+def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str], watcher: RedisWatcher) -> None:
     """Submit the job, produce the rows at the scenario's rate, and meanwhile kill the
     TaskManager and cancel/resume the job at moments drawn from the seed."""
     rng = random.Random(s.seed)
@@ -506,7 +521,7 @@ def _stream_with_failures(s: Scenario, synth: Synth, rows: list, job: list[str])
         elif action == "broker":
             _restart_broker(s)
         else:
-            _lose_redis(s, cluster, job)
+            _lose_redis(s, cluster, job, watcher)
     streamer.join()
     producer.close()
     if failure:
