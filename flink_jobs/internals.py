@@ -116,6 +116,22 @@ def _admin(shaded_prefix: str, properties: dict[str, str]):
     return admin_class.create(props)
 
 
+def _cause(exc: Py4JJavaError):
+    """The Java exception behind a failed admin call (its futures wrap it in an ExecutionException)."""
+    return exc.java_exception.getCause() or exc.java_exception
+
+
+def _configs(admin, shaded_prefix: str, kind: str, name: str, wait: tuple) -> dict[str, str]:
+    """Every configuration entry (defaults included) of the ``kind`` (TOPIC, BROKER) resource ``name``."""
+    jvm = get_gateway().jvm
+    resource_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.common.config.ConfigResource").split("."), jvm)
+    resource = resource_class(getattr(getattr(resource_class, "Type"), kind), name)
+    resources = jvm.java.util.ArrayList()
+    resources.add(resource)
+    entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
+    return {entry.name(): entry.value() for entry in entries.toArray()}
+
+
 def describe_topic(shaded_prefix: str, properties: dict[str, str], topic: str,
                    timeout_s: float) -> tuple[int, dict[str, str] | None]:
     """The partitions of ``topic`` and its configuration (every entry, defaults included;
@@ -131,22 +147,14 @@ def describe_topic(shaded_prefix: str, properties: dict[str, str], topic: str,
         topics = jvm.java.util.ArrayList()
         topics.add(topic)
         partitions = admin.describeTopics(topics).allTopicNames().get(*wait).get(topic).partitions().size()
-        resource_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.common.config.ConfigResource").split("."),
-                                jvm)
-        resource = resource_class(getattr(resource_class, "Type").TOPIC, topic)
-        resources = jvm.java.util.ArrayList()
-        resources.add(resource)
         try:
-            entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
+            return partitions, _configs(admin, shaded_prefix, "TOPIC", topic, wait)
         except Py4JJavaError as exc:
-            if (exc.java_exception.getCause() or exc.java_exception).getClass().getSimpleName() == \
-                    "TopicAuthorizationException":
+            if _cause(exc).getClass().getSimpleName() == "TopicAuthorizationException":
                 return partitions, None
             raise
-        return partitions, {entry.name(): entry.value() for entry in entries.toArray()}
     except Py4JJavaError as exc:
-        error = exc.java_exception
-        cause = error.getCause() or error
+        cause = _cause(exc)
         if cause.getClass().getSimpleName() == "UnknownTopicOrPartitionException":
             return 0, {}
         raise KafkaAdminError(cause.toString()) from None
@@ -163,15 +171,9 @@ def broker_config(shaded_prefix: str, properties: dict[str, str], timeout_s: flo
     wait = (int(timeout_s) + 5, jvm.java.util.concurrent.TimeUnit.SECONDS)
     try:
         node = admin.describeCluster().nodes().get(*wait).toArray()[0]
-        resource_class = reduce(getattr, (shaded_prefix + "org.apache.kafka.common.config.ConfigResource").split("."),
-                                jvm)
-        resource = resource_class(getattr(resource_class, "Type").BROKER, str(node.id()))
-        resources = jvm.java.util.ArrayList()
-        resources.add(resource)
-        entries = admin.describeConfigs(resources).all().get(*wait).get(resource).entries()
-        return {entry.name(): entry.value() for entry in entries.toArray()}
+        return _configs(admin, shaded_prefix, "BROKER", str(node.id()), wait)
     except Py4JJavaError as exc:
-        cause = exc.java_exception.getCause() or exc.java_exception
+        cause = _cause(exc)
         if cause.getClass().getSimpleName() in ("ClusterAuthorizationException", "TopicAuthorizationException"):
             return None
         raise KafkaAdminError(cause.toString()) from None

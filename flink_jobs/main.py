@@ -28,7 +28,8 @@ from flink_jobs.operators import PICKLED
 CONNECTOR_DIR = internals.JARS_DIR / "flink"
 # Checkpoints of a job on the local mini-cluster (a cluster's come from checkpoint_dir or its
 # own configuration), under RECO_RUN_DIR as the local stack and cluster scripts use it.
-LOCAL_CHECKPOINTS = Path(os.environ.get("RECO_RUN_DIR") or Path(__file__).resolve().parents[1] / ".run").resolve() / "checkpoints"
+LOCAL_CHECKPOINTS = (Path(os.environ.get("RECO_RUN_DIR") or Path(__file__).resolve().parents[1] / ".run").resolve()
+                     / "checkpoints")
 log = logging.getLogger("reco.main")
 
 
@@ -42,7 +43,8 @@ def connector_jars() -> list[str]:
 def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
     internals.use_worker_processes()
     conf = Configuration()
-    if not internals.submitted_by_flink_cli():
+    local = not internals.submitted_by_flink_cli()
+    if local:
         # On the local mini-cluster the Python workers must run this interpreter (with this
         # venv's packages): left to PATH, a worker without them hangs the job with no error.
         # Under flink run, -pyexec/-pyarch say which (deploy/flink/cluster.sh, docs/operations.md).
@@ -57,7 +59,7 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
     # A backlog of in-flight records must not hold checkpoint barriers back.
     conf.set_string("taskmanager.network.memory.buffer-debloat.enabled", "true")
-    local_dir = None if internals.submitted_by_flink_cli() else LOCAL_CHECKPOINTS.as_uri()
+    local_dir = LOCAL_CHECKPOINTS.as_uri() if local else None
     for key, value in guarantees.flink_options(cfg, cfg.checkpoint_dir or local_dir).items():
         conf.set_string(key, value)
     env = StreamExecutionEnvironment.get_execution_environment(conf)

@@ -61,8 +61,9 @@ class Publish(ProcessFunction):
     backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
     restart replays from the last checkpoint, which the versioned upsert makes safe.
     Metrics: ``redisWrites`` (upserts that landed), ``redisRetries`` (attempts retried after a
-    connection error, a timeout or a server in a passing state such as out of memory). PyFlink reports Python metrics when a bundle ends, so
-    during an outage they move only once the blocked write is through."""
+    connection error, a timeout or a server in a passing state such as out of memory).
+    PyFlink reports Python metrics when a bundle ends, so during an outage they move only
+    once the blocked write is through."""
 
     def __init__(self, cfg: JobConfig, output: Output):
         self.cfg, self.output = cfg, output

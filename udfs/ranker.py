@@ -349,10 +349,8 @@ class ItemIndex:
         if not self.listed(item):
             return None
         nc = self.counts[item]
-        ids = np.fromiter((j for j, _ in nc.counts), dtype=np.int64, count=len(nc.counts))
-        listed = self.is_listed(ids)
-        nb = self.neighbors(item) if listed.all() else self._top(
-            {j: c for (j, c), keep in zip(nc.counts, listed.tolist()) if keep}, nc.n)
+        kept = {j: c for j, c in nc.counts if self.listed(j)}
+        nb = self.neighbors(item) if len(kept) == len(nc.counts) else self._top(kept, nc.n)
         return {"item_id": item, "item_count": nc.n, "event_time": nc.t,
                 "neighbors": [{"item_id": j, "score": s, "co_count": c}
                               for j, s, c in zip(nb.ids.tolist(), nb.sims.tolist(), nb.counts.tolist())]}
