@@ -149,6 +149,8 @@ def _settled_ends(bootstrap: str, properties: dict, consumer, tps: list, topic: 
     except (KafkaError, RuntimeError) as exc:
         raise Unreachable(f"Kafka at {bootstrap}, topic {topic}: {exc!r}") from None
     deadline = time.monotonic() + settle_s
+    if any(ends[tp] < high[tp] for tp in tps):
+        say(f"{topic}: waiting up to {settle_s:.0f}s for the transactions open now to end")
     while any(ends[tp] < high[tp] for tp in tps):
         if time.monotonic() > deadline:
             say(f"{topic}: transactions still open after {settle_s:.0f}s; reading what is committed")

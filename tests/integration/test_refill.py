@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import time
 import sys
 import uuid
 from pathlib import Path
@@ -219,10 +218,16 @@ def test_refill_restores_the_newest_committed_list_of_every_user_and_changes_not
     started = subprocess.Popen(_command(stack, "--ttl-ms", str(TTL_MS), settle_s=120), cwd=ROOT,
                                env={**os.environ, "RECO_REDIS_URL": stack.redis_url}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    said = []
+    for line in started.stderr:   # until it has taken its end offsets and waits (or has ended)
+        said.append(line)
+        if "for the transactions open now to end" in line:
+            break
+    assert said and "for the transactions open now to end" in said[-1], "".join(said)
     produced["open_producer"].commit_transaction()
     produced["open_committed"] = True
     out, err = started.communicate(timeout=120)
+    err = "".join(said) + err
     assert started.returncode == 0, err
     for rec in produced["open_records"]:
         assert _doc(client, contracts.user_recommendations_key(rec["user_id"])) == rec, err
