@@ -34,12 +34,13 @@ mkdir -p "$OUT_DIR"
 WORK="$(mktemp -d "$OUT_DIR/.build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-# The interpreter behind .venv, and what to install: [project.dependencies] pinned to the
-# versions .venv has (the ones the tests ran), so that the cluster runs what was tested.
+# The interpreter behind .venv, and what to install: [project.dependencies] and the job's
+# extra, pinned to the versions .venv has (the ones the tests ran), so that the cluster runs what was tested.
 "$VENV/bin/python" - "$ROOT/pyproject.toml" "$WORK" <<'PY'
 import sys, sysconfig, tomllib
 pyproject, work = sys.argv[1], sys.argv[2]
-deps = tomllib.load(open(pyproject, "rb"))["project"]["dependencies"]
+project = tomllib.load(open(pyproject, "rb"))["project"]
+deps = project["dependencies"] + project["optional-dependencies"]["job"]
 open(f"{work}/requirements.txt", "w").write("".join(f"{d}\n" for d in deps))
 cv = sysconfig.get_config_var
 shared = cv("INSTSONAME") if cv("Py_ENABLE_SHARED") else ""

@@ -38,9 +38,10 @@ from typing import Any, Callable, Iterable, Mapping
 import fastavro
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 
+from schemas import SCHEMA_DIR
+
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 
 class AvroError(ValueError):

@@ -14,22 +14,7 @@ from pyflink.datastream import ProcessFunction
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.config import JobConfig
-
-
-def user_document(rec: dict) -> tuple[str, dict]:
-    """A reco.Recommendations record as it is stored: the record itself."""
-    return contracts.user_recommendations_key(rec["user_id"]), rec
-
-
-def similar_document(rec: dict) -> tuple[str, dict]:
-    """A reco.ItemNeighbors record, versioned by its event time (one list per bucket end)."""
-    return contracts.item_similar_key(rec["item_id"]), {**rec, "version": rec["event_time"]}
-
-
-def trending_document(trending) -> tuple[str, dict]:
-    """A udfs.records.Trending as JSON-ready data."""
-    return contracts.TRENDING_KEY, {"version": trending.t, "event_time": trending.t,
-                                    "items": [{"item_id": i, "count": c} for i, c in trending.top]}
+from flink_jobs.documents import similar_document, trending_document, user_document
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from kafka.errors import KafkaError, NoBrokersAvailable
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec, AvroError
 from flink_jobs.config import JobConfig
-from flink_jobs.publish import similar_document, user_document
+from flink_jobs.documents import similar_document, user_document
 from flink_jobs.redis_store import RedisAccessError, RedisUnavailable, RetryPolicy, VersionedStore
 from flink_jobs.sensitive import redact_url, url_has_secret
 from reco_tools.kafka_io import add_kafka_arguments, kafka_properties_or_exit, make_consumer

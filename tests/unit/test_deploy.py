@@ -100,7 +100,7 @@ def test_image_matches_the_pinned_versions_and_paths(deployment):
     connector = re.search(r"<flink.kafka.connector.version>(.+?)<", pom).group(1)
     assert f"ARG KAFKA_CONNECTOR_VERSION={connector}\n" in dockerfile
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    flink = next(d.split("==")[1] for d in pins["dependencies"] if d.startswith("apache-flink=="))
+    flink = next(d.split("==")[1] for d in pins["optional-dependencies"]["job"] if d.startswith("apache-flink=="))
     assert dockerfile.startswith("#") and f"FROM flink:{flink}-java17" in dockerfile
     spec = deployment["spec"]
     assert spec["flinkVersion"] == "v" + "_".join(flink.split(".")[:2])
@@ -128,7 +128,7 @@ def test_image_installs_as_root_runs_as_flink_and_ships_only_the_job():
     assert {"flink_jobs", "udfs", "schemas", "reco_tools"} <= copied and not copied & {"lab", "bench", "tests", "data"}
     installs = [ins.args[0] for stage in image for ins in stage.instructions
                 if ins.keyword == "RUN" and "uv pip install" in ins.args[0]]
-    assert any("-r /opt/reco/pyproject.toml --extra tools" in run for run in installs)
+    assert any("-r /opt/reco/pyproject.toml --extra job --extra tools" in run for run in installs)
     assert any("--no-deps -e /opt/reco" in run for run in installs)   # the tools' commands
 
 

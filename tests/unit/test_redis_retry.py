@@ -8,6 +8,7 @@ import pytest
 import redis
 import redis.retry
 
+from flink_jobs import documents
 from flink_jobs.config import JobConfig
 from flink_jobs.redis_store import (REQUIRED_ACL, RedisAccessError, RedisUnavailable, RetryPolicy, VersionedStore,
                                     client_options)
@@ -363,7 +364,7 @@ def test_publish_counts_redis_writes_and_retries(monkeypatch):
     monkeypatch.setattr(redis.retry, "sleep", lambda s: None)
     flaky = FlakyClient([redis.ConnectionError("refused"), redis.TimeoutError("timeout")])
     monkeypatch.setattr(redis.Redis, "from_url", classmethod(lambda cls, url, **kw: flaky))
-    op = publish.Publish(JobConfig(), publish.Output("users", None, None, publish.user_document))
+    op = publish.Publish(JobConfig(), publish.Output("users", None, None, documents.user_document))
     ctx = RuntimeContext()
     op.open(ctx)
     list(op.process_element({"user_id": 7, "version": 1, "items": []}, None))
