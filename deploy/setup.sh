@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs, idempotently: the Python venv (.venv), the jars
-# from Maven Central (.cache/jars), and Debian's redis-server. Re-running is cheap: each
-# step is skipped while its stamp is newer than the file it was made from.
+# from Maven Central (.cache/jars), and Debian's redis-server, chromium and chromium-driver.
+# Re-running is cheap: each step is skipped while its stamp is newer than the file it was
+# made from.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -47,12 +48,17 @@ if [ ! -f "$timer_jar" ] || [ -n "$(find deploy/jars/timer-fix deploy/jars/build
   bash deploy/jars/build-timer-fix.sh .venv/bin/python "$timer_jar" || die "the PyFlink timer fix did not build"
 fi
 
-# --- Redis -------------------------------------------------------------------------------
-if ! command -v redis-server >/dev/null; then
-  command -v apt-get >/dev/null || die "redis-server not found and no apt-get to install it"
-  say "installing redis-server from Debian's packages"
+# --- Redis and a browser ------------------------------------------------------------------
+# redis-server for the local stack; chromium and its driver for the live page's browser test.
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "${missing[*]} not found and no apt-get to install them"
+  say "installing ${missing[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q >/dev/null
-  apt-get install -y -q redis-server >/dev/null
+  apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 say "ready"

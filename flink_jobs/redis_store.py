@@ -101,7 +101,7 @@ def _passing(error: ResponseError) -> bool:
     return reply.split(" ", 1)[0] in PASSING_REPLIES
 
 
-def _permanent(error: BaseException) -> str | None:
+def permanent_reason(error: BaseException) -> str | None:
     """Why ``error`` cannot heal by retrying, or None when it might."""
     if isinstance(error, AuthenticationError):
         return "Redis refused the login (user name or password wrong, or the user is off)"
@@ -258,7 +258,7 @@ class VersionedStore:
             nonlocal failures, logged
             if isinstance(error, ResponseError) and not _passing(error):
                 raise error                       # a command error: every attempt would get it
-            reason = _permanent(error) or (self._tls_probe() if not failures and _hides_a_tls_alert(error) else None)
+            reason = permanent_reason(error) or (self._tls_probe() if not failures and _hides_a_tls_alert(error) else None)
             if reason:
                 raise RedisAccessError(f"Redis {what}: {reason}: {error}") from error
             failures += 1
