@@ -61,4 +61,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   apt-get install -y -q "${missing[@]}" >/dev/null
 fi
+# --- TypeScript -----------------------------------------------------------------------------
+# tsc checks real Redis documents against the generated schemas/typescript/reco.ts
+# (tests/unit/test_doc_schemas.py); pinned, local to the checkout like the jars.
+TS_VERSION=5.9.3
+tsc="$ROOT/.cache/node/node_modules/.bin/tsc"
+if [ ! -x "$tsc" ] || [ "$("$tsc" --version 2>/dev/null)" != "Version $TS_VERSION" ]; then
+  if ! command -v npm >/dev/null; then
+    command -v apt-get >/dev/null || die "npm not found (it installs TypeScript for the tests) and no apt-get"
+    say "installing nodejs and npm from Debian's packages"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >/dev/null
+  fi
+  say "installing TypeScript $TS_VERSION into .cache/node"
+  npm install --silent --no-save --no-audit --no-fund --prefix "$ROOT/.cache/node" "typescript@$TS_VERSION" >/dev/null
+fi
 say "ready"

@@ -14,6 +14,7 @@ No Flink import: the client package depends on this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flink_jobs import contracts
@@ -35,3 +36,50 @@ def trending_document(trending: Any) -> tuple[str, dict]:
     """A udfs.records.Trending (``t``, ``top`` as (item, count) pairs) as a reco.Trending document."""
     return contracts.TRENDING_KEY, {"version": trending.t, "event_time": trending.t, "format": DOCUMENT_FORMAT,
                                     "items": [{"item_id": i, "count": c} for i, c in trending.top]}
+
+
+# --- What each document kind is, for its JSON Schema and TypeScript type ----------------
+# reco_tools/doc_schemas.py generates schemas/json/ and schemas/typescript/ from this table
+# and the Avro records it names, so the functions above, the generated files and the docs
+# describe one thing. A field added to a document above is added here too; the unit tests
+# compare real documents with the generated schemas both ways.
+
+@dataclass(frozen=True)
+class AddedField:
+    """A field a document has beyond its Avro record. ``default``: what a reader takes when
+    the field is absent (documents written before it existed); None: always present."""
+    name: str
+    json_type: str   # a JSON Schema type name: "integer", "number", "string"
+    doc: str
+    default: int | None = None
+
+
+@dataclass(frozen=True)
+class DocumentKind:
+    """``key``: the Redis key, ``{field}`` standing for that field of the record;
+    ``record``: the Avro record (full name) the document is, as JSON, plus ``added``."""
+    name: str
+    key: str
+    record: str
+    added: tuple[AddedField, ...]
+
+
+FORMAT_FIELD = AddedField(
+    "format", "integer",
+    f"The document's format: {DOCUMENT_FORMAT} for the fields described here. Adding a field keeps it; removing, "
+    "renaming or retyping one raises it, so that a reader refuses a format newer than it knows instead of "
+    "misreading the document.",
+    default=1)
+# An item list and trending are versioned by their event time (see similar_document).
+EVENT_TIME_VERSION = AddedField(
+    "version", "integer",
+    "The list's version, which the store's compare-and-set keeps from going back: its event_time (one list per "
+    "bucket end).")
+
+DOCUMENTS = (
+    DocumentKind("user", f"{contracts.REDIS_PREFIX}:user:{{user_id}}", "reco.Recommendations", (FORMAT_FIELD,)),
+    DocumentKind("similar", f"{contracts.REDIS_PREFIX}:item:{{item_id}}:similar", "reco.ItemNeighbors",
+                 (EVENT_TIME_VERSION, FORMAT_FIELD)),
+    DocumentKind("trending", contracts.TRENDING_KEY, "reco.Trending",
+                 (EVENT_TIME_VERSION, FORMAT_FIELD)),
+)

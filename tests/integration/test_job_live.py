@@ -6,15 +6,19 @@ import uuid
 
 import pytest
 import redis
+from jsonschema import Draft202012Validator
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
+from flink_jobs.documents import DOCUMENTS
 from lab.jobs import committed_version, start_job
 from lab.wait import wait_for
+from reco_tools.doc_schemas import json_path
 from reco_tools.kafka_io import consume, event_message, make_consumer, make_producer, produce, produce_catalog
 from lab.oracle import expected_versions
 from reco_tools.synth import Synth, SynthConfig
 from reco_tools.topics import ensure_topics
+from schemas import SCHEMA_DIR
 from udfs.versioning import next_version
 
 pytestmark = pytest.mark.integration
@@ -31,8 +35,10 @@ def live_job(stack, tmp_path_factory):
     producer = make_producer(stack.bootstrap)
     produce_catalog(producer, synth.catalog(), progress=False)
     produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup), progress=False)
+    # One-minute buckets: the warm-up (under three minutes of event time) closes two, so item
+    # lists and trending reach Redis as well as the users' lists.
     job = start_job(stack.bootstrap, stack.redis_url, uuid.uuid4().hex[:8], tmp_path_factory.mktemp("job"),
-                    "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5")
+                    "--parallelism", "2", "--checkpoint-interval-ms", "2000", "--top-n", "5", "--bucket-ms", "60000")
     try:
         finals = {u: v[-1] for u, v in expected_versions(warmup).items()}
 
@@ -103,3 +109,22 @@ def test_a_malformed_record_goes_to_the_dead_letter_topic_and_the_job_goes_on(li
     assert (found["source_partition"], found["source_offset"]) == (meta.partition, meta.offset)
     assert "unknown writer schema fingerprint" in found["reason"]
     assert job.poll() is None  # still running
+
+
+def test_the_documents_in_redis_match_their_json_schemas(live_job):
+    """What the job wrote, read back from Redis, against schemas/json (reco_tools/doc_schemas.py)."""
+    stack, store, producer, warmup, job = live_job
+    kinds = {kind.name: kind for kind in DOCUMENTS}
+    similar_pattern = kinds["similar"].key.format(item_id="*")
+    similar = wait_for(lambda: store.get(contracts.TRENDING_KEY) and sorted(store.scan_iter(match=similar_pattern)),
+                       60, "item lists and trending in Redis")
+    keys = {"user": [contracts.user_recommendations_key(u) for u in sorted({e["user_id"] for e in warmup})],
+            "similar": [k.decode() for k in similar], "trending": [contracts.TRENDING_KEY]}
+    problems = []
+    for name, names in keys.items():
+        validator = Draft202012Validator(json.loads((SCHEMA_DIR / json_path(kinds[name])).read_text()))
+        for key, raw in zip(names, store.mget(names)):
+            assert raw is not None, f"{key} is gone"
+            problems += [f"{key}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
+                         for e in validator.iter_errors(json.loads(raw))]
+    assert problems == [], problems[:5]

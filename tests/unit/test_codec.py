@@ -25,6 +25,9 @@ SAMPLES = {
                         "source_partition": 2, "source_offset": 99, "source_timestamp": None},
     "reco.RecommendedItem": {"item_id": 1, "score": 1.0, "reason": "r"},
     "reco.Neighbor": {"item_id": 1, "score": 1.0, "co_count": 2.0},
+    # No topic: the trending document in Redis (flink_jobs.documents), described in Avro all the same.
+    "reco.Trending": {"event_time": 1_700_000_000_000, "items": [{"item_id": 7, "count": 3.0}]},
+    "reco.TrendingItem": {"item_id": 7, "count": 3.0},
 }
 
 
