@@ -1,12 +1,19 @@
-"""Avro single-object encoding for every record this project puts on Kafka.
+"""Avro encoding of every record this project puts on Kafka, in two wire formats.
 
-Wire format (Avro specification, "Single object encoding"):
+Single-object encoding (Avro specification, "Single object encoding"; the default):
     0xC3 0x01 | 8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's
     Parsing Canonical Form | Avro binary body
 
 so a consumer can tell which schema wrote a message without a registry service. A
 decoder resolves the writer schema it finds by fingerprint against the current (reader)
 schema, which is how data written by an older schema version stays readable.
+
+Confluent wire format (an output topic's ``*_wire_format = "confluent"``; docs/consumers.md):
+    0x00 | 4-byte big-endian schema id in a Confluent-compatible Schema Registry | Avro binary body
+
+The registry holds the writer schema (``SchemaRegistry.text``, registered at job start by
+``flink_jobs.schema_registry``); this module only frames and unframes, and decodes a body
+with a writer schema its caller fetched (``decode_body``, ``decode_confluent``).
 
 Schemas live in ``schemas/`` as ``<namespace>.<Name>.avsc``, one record per file: the
 current version of each record. When a record changes, its previous version moves to
@@ -31,6 +38,7 @@ Three checks go beyond fastavro, which trusts its input:
 from __future__ import annotations
 
 import io
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -42,6 +50,12 @@ from schemas import SCHEMA_DIR
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+CONFLUENT_MAGIC = b"\x00"
+CONFLUENT_HEADER_LEN = len(CONFLUENT_MAGIC) + 4
+# Registry ids are Java ints (Confluent's serializers write them with ByteBuffer.putInt and
+# registries hand out positive ones): one above this would read back negative in Java.
+MAX_SCHEMA_ID = 2**31 - 1
+SINGLE_OBJECT, CONFLUENT = "single-object", "confluent"   # the wire formats, as the settings name them
 
 
 class AvroError(ValueError):
@@ -192,17 +206,58 @@ def _check_indexes(data: bytes, pos: int, schema: Any, named: Mapping[str, Any],
     return _check_indexes(data, pos, named[schema], named, max_items)  # a named type defined earlier
 
 
+def confluent_header(schema_id: int) -> bytes:
+    """The 5 bytes before a Confluent-framed body: 0x00, then the id as a big-endian Java int."""
+    if isinstance(schema_id, bool) or not isinstance(schema_id, int) or not 0 <= schema_id <= MAX_SCHEMA_ID:
+        raise AvroError(f"schema id must be an int within [0, {MAX_SCHEMA_ID}], got {schema_id!r}")
+    return CONFLUENT_MAGIC + schema_id.to_bytes(4, "big")
+
+
+def confluent_frame(schema_id: int, body: bytes) -> bytes:
+    """An Avro body (``AvroCodec.encode_body``) in the Confluent wire format."""
+    return confluent_header(schema_id) + body
+
+
+def confluent_unframe(data: bytes) -> tuple[int, bytes]:
+    """(schema id, Avro body) of a Confluent-framed value; AvroError for anything else."""
+    data = _as_bytes(data)
+    if len(data) < CONFLUENT_HEADER_LEN:
+        raise AvroError(f"too short for a Confluent header: {len(data)} bytes")
+    if data[:1] != CONFLUENT_MAGIC:
+        raise AvroError(f"not Confluent-framed: magic byte {data[:1].hex()} != 00")
+    return int.from_bytes(data[1:CONFLUENT_HEADER_LEN], "big"), data[CONFLUENT_HEADER_LEN:]
+
+
+def wire_format(data: bytes) -> str | None:
+    """Which framing ``data`` carries by its first bytes: SINGLE_OBJECT, CONFLUENT or None
+    (neither). Only the header is looked at; the body may still not decode."""
+    if data[:2] == MAGIC and len(data) >= HEADER_LEN:
+        return SINGLE_OBJECT
+    if data[:1] == CONFLUENT_MAGIC and len(data) >= CONFLUENT_HEADER_LEN:
+        return CONFLUENT
+    return None
+
+
+def _as_bytes(data: Any) -> bytes:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise AvroError(f"expected bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 class SchemaRegistry:
     """Current schema per record name, and every known writer schema by fingerprint."""
 
     def __init__(self, current: Iterable[Any], history: Iterable[Any] = ()):
         self._current: dict[str, Any] = {}
+        self._declared: dict[str, Any] = {}   # as written, logical types kept (for a Schema Registry)
         self._by_fingerprint: dict[bytes, Any] = {}
-        for schema in map(_without_logical_types, current):
+        for declared in current:
+            schema = _without_logical_types(declared)
             name = schema["name"]
             if name in self._current:
                 raise AvroError(f"two current schemas for record {name}")
             self._current[name] = schema
+            self._declared[name] = declared
             self._by_fingerprint[schema_fingerprint(schema)] = schema
         for schema in map(_without_logical_types, history):
             self._by_fingerprint.setdefault(schema_fingerprint(schema), schema)
@@ -227,6 +282,15 @@ class SchemaRegistry:
     def writer(self, fp: bytes) -> Any | None:
         return self._by_fingerprint.get(fp)
 
+    def text(self, name: str) -> str:
+        """The current schema of record ``name`` as one JSON text, named types inlined: what
+        the job registers in a Schema Registry. Docs, defaults and logical types stay in
+        (Parsing Canonical Form would drop them: a registry's BACKWARD check needs the
+        defaults, and Connect and ksqlDB read timestamp-millis as timestamps); the same
+        files give the same text, so a restart registers nothing new."""
+        self.current(name)   # AvroError for an unknown name
+        return json.dumps(self._declared[name], separators=(",", ":"), ensure_ascii=False)
+
     def names(self) -> list[str]:
         return sorted(self._current)
 
@@ -250,18 +314,20 @@ class AvroCodec:
         self.schema = self.registry.current(name)
         self.header = MAGIC + schema_fingerprint(self.schema)
         self._ranges = DOCUMENTED_RANGES.get(name)
-        self._parsed_writers: dict[bytes, tuple[Any, dict[str, Any]]] = {}  # for _check_indexes
+        self._parsed_writers: dict[Any, tuple[Any, dict[str, Any]]] = {}  # for _check_indexes
+        self._foreign: dict[tuple[str, str], Any] = {}   # writer schemas given by callers, by text
 
-    def _parsed_writer(self, fp: bytes, writer: Any) -> tuple[Any, dict[str, Any]]:
-        """The writer schema with full names, and its named types by full name."""
-        if fp not in self._parsed_writers:
+    def _parsed_writer(self, key: Any, writer: Any) -> tuple[Any, dict[str, Any]]:
+        """The writer schema with full names, and its named types by full name (``key``: its
+        fingerprint, or its text for one from a Schema Registry)."""
+        if key not in self._parsed_writers:
             named: dict[str, Any] = {}
-            self._parsed_writers[fp] = (parse_schema(writer, named_schemas=named, _write_hint=False), named)
-        return self._parsed_writers[fp]
+            self._parsed_writers[key] = (parse_schema(writer, named_schemas=named, _write_hint=False), named)
+        return self._parsed_writers[key]
 
-    def encode(self, record: Mapping[str, Any]) -> bytes:
+    def _encode(self, record: Mapping[str, Any], header: bytes) -> bytes:
         buf = io.BytesIO()
-        buf.write(self.header)
+        buf.write(header)
         try:
             # strict: a missing or unknown field is an error, not a silent null.
             fastavro.schemaless_writer(buf, self.schema, record, strict_allow_default=True)
@@ -271,25 +337,68 @@ class AvroCodec:
             raise AvroError(f"cannot encode {self.name}: {reason}")
         return buf.getvalue()
 
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """Single-object encoding: header, then the body."""
+        return self._encode(record, self.header)
+
+    def encode_body(self, record: Mapping[str, Any]) -> bytes:
+        """The Avro body alone, with the same checks as ``encode`` (for ``confluent_frame``)."""
+        return self._encode(record, b"")
+
     def decode(self, data: bytes) -> dict[str, Any]:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise AvroError(f"expected bytes, got {type(data).__name__}")
-        data = bytes(data)
+        """A single-object encoded record, its writer schema found by fingerprint."""
+        data = _as_bytes(data)
         if len(data) < HEADER_LEN:
             raise AvroError(f"too short for a single-object header: {len(data)} bytes")
         if data[:2] != MAGIC:
             raise AvroError(f"not Avro single-object encoded: magic {data[:2].hex()} != c301")
-        writer = self.registry.writer(data[2:HEADER_LEN])
+        fp = data[2:HEADER_LEN]
+        writer = self.registry.writer(fp)
         if writer is None:
-            raise AvroError(f"unknown writer schema fingerprint {data[2:HEADER_LEN].hex()}")
+            raise AvroError(f"unknown writer schema fingerprint {fp.hex()}")
+        return self._decode_at(data, HEADER_LEN, fp, writer)
+
+    def decode_body(self, body: bytes, writer_schema: str | Mapping[str, Any]) -> dict[str, Any]:
+        """A bare Avro body written with ``writer_schema`` (JSON text or a parsed schema, e.g.
+        a Schema Registry's), resolved against the current schema with every check of
+        ``decode``; byte positions in errors count from the start of ``body``."""
+        return self._decode_at(_as_bytes(body), 0, *self._foreign_writer(writer_schema))
+
+    def decode_confluent(self, data: bytes, writer_schema: str | Mapping[str, Any]) -> dict[str, Any]:
+        """A Confluent-framed record whose id (``confluent_unframe``) gave ``writer_schema``;
+        byte positions in errors count from the start of ``data``, as in ``decode``."""
+        data = _as_bytes(data)
+        confluent_unframe(data)   # the header's checks
+        return self._decode_at(data, CONFLUENT_HEADER_LEN, *self._foreign_writer(writer_schema))
+
+    def _foreign_writer(self, writer_schema: str | Mapping[str, Any]) -> tuple[str, Any]:
+        """(cache key, writer schema without logical types) for a schema given by the caller."""
         try:
-            _check_indexes(data, HEADER_LEN, *self._parsed_writer(data[2:HEADER_LEN], writer), self.max_items)
+            text = writer_schema if isinstance(writer_schema, str) else json.dumps(writer_schema, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise AvroError(f"cannot decode {self.name}: the writer schema is not JSON: {exc}") from None
+        key = ("text", text)
+        if key not in self._parsed_writers:
+            try:
+                writer = _without_logical_types(json.loads(text))
+                self._parsed_writer(key, writer)
+            except Exception as exc:   # json or fastavro: a schema that is no Avro schema
+                raise AvroError(f"cannot decode {self.name}: the writer schema is not a valid Avro schema: "
+                                f"{type(exc).__name__}: {exc}") from None
+            self._foreign[key] = writer
+        return key, self._foreign[key]
+
+    def _decode_at(self, data: bytes, start: int, key: Any, writer: Any) -> dict[str, Any]:
+        """The body of ``data`` from ``start`` written with ``writer``: Java-exact checks
+        first (nothing built), then fastavro, then the documented ranges."""
+        try:
+            _check_indexes(data, start, *self._parsed_writer(key, writer), self.max_items)
         except AvroError as exc:
             raise AvroError(f"cannot decode {self.name}: {exc}") from None
         except RecursionError:
             raise AvroError(f"cannot decode {self.name}: nested too deeply") from None
         body = io.BytesIO(data)
-        body.seek(HEADER_LEN)
+        body.seek(start)
         try:
             record = fastavro.schemaless_reader(body, writer, self.schema)
         except Exception as exc:

@@ -14,8 +14,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from urllib.parse import urlsplit
+
 from redis.connection import parse_url as parse_redis_url
 
+from flink_jobs import contracts
+from flink_jobs.codec import CONFLUENT, SINGLE_OBJECT
 from flink_jobs.sensitive import (Properties, is_secret_property, kafka_property_errors, parse_assignment,
                                   parse_properties, read_properties, read_secret_file, redact_url,
                                   url_has_secret)
@@ -118,6 +122,20 @@ class JobConfig:
     redis_tls_cert_file: str = ""
     redis_tls_key_file: str = ""
     redis_tls_verify: str = "full"
+    # The wire format of each output topic's values (docs/consumers.md): "single-object" (Avro
+    # single-object encoding: self-describing, needs no other service) or "confluent" (0x00,
+    # a Schema Registry id, the body: what Kafka Connect, ksqlDB, kcat and Kafka UIs read).
+    recommendations_wire_format: str = SINGLE_OBJECT
+    item_neighbors_wire_format: str = SINGLE_OBJECT
+    dead_letters_wire_format: str = SINGLE_OBJECT
+    # A Confluent-compatible Schema Registry (http(s)://host:port[/path]), needed by any
+    # "confluent" topic: at start the job sets subject <topic>-value to BACKWARD and registers
+    # the topic's schema there (flink_jobs/schema_registry.py). Basic-auth user and password
+    # go in the URL (https://user:password@registry:8081, percent-encoded), so they come from
+    # RECO_SCHEMA_REGISTRY_URL or schema_registry_url_file like the Redis password, never a
+    # command line; the TLS CA file verifies an https:// registry (default: the system's CAs).
+    schema_registry_url: str = ""
+    schema_registry_tls_ca_file: str = ""
 
     def __post_init__(self):
         errors = []
@@ -187,6 +205,7 @@ class JobConfig:
         errors.extend(kafka_property_errors(self.kafka_properties))
         errors.extend(self._redis_errors())
         errors.extend(self._event_time_errors())
+        errors.extend(self._wire_format_errors())
         if errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
 
@@ -199,6 +218,39 @@ class JobConfig:
         if not 0 <= self.max_future_skew_ms <= DAY:
             errors.append(f"max_future_skew_ms must be within [0, {DAY}] (a day), got {self.max_future_skew_ms}")
         return errors
+
+    def _wire_format_errors(self) -> list[str]:
+        """The output topics' wire formats and the Schema Registry (docs/consumers.md)."""
+        errors = []
+        for name in WIRE_FORMAT_SETTINGS:
+            if getattr(self, name) not in (SINGLE_OBJECT, CONFLUENT):
+                errors.append(f"{name} must be {SINGLE_OBJECT} or {CONFLUENT}, got {getattr(self, name)!r}")
+        confluent = [name for name, topic in WIRE_FORMAT_SETTINGS.items() if getattr(self, name) == CONFLUENT]
+        url = self.schema_registry_url
+        if confluent and not url:
+            errors.append(f"schema_registry_url must be set when {', '.join(confluent)} "
+                          f"{'is' if len(confluent) == 1 else 'are'} {CONFLUENT}: the Confluent wire format "
+                          f"carries the schema's id in a Schema Registry, where the job registers it at start")
+        if url:
+            shown = redact_url(url)
+            try:
+                parts = urlsplit(url)
+                parts.port   # ValueError for a port that is no number
+            except ValueError:   # its message may quote a piece of the password: not shown
+                errors.append(f"schema_registry_url {shown!r} is not a URL (a port that is no number, or an "
+                              f"IPv6 address without its ]; / ? # @ in a password need percent-encoding)")
+            else:
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    errors.append(f"schema_registry_url must be http://host:port or https://host:port, got {shown!r}")
+                elif parts.query or parts.fragment:
+                    errors.append(f"schema_registry_url takes no query or fragment, got {shown!r}")
+        if self.schema_registry_tls_ca_file and not url.startswith("https://"):
+            errors.append("schema_registry_tls_ca_file needs an https:// schema_registry_url (TLS); the URL is not one")
+        return errors
+
+    def confluent_topics(self) -> dict[str, str]:
+        """The output topics written in the Confluent wire format: topic -> its setting."""
+        return {topic: name for name, topic in WIRE_FORMAT_SETTINGS.items() if getattr(self, name) == CONFLUENT}
 
     def _redis_errors(self) -> list[str]:
         """Timeouts, retry and TLS settings of the Redis client (docs/operations.md "Redis")."""
@@ -231,7 +283,8 @@ class JobConfig:
         """Defaults < TOML file < RECO_<NAME> environment variables < overrides.
 
         Secrets need no command line: every layer also takes ``redis_url_file`` (a file
-        holding the URL; RECO_REDIS_URL_FILE, --redis-url-file) and ``kafka_properties_file``
+        holding the URL; RECO_REDIS_URL_FILE, --redis-url-file), likewise
+        ``schema_registry_url_file``, and ``kafka_properties_file``
         (Java properties; RECO_KAFKA_PROPERTIES_FILE, --kafka-properties-file), which stand
         for the value in that layer. ``kafka_properties`` merge key by key over the layers
         (in one layer: the file, then single properties; RECO_KAFKA_PROPERTIES holds
@@ -283,6 +336,7 @@ class JobConfig:
         """The settings as they may be logged or printed: passwords and credentials hidden."""
         shown = {f.name: getattr(self, f.name) for f in fields(self)}
         shown["redis_url"] = redact_url(self.redis_url)
+        shown["schema_registry_url"] = redact_url(self.schema_registry_url)
         shown["kafka_properties"] = Properties(self.kafka_properties)   # its repr hides secret values
         return shown
 
@@ -296,7 +350,14 @@ class JobConfig:
 
 
 # Settings read from a file (secrets stay off command lines): setting -> the one it gives.
-FILE_SETTINGS = {"redis_url_file": "redis_url", "kafka_properties_file": "kafka_properties"}
+FILE_SETTINGS = {"redis_url_file": "redis_url", "kafka_properties_file": "kafka_properties",
+                 "schema_registry_url_file": "schema_registry_url"}
+# The wire format setting of each output topic: setting -> topic.
+WIRE_FORMAT_SETTINGS = {"recommendations_wire_format": contracts.RECOMMENDATIONS_TOPIC,
+                        "item_neighbors_wire_format": contracts.ITEM_NEIGHBORS_TOPIC,
+                        "dead_letters_wire_format": contracts.DEAD_LETTER_TOPIC}
+# Settings whose value may hold a password: a wrong one is reported by its type, not its value.
+_SECRET_SETTINGS = ("redis_url", "schema_registry_url")
 
 
 def _parse(name: str, type_name: str, raw: str) -> Any:
@@ -321,7 +382,7 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
         return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
     expected = {"int": int, "float": (int, float), "str": str}[type_name]
     if isinstance(value, bool) or not isinstance(value, expected):
-        shown = type(value).__name__ if name == "redis_url" else repr(value)   # it may hold a password
+        shown = type(value).__name__ if name in _SECRET_SETTINGS else repr(value)   # it may hold a password
         raise ConfigError(f"{name} must be {type_name}, got {shown}")
     return float(value) if type_name == "float" else value
 
@@ -338,6 +399,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url-file", metavar="PATH",
                         help="file holding redis_url, so that its password stays off the command line "
                              "(or RECO_REDIS_URL / RECO_REDIS_URL_FILE in the environment)")
+    parser.add_argument("--schema-registry-url-file", metavar="PATH",
+                        help="file holding schema_registry_url, so that its password stays off the command line "
+                             "(or RECO_SCHEMA_REGISTRY_URL / RECO_SCHEMA_REGISTRY_URL_FILE in the environment)")
     parser.add_argument("--kafka-properties-file", metavar="PATH",
                         help="Kafka client properties (Java properties format) for every source and sink, "
                              "e.g. security.protocol, sasl.mechanism, sasl.jaas.config, ssl.* "
@@ -350,7 +414,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_arguments(args: argparse.Namespace) -> JobConfig:
     overrides = {f.name: getattr(args, f.name) for f in fields(JobConfig) if f.name != "kafka_properties"}
     overrides.update(redis_url_file=getattr(args, "redis_url_file", None),
-                     kafka_properties_file=getattr(args, "kafka_properties_file", None))
+                     kafka_properties_file=getattr(args, "kafka_properties_file", None),
+                     schema_registry_url_file=getattr(args, "schema_registry_url_file", None))
     if getattr(args, "kafka_property", None):
         try:
             overrides["kafka_properties"] = dict(parse_assignment(a) for a in args.kafka_property)
@@ -365,4 +430,9 @@ def from_arguments(args: argparse.Namespace) -> JobConfig:
     if url and url_has_secret(url):
         raise ConfigError("--redis-url with a password: a command line can be read by every user of the machine; "
                           "use RECO_REDIS_URL, --redis-url-file or RECO_REDIS_URL_FILE")
+    url = overrides.get("schema_registry_url")
+    if url and url_has_secret(url):
+        raise ConfigError("--schema-registry-url with a password: a command line can be read by every user of the "
+                          "machine; use RECO_SCHEMA_REGISTRY_URL, --schema-registry-url-file or "
+                          "RECO_SCHEMA_REGISTRY_URL_FILE")
     return JobConfig.load(args.config, overrides=overrides)

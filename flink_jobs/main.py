@@ -8,6 +8,7 @@ pipeline, and the command line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from pyflink.datastream.connectors.base import Sink
 from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import config as job_config
-from flink_jobs import guarantees, internals, pipeline, publish
+from flink_jobs import guarantees, internals, pipeline, publish, schema_registry
 from flink_jobs.config import JobConfig
 from flink_jobs.kafka_tables import (KEYED_BYTES, VALUE_BYTES, PartitionCheckError, broker_transaction_max_ms,
                                      kafka_sink, kafka_sources, require_event_topic, table_uids)
@@ -73,10 +74,15 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     return env, t_env
 
 
-def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig) -> None:
+def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig,
+                 schema_ids: dict[str, int] | None = None) -> None:
+    """A Publish operator per output, and its Kafka sink; ``schema_ids``: topic -> Schema
+    Registry id of the topics in the Confluent wire format (schema_registry.register_outputs)."""
     discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
     for output in publish.OUTPUTS:
         name, stream = output.name, getattr(outputs, output.name)
+        if output.topic in (schema_ids or {}):
+            output = dataclasses.replace(output, schema_id=schema_ids[output.topic])
         output_type = KEYED_BYTES if output.key_field else VALUE_BYTES if output.topic else PICKLED
         published = (stream.process(publish.Publish(cfg, output), output_type=output_type)
                      .uid(f"publish-{name}").name(f"Publish {name}"))
@@ -112,14 +118,17 @@ def require_guarantees(env, cfg: JobConfig, ask_kafka: bool = True) -> None:
 def build_job(cfg: JobConfig, check_partitions: bool = True):
     """The job on a new environment; ``check_partitions``: ask Kafka about the events topic and the
     brokers' transaction limit first (require_event_topic, require_guarantees), as every
-    submission does."""
+    submission does. Topics in the Confluent wire format get their schemas registered first
+    (schema_registry.RegistryError when that fails)."""
     env, t_env = create_environment(cfg)
     require_guarantees(env, cfg, ask_kafka=check_partitions)
     if check_partitions:
         require_event_topic(cfg)
+    # Here, in the driver, once per submission: the operators only frame with the ids.
+    schema_ids = schema_registry.register_outputs(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
     outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
-    attach_sinks(t_env, outputs, cfg)
+    attach_sinks(t_env, outputs, cfg, schema_ids)
     # Every operator has a uid of ours now; one added without would get an id hashed from the
     # topology, and its state would not map after the next change: refuse to build instead.
     env.get_config().disable_auto_generated_uids()
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting with %s", cfg)
     try:
         job = build_job(cfg)
-    except (PartitionCheckError, GuaranteeError) as exc:
+    except (PartitionCheckError, GuaranteeError, schema_registry.RegistryError) as exc:
         log.error("%s", exc)
         parser.exit(2, f"error: {exc}\n")
     job.execute("reco-flink")

@@ -12,7 +12,7 @@ from pyflink.common import Row
 from pyflink.datastream import ProcessFunction
 
 from flink_jobs import contracts
-from flink_jobs.codec import AvroCodec
+from flink_jobs.codec import AvroCodec, confluent_frame
 from flink_jobs.config import JobConfig
 from flink_jobs.documents import similar_document, trending_document, user_document
 
@@ -22,11 +22,14 @@ class Output:
     """One output stream's destinations. ``name``: its operators' uids and sink table;
     ``topic``: the Kafka topic (None: none); ``key_field``: the record field its Kafka key
     is made from (None: no key); ``document``: record -> (Redis key, document) (None: not in
-    Redis)."""
+    Redis); ``schema_id``: the topic's values go in the Confluent wire format with this
+    Schema Registry id (None: single-object encoding). The id is set by the driver at start
+    (``flink_jobs.schema_registry.register_outputs``) and reaches the operator pickled with it."""
     name: str
     topic: str | None
     key_field: str | None
     document: Callable | None
+    schema_id: int | None = None
 
 
 RECOMMENDATIONS = Output("recommendations", contracts.RECOMMENDATIONS_TOPIC, "user_id", user_document)
@@ -38,9 +41,9 @@ OUTPUTS = (RECOMMENDATIONS, ITEM_NEIGHBORS, DEAD_LETTERS, TRENDING)   # names: p
 
 class Publish(ProcessFunction):
     """One output stream's delivery (``output``), in one Python operator: the versioned
-    upsert into Redis, and the record as ``Row(k=key, v=Avro single-object bytes)`` or
-    ``Row(v=bytes)`` for the output's transactional Kafka sink (nothing emitted without a
-    topic).
+    upsert into Redis, and the record as ``Row(k=key, v=Avro bytes)`` or ``Row(v=bytes)`` for
+    the output's transactional Kafka sink (nothing emitted without a topic); the bytes are
+    single-object encoded, or Confluent-framed when the output has a ``schema_id``.
 
     While Redis is down a write blocks and retries (redis_retry_* settings), so the job
     backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
@@ -77,6 +80,9 @@ class Publish(ProcessFunction):
             if self.store.upsert(*self.output.document(value)):
                 self.written.inc()
         if self.codec is not None:
-            encoded = self.codec.encode(value)
+            if self.output.schema_id is None:
+                encoded = self.codec.encode(value)
+            else:   # Confluent wire format: the registry holds the schema, the record its id
+                encoded = confluent_frame(self.output.schema_id, self.codec.encode_body(value))
             key_field = self.output.key_field
             yield Row(v=encoded) if key_field is None else Row(k=contracts.record_key(value[key_field]), v=encoded)

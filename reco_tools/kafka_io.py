@@ -160,6 +160,33 @@ def kafka_properties_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespa
         ap.error(str(exc))
 
 
+def add_schema_registry_arguments(ap: argparse.ArgumentParser) -> None:
+    """--schema-registry and --schema-registry-ca-file: for topics in the Confluent wire format."""
+    ap.add_argument("--schema-registry", metavar="URL", default=os.environ.get("RECO_SCHEMA_REGISTRY_URL") or None,
+                    help="Schema Registry for values in the Confluent wire format (GET /schemas/ids/{id}); "
+                         "default $RECO_SCHEMA_REGISTRY_URL, which is where https://user:password@... goes")
+    ap.add_argument("--schema-registry-ca-file", metavar="PATH", default=None,
+                    help="CA bundle to verify an https:// Schema Registry (default: the system's)")
+
+
+def schema_registry_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace):
+    """The RegistryClient of :func:`add_schema_registry_arguments` (None without one); a
+    password given on the command line, or a URL that is none, is a usage error of ``ap``."""
+    from flink_jobs.schema_registry import RegistryClient, RegistryError
+    from flink_jobs.sensitive import redact_url, url_has_secret
+
+    url = args.schema_registry
+    if not url:
+        return None
+    if url_has_secret(url) and url != os.environ.get("RECO_SCHEMA_REGISTRY_URL"):
+        ap.error(f"--schema-registry {redact_url(url)}: a password on the command line can be read by every user "
+                 f"of the machine; put the URL in RECO_SCHEMA_REGISTRY_URL")
+    try:
+        return RegistryClient(url, args.schema_registry_ca_file or "")
+    except (RegistryError, ValueError) as exc:
+        ap.error(f"--schema-registry {redact_url(url)}: {exc}")
+
+
 def make_producer(bootstrap: str, properties: Mapping[str, str] | None = None, **overrides) -> KafkaProducer:
     settings = dict(
         bootstrap_servers=bootstrap,

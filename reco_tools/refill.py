@@ -12,6 +12,10 @@ bucket end.
     reco-refill --bootstrap kafka:9092 [--kafka-properties-file /etc/reco/kafka.properties]
     reco-refill --item-neighbors     # also item lists (reco.item-neighbors.v1: what retention kept)
 
+Records in the Confluent wire format (the job's ``*_wire_format = "confluent"``) decode with
+writer schemas from --schema-registry (default $RECO_SCHEMA_REGISTRY_URL, where a password
+belongs); single-object encoded ones need none.
+
 Progress goes to stderr, a one-line summary to stdout. Exit 0: done; 1: done, but some records
 did not decode (skipped, counted); 2: Kafka or Redis cannot be reached, a topic is missing, or
 a usage error.
@@ -31,11 +35,13 @@ from kafka.errors import KafkaError, NoBrokersAvailable
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec, AvroError
+from flink_jobs.schema_registry import FramedDecoder, RegistryClient
 from flink_jobs.config import JobConfig
 from flink_jobs.documents import similar_document, user_document
 from flink_jobs.redis_store import RedisAccessError, RedisUnavailable, RetryPolicy, VersionedStore
 from flink_jobs.sensitive import redact_url, url_has_secret
-from reco_tools.kafka_io import add_kafka_arguments, kafka_properties_or_exit, make_consumer
+from reco_tools.kafka_io import (add_kafka_arguments, add_schema_registry_arguments, kafka_properties_or_exit,
+                                 make_consumer, schema_registry_or_exit)
 
 EXIT_OK, EXIT_UNDECODABLE, EXIT_UNREACHABLE = 0, 1, 2
 
@@ -162,13 +168,15 @@ def _settled_ends(bootstrap: str, properties: dict, consumer, tps: list, topic: 
 
 def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Writer,
                  say: Callable[[str], None], progress_s: float = 5.0, stall_s: float = 60.0,
-                 settle_s: float = 120.0) -> Counts:
+                 settle_s: float = 120.0, registry: RegistryClient | None = None) -> Counts:
     """The last committed record of each key of ``source.topic``, up to the end offsets of
     now, into Redis. Two passes: the keys' last offsets, then those records. Writing every
     record in turn would show a key's older lists for a moment (compaction keeps more than
     the last one for a while) to a reader that saw a newer one before Redis lost it. The
-    first pass keeps about a hundred bytes per key."""
-    topic, codec, counts = source.topic, AvroCodec(contracts.TOPIC_RECORDS[source.topic]), Counts()
+    first pass keeps about a hundred bytes per key. ``registry``: for records in the
+    Confluent wire format."""
+    topic, counts = source.topic, Counts()
+    decoder = FramedDecoder(AvroCodec(contracts.TOPIC_RECORDS[source.topic]), registry)
     try:
         consumer = make_consumer(bootstrap, topic, properties=properties, allow_auto_create_topics=False,
                                  client_id="reco-refill")
@@ -200,7 +208,7 @@ def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Write
                     counts.tombstones += 1
                 else:
                     try:
-                        writes.append(source.document(codec.decode(rec.value)))
+                        writes.append(source.document(decoder.decode(rec.value)))
                     except AvroError as exc:
                         counts.undecodable += 1
                         if counts.undecodable <= 5:
@@ -240,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settle-timeout", type=float, default=120.0,
                     help="how long to wait for the transactions open at start to end (120): the job commits "
                          "its lists at each checkpoint")
+    add_schema_registry_arguments(ap)
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
     if url_has_secret(args.redis) and args.redis != os.environ.get("RECO_REDIS_URL"):
@@ -248,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ttl_ms < 0 or args.redis_retry_ms < 0 or args.stall_timeout <= 0:
         ap.error("--ttl-ms and --redis-retry-ms must be >= 0, --stall-timeout > 0")
     properties = kafka_properties_or_exit(ap, args)
+    registry = schema_registry_or_exit(ap, args)
 
     def say(msg: str) -> None:
         print(f"[refill] {msg}", file=sys.stderr, flush=True)
@@ -273,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         for source in sources:
             try:
                 results.append((source.topic, refill_topic(args.bootstrap, properties, source, writer, say,
-                                                           args.progress, args.stall_timeout, args.settle_timeout)))
+                                                           args.progress, args.stall_timeout, args.settle_timeout,
+                                                           registry)))
             except RedisUnavailable as exc:
                 raise Unreachable(f"Redis at {shown_url} unreachable for longer than --redis-retry-ms="
                                   f"{args.redis_retry_ms}: {exc.__cause__ or exc}") from None

@@ -160,13 +160,14 @@ kill_taskmanager() {  # what a crashed machine does: no shutdown, Python workers
 
 # A secret given as a flag would sit on the flink run command line, which every user of the
 # machine can read (ps): refused. The job reads the Redis URL from RECO_REDIS_URL or
-# --redis-url-file, credentials of Kafka from --kafka-properties-file (or
+# --redis-url-file (the Schema Registry's likewise: RECO_SCHEMA_REGISTRY_URL,
+# --schema-registry-url-file), credentials of Kafka from --kafka-properties-file (or
 # RECO_KAFKA_PROPERTIES_FILE); flink run's Python client inherits this environment.
 is_secret_flag() (  # flag value -> status 0 when the value is a secret (a subshell: nocasematch stays in it)
   v="$2"
   shopt -s nocasematch
   case "$1" in
-    --redis-url)
+    --redis-url|--schema-registry-url)
       if [[ "$v" == *://*@* ]]; then userinfo="${v#*://}"; userinfo="${userinfo%@*}"; [[ "$userinfo" == *:* ]] && return 0; fi
       [[ "$v" =~ [?\&][^=\&]*(password|passwd|secret|token)[^=\&]*= ]] && return 0 ;;
     --kafka-property)  # the same keys as flink_jobs/sensitive.py is_secret_property
@@ -204,10 +205,10 @@ submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
     flag="$1"; shift; inline=0
     if [[ "$flag" == --*=* ]]; then value="${flag#*=}"; flag="${flag%%=*}"; inline=1; fi
     case "$flag" in
-      --redis-url|--kafka-property|--redis-url-file|--kafka-properties-file|--config)
+      --redis-url|--kafka-property|--redis-url-file|--kafka-properties-file|--config|--schema-registry-url|--schema-registry-url-file)
         if [ $inline = 0 ]; then [ $# -gt 0 ] || die "$flag needs a value"; value="$1"; shift; fi
         if is_secret_flag "$flag" "$value"; then
-          die "$flag carries a secret, which would be on the flink run command line (visible to every user): put it in the environment (RECO_REDIS_URL) or a file (--redis-url-file FILE, --kafka-properties-file FILE)"
+          die "$flag carries a secret, which would be on the flink run command line (visible to every user): put it in the environment (RECO_REDIS_URL, RECO_SCHEMA_REGISTRY_URL) or a file (--redis-url-file FILE, --kafka-properties-file FILE, --schema-registry-url-file FILE)"
         fi
         # files named relative to where this script was called from (it runs flink from $ROOT)
         if [[ "$flag" == *-file || "$flag" == --config ]] && [ -e "$value" ]; then value="$(realpath -- "$value")"; fi
@@ -215,7 +216,7 @@ submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
       *) if [ $inline = 1 ]; then args+=("$flag=$value"); else args+=("$flag"); fi ;;
     esac
   done
-  for var in RECO_REDIS_URL_FILE RECO_KAFKA_PROPERTIES_FILE; do
+  for var in RECO_REDIS_URL_FILE RECO_KAFKA_PROPERTIES_FILE RECO_SCHEMA_REGISTRY_URL_FILE; do
     if [ -n "${!var:-}" ] && [ -e "${!var}" ]; then export "$var=$(realpath -- "${!var}")"; fi
   done
   local jars=("$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar)   # the pattern itself when none

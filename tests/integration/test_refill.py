@@ -176,7 +176,7 @@ def test_refill_restores_the_newest_committed_list_of_every_user_and_changes_not
     newest = produced["newest"]
     for user, rec in newest.items():
         if user != NEWER_USER:
-            assert _doc(client, contracts.user_recommendations_key(user)) == rec, f"user {user}"
+            assert _doc(client, contracts.user_recommendations_key(user)) == {**rec, "format": 1}, f"user {user}"
     # aborted and open transactions never reach Redis
     for user in ABORTED_USERS + (OPEN_USER,):
         assert newest[user]["version"] < 1000
@@ -207,7 +207,7 @@ def test_refill_restores_the_newest_committed_list_of_every_user_and_changes_not
     # item lists only with --item-neighbors: versioned by their event time; user keys unchanged
     summary = _ok(refill(stack, "--ttl-ms", str(TTL_MS), "--item-neighbors"))
     for item, rec in produced["newest_items"].items():
-        assert _doc(client, contracts.item_similar_key(item)) == {**rec, "version": rec["event_time"]}
+        assert _doc(client, contracts.item_similar_key(item)) == {**rec, "version": rec["event_time"], "format": 1}
     item_counts = _counts(summary, contracts.ITEM_NEIGHBORS_TOPIC)
     assert item_counts["read"] == sum(3 if i % 2 else 2 for i in ITEMS)
     assert item_counts["superseded"] == sum(2 if i % 2 else 1 for i in ITEMS)
@@ -230,7 +230,7 @@ def test_refill_restores_the_newest_committed_list_of_every_user_and_changes_not
     err = "".join(said) + err
     assert started.returncode == 0, err
     for rec in produced["open_records"]:
-        assert _doc(client, contracts.user_recommendations_key(rec["user_id"])) == rec, err
+        assert _doc(client, contracts.user_recommendations_key(rec["user_id"])) == {**rec, "format": 1}, err
 
 
 def test_the_jobs_acl_is_enough_for_the_refill(stack, produced):
@@ -247,7 +247,7 @@ def test_the_jobs_acl_is_enough_for_the_refill(stack, produced):
         assert password not in proc.stdout + proc.stderr
         expected = expected_lists(produced)
         for u, rec in expected.items():
-            assert _doc(client, contracts.user_recommendations_key(u)) == rec, f"user {u}"
+            assert _doc(client, contracts.user_recommendations_key(u)) == {**rec, "format": 1}, f"user {u}"
         assert len(list(client.scan_iter(match="*"))) == len(expected)
     finally:
         client.execute_command("ACL", "DELUSER", user)

@@ -164,3 +164,14 @@ def test_the_client_and_what_it_imports_run_on_the_oldest_python_the_package_all
     proc = subprocess.run([str(Path(sys.executable).with_name("vermin")), "--no-tips", "--violations", "--eval-annotations",
                            f"-t={floor}-", *files], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_confluent_framed_record_decodes_with_its_writer_schema_and_says_what_it_needs_without():
+    from flink_jobs.codec import AvroCodec, bundled_registry
+
+    codec = AvroCodec("reco.Recommendations")
+    # Written from the framing's definition (byte 0, 4-byte big-endian id, the Avro body).
+    framed = b"\x00" + (513).to_bytes(4, "big") + codec.encode_body(USER_REC)
+    with pytest.raises(ValueError, match="schema id 513.*GET /schemas/ids/513"):
+        decode(contracts.RECOMMENDATIONS_TOPIC, framed)
+    assert decode(contracts.RECOMMENDATIONS_TOPIC, framed, bundled_registry().text("reco.Recommendations")) == USER_REC
