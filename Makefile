@@ -43,11 +43,13 @@ chaos: setup stack-up
 	@bash deploy/flink/cluster.sh start
 	$(PY) -m lab.chaos --seed $(SEED) --events $(EVENTS) --kills $(KILLS) $(CHAOS_FLAGS)
 
-## The end-to-end benchmark on the real deployment (own Kafka, Redis and standalone cluster on
-## other ports, stopped afterwards): prints a table, writes bench/results/e2e.json and .png.
+## The core's throughput; the end-to-end benchmark on the real deployment (own Kafka, Redis and
+## standalone cluster on other ports, stopped afterwards: bench/results/e2e.json and .png); the
+## read API's latency at 1,000 requests/s and its top rate (bench/results/api.json).
 bench: setup
 	$(PY) bench/throughput.py
 	$(PY) bench/e2e.py
+	$(PY) bench/api.py
 
 ## Recommendation quality on MovieLens (prequential HR@10/NDCG@10, baselines and the job).
 quality: setup
@@ -57,6 +59,7 @@ stack-up: setup
 	@bash deploy/local/stack.sh start
 
 stack-down:
+	-@$(PY) -m lab.api stop
 	@bash deploy/local/stack.sh stop
 
 stack-status:

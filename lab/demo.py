@@ -1,7 +1,8 @@
 """`make run`: the job on the local Flink mini-cluster, the MovieLens sample
-replayed into Kafka, and one user's top-10 shown as it changes.
+replayed into Kafka, and one user's top-10 shown as it changes, here and on the live page
+of the read API (reco_api), which it starts on http://127.0.0.1:8080/.
 
-    python -m lab.demo [--events 6000] [--user 86] [--model-at 0.5] [--keep-running]
+    python -m lab.demo [--events 6000] [--user 86] [--model-at 0.5] [--keep-running] [--api-port 8080]
 
 Halfway through the replay it trains item embeddings on the ratings sent so far and
 publishes them in the catalog, as a scheduled ``reco-embed`` would: the lists after that
@@ -9,6 +10,10 @@ carry the model's version.
 
 It recreates the topics and clears the ``reco:v1:*`` keys first, so every run starts
 from the same empty state. Kafka and Redis must be up (``deploy/local/stack.sh start``).
+
+The API stays up after the demo, like Kafka and Redis, so that the address printed at the
+end still answers (the job stops, the last lists stay); the next run replaces it, and
+``python -m lab.api stop`` stops it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import redis
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
 from flink_jobs.sensitive import redact_url
+from lab import api as api_process
 from lab.jobs import committed_version, start_job, wait_until_consuming
 from lab.oracle import expected_versions
 from reco_tools import embed, movielens
@@ -74,6 +80,28 @@ def feed(producer, events: list[dict], movies, rate: float, model_at: int) -> No
     send(events)
 
 
+def start_page(redis_url: str, port: int, user: int) -> str | None:
+    """The read API in the background (replacing the last demo's), serving the live page;
+    returns the page's address for ``user``, or None when ``port`` is 0."""
+    if not port:
+        return None
+    pid_file = RUN_DIR / "api" / "pid"
+    api_process.stop_recorded(pid_file)
+    if not api_process.port_free(port):
+        taken, port = port, api_process.free_port()
+        print(f"[demo] port {taken} is taken: the API listens on {port} instead")
+    try:
+        api = api_process.start_api(redis_url, RUN_DIR / "api" / "api.log", port)
+    except AssertionError as exc:   # it exited, or did not answer in time: the demo goes on without it
+        print(f"[demo] the read API did not start, so no live page: {exc}")
+        return None
+    pid_file.write_text(str(api.pid))
+    page = f"{api.url}/?user={user}"
+    print(f"[demo] read API and live page up (pid {api.pid}, log {api.log_path}): open {page} to watch "
+          f"user {user}'s list change")
+    return page
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bootstrap", default=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}")
@@ -90,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="publish item embeddings trained on the ratings sent so far after this share of them "
                          "(as reco-embed does; 0 = no model)")
     ap.add_argument("--keep-running", action="store_true", help="leave the job running at the end")
+    ap.add_argument("--api-port", type=int, default=8080,
+                    help="port of the read API and its live page (another free port when taken; 0: no API)")
     add_kafka_arguments(ap)
     args = ap.parse_args(argv)
     props = kafka_properties_or_exit(ap, args)
@@ -110,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in store.scan_iter(f"{contracts.REDIS_PREFIX}:*", count=1000):
         store.delete(key)
 
+    page = start_page(args.redis, args.api_port, user)
     run_id = time.strftime("%Y%m%d%H%M%S")
     job = start_job(args.bootstrap, args.redis, run_id, RUN_DIR / "job" / "demo", config=DEMO_CONFIG,
                     kafka_properties=props)
@@ -171,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         if job is not None:
             job.stop()
             print("[demo] job stopped")
+        if page:
+            print("\n[demo] the read API stays up, like Kafka and Redis; stop it with: "
+                  ".venv/bin/python -m lab.api stop")
+            print(f"Live page: {page}")
 
 
 if __name__ == "__main__":

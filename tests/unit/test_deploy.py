@@ -5,6 +5,9 @@ the image must be built from the versions the project pins."""
 
 import argparse
 import importlib.util
+import json
+import shutil
+import subprocess
 import re
 import sys
 import tomllib
@@ -17,6 +20,7 @@ from flink_jobs import config as job_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+API = K8S / "api"
 
 
 def _load(name: str, path: Path):
@@ -172,7 +176,8 @@ def test_dockerignore_keeps_the_context_to_what_the_image_copies():
     """Without .dockerignore the build context carried .venv, .cache, .run and .git (about
     1 GB). Every path the Dockerfile copies must stay in, with every file under it."""
     ignore = image_files.DockerIgnore.load()
-    sources = image_files.context_sources(image_files.parse((K8S / "Dockerfile").read_text()))
+    sources = [src for dockerfile in (K8S / "Dockerfile", API / "Dockerfile")
+               for src in image_files.context_sources(image_files.parse(dockerfile.read_text()))]
     assert sources
     for source in sources:
         path = ROOT / source
@@ -371,3 +376,71 @@ def test_prometheus_reporter_is_on_in_both_deployments_from_the_bundled_plugin(d
     container = pod["spec"]["containers"][0]
     assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
     assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+
+
+# --- the read API's image and Deployment ---------------------------------------------
+
+def _api_manifests() -> dict[str, dict]:
+    return {doc["kind"]: doc for doc in yaml.safe_load_all((API / "api.yaml").read_text())}
+
+
+def test_the_api_image_serves_from_what_it_copies(tmp_path):
+    """The API's image copies a few packages into /src and pip-installs them with the api
+    extra: laid out here the same way, the app starts from those files alone (no module of
+    the checkout outside them), answers /healthz (503: no Redis here) and serves the page."""
+    stages = image_files.parse((API / "Dockerfile").read_text())
+    for ins in stages[-1].instructions:
+        if ins.keyword == "COPY" and "from" not in ins.flags:
+            *sources, dest = ins.args
+            for src in sources:
+                target = tmp_path / dest.lstrip("/") / (Path(src).name if dest.endswith("/") else "")
+                if (ROOT / src).is_dir():
+                    shutil.copytree(ROOT / src, target, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(ROOT / src, target)
+    install = next(ins.args[0] for ins in stages[-1].instructions if ins.keyword == "RUN")
+    assert 'pip install --no-cache-dir "/src[api]"' in install
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert not {d.split(">")[0].split("=")[0] for d in extras["api"]} & {"apache-flink", "numpy"}
+    code = """
+import json, sys
+from fastapi.testclient import TestClient
+from reco_api.server import app_from_env
+with TestClient(app_from_env()) as client:   # as a context: the app's lifespan opens its client
+    health, page = client.get("/healthz"), client.get("/")
+mods = {m: getattr(sys.modules[m], "__file__", None) for m in list(sys.modules)
+        if m.split(".")[0] in ("reco_api", "reco_client", "flink_jobs", "schemas", "udfs", "reco_tools", "pyflink")}
+print(json.dumps({"health": health.status_code, "page": page.status_code, "html": page.text[:200], "modules": mods}))
+"""
+    env = {"PYTHONPATH": str(tmp_path / "src"), "PATH": "/usr/bin:/bin",
+           "RECO_REDIS_URL": "redis://127.0.0.1:1/0", "RECO_REDIS_CONNECT_TIMEOUT_MS": "200"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["health"] == 503 and result["page"] == 200 and "<html" in result["html"].lower()
+    outside = {m: f for m, f in result["modules"].items() if f and not f.startswith(str(tmp_path / "src"))}
+    assert not outside, f"imported from outside the image's files: {outside}"
+    assert not any(m.split(".")[0] in ("udfs", "reco_tools", "pyflink") for m in result["modules"])
+
+
+def test_the_api_deployment_runs_the_image_with_the_jobs_redis_secret_and_probes_healthz(deployment):
+    from reco_api.app import create_app
+    from reco_client import Settings
+
+    manifests = _api_manifests()
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert container["image"] == f"<registry>/reco-api:{version}"
+    assert f"docker build -f deploy/k8s/api/Dockerfile -t <registry>/reco-api:{version} ." in \
+        (API / "Dockerfile").read_text()
+    env = {e["name"]: e for e in container["env"]}
+    job_env = {e["name"]: e for e in deployment["spec"]["podTemplate"]["spec"]["containers"][0]["env"]}
+    assert env["RECO_REDIS_URL"]["valueFrom"] == job_env["RECO_REDIS_URL"]["valueFrom"]
+    paths = create_app(Settings()).openapi()["paths"]
+    assert container["readinessProbe"]["httpGet"]["path"] in paths
+    port = container["ports"][0]["containerPort"]
+    assert f'"--port", "{port}"' in (API / "Dockerfile").read_text()
+    assert manifests["Service"]["spec"]["selector"] == manifests["Deployment"]["spec"]["selector"]["matchLabels"]
