@@ -80,6 +80,13 @@ class JobConfig:
     # keys whose state each Python operator keeps deserialized (python.state.cache-size;
     # bench/RESULTS.md "Performance")
     state_cache_keys: int = 10_000
+    # Where the Python operators run (python.execution-mode): "process", Python worker
+    # processes fed over gRPC in bundles; "thread", inside the TaskManager's JVM (PyFlink's
+    # embedded mode: no gRPC, but one interpreter, one GIL, per TaskManager, so parallelism
+    # comes from TaskManagers of one slot each). Thread mode is measured in bench/RESULTS.md;
+    # it needs the job's packages importable on the TaskManagers (the local mini-cluster and
+    # the project's own cluster: this checkout's venv).
+    python_execution_mode: str = "process"
     checkpoint_interval_ms: int = 10_000
     checkpoint_timeout_ms: int = 120_000
     # Where checkpoints (retained on cancel, for a resume) and savepoints go: a URI every
@@ -181,6 +188,8 @@ class JobConfig:
             errors.append(f"restart_attempts must be >= 1, got {self.restart_attempts}")
         if self.restart_backoff_max_ms < 1_000:
             errors.append(f"restart_backoff_max_ms must be >= 1000 (a second), got {self.restart_backoff_max_ms}")
+        if self.python_execution_mode not in ("process", "thread"):
+            errors.append(f"python_execution_mode must be process or thread, got {self.python_execution_mode!r}")
         if self.state_backend not in ("rocksdb", "hashmap"):
             errors.append(f"state_backend must be rocksdb or hashmap, got {self.state_backend!r}")
         if self.checkpoint_dir and "://" not in self.checkpoint_dir:

@@ -18,6 +18,7 @@ upgrade breaks them.
 from __future__ import annotations
 
 import os
+import site
 from functools import reduce
 from pathlib import Path
 
@@ -41,6 +42,28 @@ def use_worker_processes() -> None:
     the operators share one interpreter. Worker processes use every core. A cluster always
     runs them as processes; this only changes the local case."""
     os.environ.setdefault(WORKER_MODE, "process")
+
+
+def python_execution_options(mode: str, local: bool) -> dict[str, str]:
+    """Flink options for Python operators in ``mode`` ("process" or "thread"). In thread mode
+    the interpreter embedded in the TaskManager starts from the base Python's paths; on this
+    machine (``local``) it needs this venv's packages (pemja, the dependencies) and the
+    checkout's, as the worker processes get them."""
+    options = {"python.execution-mode": mode}
+    if mode == "thread" and local:
+        options["python.pythonpath"] = os.pathsep.join([*site.getsitepackages(), str(ROOT)])
+    return options
+
+
+def subtask(runtime_context) -> tuple[int, int]:
+    """(index of this subtask, parallelism) of an operator. In thread mode PyFlink 2.2.1's
+    runtime context asks the Java RuntimeContext for methods Flink 2 moved to its TaskInfo
+    (``getIndexOfThisSubtask``: AttributeError); the TaskInfo has both."""
+    try:
+        return runtime_context.get_index_of_this_subtask(), runtime_context.get_number_of_parallel_subtasks()
+    except AttributeError:
+        info = runtime_context._runtime_context.getTaskInfo()
+        return info.getIndexOfThisSubtask(), info.getNumberOfParallelSubtasks()
 
 
 def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -58,6 +58,8 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
+    for key, value in internals.python_execution_options(cfg.python_execution_mode, local).items():
+        conf.set_string(key, value)
     # A backlog of in-flight records must not hold checkpoint barriers back.
     conf.set_string("taskmanager.network.memory.buffer-debloat.enabled", "true")
     local_dir = LOCAL_CHECKPOINTS.as_uri() if local else None

@@ -17,6 +17,7 @@ from pyflink.datastream import KeyedCoProcessFunction, KeyedProcessFunction, Out
 from pyflink.datastream.functions import KeyedBroadcastProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
+from flink_jobs import internals
 from flink_jobs.codec import AvroCodec, AvroError
 from flink_jobs.config import JobConfig
 from flink_jobs.contracts import ITEMS_TOPIC, TOPIC_RECORDS, USER_EVENTS_TOPIC
@@ -326,8 +327,7 @@ class Ranker(KeyedBroadcastProcessFunction):
         # trending list (behind the watermark by more than a bucket: the item side lags)
         group.gauge("catalogItems", lambda: len(self.index.info) if self.index else 0)
         group.gauge("trendingTime", lambda: self.index.trending_time if self.index else 0)
-        self.subtask = runtime_context.get_index_of_this_subtask()
-        self.subtasks = runtime_context.get_number_of_parallel_subtasks()
+        self.subtask, self.subtasks = internals.subtask(runtime_context)
         self.index = None
 
     def _index(self, ctx) -> ranker.ItemIndex:

@@ -86,7 +86,7 @@ class _Write(FlatMapFunction):
         self.folder, self.kind = folder, kind
 
     def open(self, runtime_context):
-        name = f"{self.kind}.{runtime_context.get_index_of_this_subtask()}.{os.getpid()}.out"
+        name = f"{self.kind}.{internals.subtask(runtime_context)[0]}.{os.getpid()}.{id(self)}.out"
         self.file = open(Path(self.folder, name), "ab")
 
     def flat_map(self, value):
@@ -148,7 +148,7 @@ class Run:
 
 def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, bundle_size: int = 1,
                  watermark_interval_ms: int = 200, holds: dict[int, Callable[[Run], bool]] | None = None,
-                 stall_s: float = 300.0) -> dict[str, list]:
+                 stall_s: float = 300.0, writer_pids: set[int] | None = None) -> dict[str, list]:
     """The outputs of the pipeline for ``raw_events`` and ``catalog``, by kind (``KINDS``).
 
     ``watermark_interval_ms``: how often event time advances, in processing time. In-memory
@@ -161,7 +161,10 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
     what the records before it caused a few operators away (the catalog, lists published at
     bucket ends) reaches the rankers before it does, however loaded the machine is. Ask the
     rankers themselves (``Run.gauge``): a list seen in the outputs may not have reached every
-    ranking subtask yet."""
+    ranking subtask yet.
+
+    ``writer_pids``: filled with the process ids the output writers (Python operators) ran in:
+    the TaskManager's own in thread mode, worker processes of their own in process mode."""
     with tempfile.TemporaryDirectory(prefix="reco-inmemory-", ignore_cleanup_errors=True) as work:
         gates, outputs = Path(work, "gates"), Path(work, "outputs")
         gates.mkdir()
@@ -180,8 +183,12 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
         discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
         for kind in KINDS:
             getattr(out, kind).flat_map(_Write(str(outputs), kind), output_type=PICKLED).sink_to(discard)
-        return _follow(env.execute_async("reco-inmemory"), FlinkRest(port), _Reader(outputs), gates,
-                       dict(holds or {}), stall_s)
+        reader = _Reader(outputs)
+        try:
+            return _follow(env.execute_async("reco-inmemory"), FlinkRest(port), reader, gates, dict(holds or {}), stall_s)
+        finally:
+            if writer_pids is not None:
+                writer_pids.update(int(path.name.split(".")[2]) for path in outputs.glob("*.out"))
 
 
 def _environment(cfg: JobConfig, bundle_size: int, watermark_interval_ms: int, rest_port: int):
@@ -193,6 +200,8 @@ def _environment(cfg: JobConfig, bundle_size: int, watermark_interval_ms: int, r
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.size", str(bundle_size))
     conf.set_string("python.state.cache-size", "100000")
+    for key, value in internals.python_execution_options(cfg.python_execution_mode, local=True).items():
+        conf.set_string(key, value)
     conf.set_string("rest.port", str(rest_port))
     conf.set_string("rest.bind-address", "127.0.0.1")
     conf.set_string("metrics.fetcher.update-interval", "300")
