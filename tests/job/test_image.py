@@ -287,6 +287,9 @@ print(json.dumps({"help": out.getvalue(), "modules": project_modules()}))
 
 def test_the_tools_run_from_the_image(image):
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    # reco-api has an image of its own (deploy/k8s/api; tests/unit/test_deploy.py starts it from
+    # what that image copies); every other command is the job image's.
+    assert scripts.pop("reco-api").startswith("reco_api.")
     result = _run(image, "the tools", _TOOLS, list(scripts.values()), {})
     root = str(image.root) + "/"
     assert "reco_tools.topics" in result["modules"] and "--bootstrap" in result["help"]
