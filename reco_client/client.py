@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Mapping, Optional
 
 import redis
 import redis.asyncio
@@ -26,8 +26,6 @@ from flink_jobs.redis_store import client_options, permanent_reason
 from flink_jobs.sensitive import read_secret_file, redact_url
 from reco_client import model
 from reco_client.model import AccessDenied, NotFound, Recommendations, SimilarItems, Trending, Unavailable
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -83,26 +81,48 @@ _ERRORS = (redis.RedisError, OSError)
 
 
 class _Reads:
-    """What both clients do with a document once read: parse it, or explain its absence."""
+    """What both clients do around a read: check the arguments and name the key before it,
+    parse the document or explain its absence after it."""
     settings: Settings
 
     @staticmethod
-    def _parse(key: str, raw: Any, parse: Callable[..., T], n: Optional[int], missing: str) -> T:
-        if raw is None:
-            raise NotFound(f"{key}: {missing}", key)
-        return parse(key, model.load(key, raw), n)
+    def _user_key(user_id: int, n: Optional[int]) -> str:
+        model.check_id("user_id", user_id)
+        model.check_n(n)
+        return contracts.user_recommendations_key(user_id)
 
-    def _user(self, user_id: int, n: Optional[int], raw: Any) -> Optional[Recommendations]:
-        key = contracts.user_recommendations_key(user_id)
+    @staticmethod
+    def _own_list(key: str, raw: Any, n: Optional[int]) -> Optional[Recommendations]:
+        """The user's own list, or None when there is none or it is empty (trending stands in)."""
         if raw is None:
             return None
-        found = self._parse(key, raw, model.recommendations, n, "")
+        found = model.recommendations(key, model.load(key, raw), n)
         return found if found.items else None
 
     @staticmethod
     def _no_user(user_id: int) -> NotFound:
         key = contracts.user_recommendations_key(user_id)
         return NotFound(f"{key}: no list for user {user_id} (no events yet, or expired)", key)
+
+    @staticmethod
+    def _similar_key(item_id: int, n: Optional[int]) -> str:
+        model.check_id("item_id", item_id)
+        model.check_n(n)
+        return contracts.item_similar_key(item_id)
+
+    @staticmethod
+    def _similar(key: str, item_id: int, raw: Any, n: Optional[int]) -> SimilarItems:
+        if raw is None:
+            raise NotFound(f"{key}: no similar items for item {item_id} (no co-views in the window, unlisted, "
+                           f"or unknown)", key)
+        return model.similar(key, model.load(key, raw), n)
+
+    @staticmethod
+    def _trending(raw: Any, n: Optional[int]) -> Trending:
+        key = contracts.TRENDING_KEY
+        if raw is None:
+            raise NotFound(f"{key}: no trending list yet (the job ranks it each slide)", key)
+        return model.trending(key, model.load(key, raw), n)
 
 
 class RecoClient(_Reads):
@@ -129,9 +149,8 @@ class RecoClient(_Reads):
         """The user's top ``n`` (all when None). Without a list of their own (or with an empty
         one) the user gets trending, flagged ``fallback=True``; with ``fallback=False``,
         :class:`NotFound` instead."""
-        model.check_id("user_id", user_id)
-        model.check_n(n)
-        found = self._user(user_id, n, self._get(contracts.user_recommendations_key(user_id)))
+        key = self._user_key(user_id, n)
+        found = self._own_list(key, self._get(key), n)
         if found is not None:
             return found
         if not fallback:
@@ -140,16 +159,12 @@ class RecoClient(_Reads):
 
     def similar(self, item_id: int, n: Optional[int] = None) -> SimilarItems:
         """The item's ``n`` most similar items (all when None)."""
-        model.check_id("item_id", item_id)
-        model.check_n(n)
-        key = contracts.item_similar_key(item_id)
-        return self._parse(key, self._get(key), model.similar, n,
-                           f"no similar items for item {item_id} (no co-views in the window, unlisted, or unknown)")
+        key = self._similar_key(item_id, n)
+        return self._similar(key, item_id, self._get(key), n)
 
     def trending(self, n: Optional[int] = None) -> Trending:
         model.check_n(n)
-        key = contracts.TRENDING_KEY
-        return self._parse(key, self._get(key), model.trending, n, "no trending list yet (the job ranks it each slide)")
+        return self._trending(self._get(contracts.TRENDING_KEY), n)
 
     def ping(self) -> None:
         """Returns when Redis answers; raises :class:`Unavailable` or :class:`AccessDenied`."""
@@ -191,9 +206,8 @@ class AsyncRecoClient(_Reads):
             raise _failure(self.settings, f"GET {key}", error) from error
 
     async def recommendations(self, user_id: int, n: Optional[int] = None, fallback: bool = True) -> Recommendations:
-        model.check_id("user_id", user_id)
-        model.check_n(n)
-        found = self._user(user_id, n, await self._get(contracts.user_recommendations_key(user_id)))
+        key = self._user_key(user_id, n)
+        found = self._own_list(key, await self._get(key), n)
         if found is not None:
             return found
         if not fallback:
@@ -201,17 +215,12 @@ class AsyncRecoClient(_Reads):
         return model.trending_fallback(user_id, await self.trending(n))
 
     async def similar(self, item_id: int, n: Optional[int] = None) -> SimilarItems:
-        model.check_id("item_id", item_id)
-        model.check_n(n)
-        key = contracts.item_similar_key(item_id)
-        return self._parse(key, await self._get(key), model.similar, n,
-                           f"no similar items for item {item_id} (no co-views in the window, unlisted, or unknown)")
+        key = self._similar_key(item_id, n)
+        return self._similar(key, item_id, await self._get(key), n)
 
     async def trending(self, n: Optional[int] = None) -> Trending:
         model.check_n(n)
-        key = contracts.TRENDING_KEY
-        return self._parse(key, await self._get(key), model.trending, n,
-                           "no trending list yet (the job ranks it each slide)")
+        return self._trending(await self._get(contracts.TRENDING_KEY), n)
 
     async def ping(self) -> None:
         try:
