@@ -13,6 +13,7 @@ from flink_jobs import contracts
 from flink_jobs.codec import (SCHEMA_DIR, AvroCodec, AvroError, bundled_registry, confluent_frame, confluent_header,
                               confluent_unframe, wire_format)
 from flink_jobs.config import JobConfig
+from test_codec import zigzag  # the spec's varint, written without the codec
 
 RECORDS = {
     "reco.Recommendations": {"user_id": 42, "items": [
@@ -24,16 +25,6 @@ RECORDS = {
     "reco.DeadLetter": {"payload": b"\x00\xffjunk", "reason": "bad magic", "source_topic": "t",
                         "source_partition": 2, "source_offset": 99, "source_timestamp": 1_700_000_000_000},
 }
-
-
-def zigzag(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
