@@ -5,6 +5,8 @@
 - ``side_output``: a side output without PyFlink's identity operator after it;
 - ``install_timer_fix``: keyed Python operators whose timers survive a restore;
 - ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
+- ``python_execution_options``, ``subtask``, ``epoch_millis``: Python operators inside the
+  TaskManager (thread mode), and what its runtime context and row conversion get wrong;
 - ``submitted_by_flink_cli``: whether ``flink run`` started the client;
 - ``describe_topic``, ``broker_config``: the Kafka admin client of the connector jar, through
   PyFlink's JVM;
@@ -64,6 +66,14 @@ def subtask(runtime_context) -> tuple[int, int]:
     except AttributeError:
         info = runtime_context._runtime_context.getTaskInfo()
         return info.getIndexOfThisSubtask(), info.getNumberOfParallelSubtasks()
+
+
+def epoch_millis(instant) -> int:
+    """Milliseconds since the epoch of a TIMESTAMP_LTZ field of a table's row: PyFlink's
+    ``Instant`` in process mode; in thread mode PyFlink 2.2.1 hands the Java ``Instant`` over
+    unconverted."""
+    to_millis = getattr(instant, "to_epoch_milli", None)
+    return to_millis() if to_millis is not None else instant.toEpochMilli()
 
 
 def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:

@@ -16,7 +16,7 @@ import re
 from pyflink.common import Row, Types
 from pyflink.table import StreamTableEnvironment
 
-from flink_jobs import contracts, pipeline
+from flink_jobs import contracts, internals, pipeline
 from flink_jobs.config import JobConfig
 from flink_jobs.internals import KafkaAdminError, broker_config, describe_topic
 
@@ -118,7 +118,7 @@ def kafka_sources(t_env: StreamTableEnvironment, cfg: JobConfig):
         ) WITH ({_kafka_options(cfg, contracts.ITEMS_TOPIC, **catalog_options)})""")
     with table_uids(t_env, "user_events"):
         events = t_env.to_data_stream(t_env.from_path("user_events"))
-    raw = events.map(lambda r: (r[0], r[1], r[2], -1 if r[3] is None else r[3].to_epoch_milli()),
+    raw = events.map(lambda r: (r[0], r[1], r[2], -1 if r[3] is None else internals.epoch_millis(r[3])),
                      output_type=pipeline.RAW_EVENT).uid("kafka-record").name("Kafka record")
     with table_uids(t_env, "items"):
         items = t_env.to_data_stream(t_env.from_path("items"))

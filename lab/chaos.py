@@ -65,6 +65,7 @@ class Scenario:
     run_dir: Path = ROOT / ".run"
     delivery_guarantee: str = "exactly-once"   # at-least-once shows what the checks catch
     redis_write: str = "versioned"             # unconditional shows what the checks catch
+    python_execution_mode: str = "process"     # thread: wants TaskManagers of one slot each (cluster.sh)
     timeout_s: float = 900.0
     dump: Path | None = None                   # where to write the valid events and published lists (JSON)
     stack_env: dict | None = None              # the RECO_* settings of the stack (default: this environment)
@@ -86,7 +87,8 @@ def _submit(s: Scenario, from_checkpoint: str | None = None) -> str:
     run_id = f"{s.seed}-{s.started}"
     flags = ["--kafka-bootstrap", s.bootstrap, "--redis-url", s.redis_url,
              "--consumer-group", f"chaos-{run_id}", "--transactional-id-prefix", f"chaos-{run_id}",
-             "--delivery-guarantee", s.delivery_guarantee, "--redis-write", s.redis_write]
+             "--delivery-guarantee", s.delivery_guarantee, "--redis-write", s.redis_write,
+             "--python-execution-mode", s.python_execution_mode]
     for f in fields(JobConfig):   # every setting JOB changes
         if getattr(JOB, f.name) != f.default:
             flags += [f"--{f.name.replace('_', '-')}", str(getattr(JOB, f.name))]
@@ -108,7 +110,7 @@ def _kill_taskmanager(s: Scenario) -> None:
 
 
 class TaskManagerSupervisor(threading.Thread):
-    """Starts a TaskManager whenever none runs, as systemd or Kubernetes would: with RocksDB,
+    """Starts the TaskManagers missing, as systemd or Kubernetes would: with RocksDB,
     PyFlink 2.2.1's TaskManager can die while a cancelled job's tasks close
     (docs/operations.md "Known problems"), and the resumed job then waits for slots until
     its bounded restarts run out."""
@@ -567,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="at-least-once breaks the guarantee on purpose: the checks must fail")
     ap.add_argument("--redis-write", choices=("versioned", "unconditional"), default="versioned",
                     help="unconditional breaks the guarantee on purpose: the checks must fail")
+    ap.add_argument("--python-execution-mode", choices=("process", "thread"), default="process",
+                    help="thread: start the cluster with RECO_FLINK_TASKMANAGERS=2 RECO_FLINK_SLOTS=1")
     ap.add_argument("--no-restarts", dest="restarts", action="store_false",
                     help="kills and the cancel only: no broker or Redis restart")
     ap.add_argument("--dump", type=Path, metavar="PATH",
@@ -575,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     s = Scenario(events=args.events, kills=args.kills, seed=args.seed, rate=args.rate, dump=args.dump,
                  restarts=args.restarts,
                  delivery_guarantee=args.delivery_guarantee, redis_write=args.redis_write,
+                 python_execution_mode=args.python_execution_mode,
                  bootstrap=f"127.0.0.1:{os.environ.get('RECO_KAFKA_PORT', '9092')}",
                  redis_url=f"redis://127.0.0.1:{os.environ.get('RECO_REDIS_PORT', '6379')}/0",
                  rest_port=int(os.environ.get("RECO_FLINK_REST_PORT", "8081")),

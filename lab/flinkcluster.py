@@ -60,9 +60,10 @@ class FlinkCluster(FlinkRest):
             raise RuntimeError(f"no job id in:\n{out}")
         return match.group(1)
 
-    def taskmanager_running(self) -> bool:
-        """Whether a TaskManager process of this cluster runs (the JobManager notices a dead
+    def taskmanagers_running(self) -> int:
+        """How many TaskManager processes of this cluster run (the JobManager notices a dead
         one only after its heartbeat timeout)."""
+        running = 0
         for pid_file in (self.run_dir / "flink").glob("flink-*-taskexecutor.pid"):
             for line in pid_file.read_text().split():
                 try:
@@ -70,13 +71,18 @@ class FlinkCluster(FlinkRest):
                 except (OSError, ValueError):
                     continue
                 if b"TaskManagerRunner" in args and str(self.run_dir / "flink" / "conf").encode() in args:
-                    return True
-        return False
+                    running += 1
+        return running
+
+    def taskmanagers_wanted(self) -> int:
+        """The cluster's TaskManagers (cluster.sh writes one line per TaskManager to its workers file)."""
+        workers = self.run_dir / "flink" / "conf" / "workers"
+        return len(workers.read_text().split()) if workers.is_file() else 1
 
     def ensure_taskmanager(self) -> None:
-        """Start a TaskManager when none runs (one can also die of a cancel)."""
-        if not self.taskmanager_running():
-            self.say("no TaskManager running: starting one")
+        """Start the TaskManagers missing (one can also die of a cancel)."""
+        if self.taskmanagers_running() < self.taskmanagers_wanted():
+            self.say("a TaskManager is missing: starting it")
             self.script("start-taskmanager")
 
     def wait_state(self, job_id: str, states: set[str], timeout_s: float = 120) -> str:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A standalone Flink cluster on loopback from the PyFlink distribution in .venv:
 #
-#   deploy/flink/cluster.sh start                  JobManager + one TaskManager (idempotent)
+#   deploy/flink/cluster.sh start                  JobManager + its TaskManagers (idempotent)
 #   deploy/flink/cluster.sh stop                   every process this script started
 #   deploy/flink/cluster.sh status
-#   deploy/flink/cluster.sh start-taskmanager      one more TaskManager (after one was killed)
+#   deploy/flink/cluster.sh start-taskmanager      the TaskManagers missing (after one was killed)
 #   deploy/flink/cluster.sh kill-taskmanager       kill -9 every TaskManager and its Python workers (chaos)
 #   deploy/flink/cluster.sh submit [--from DIR] [--py FILE] [main.py flags]
 #                                                  flink run -d the job (from a checkpoint; FILE
@@ -18,7 +18,9 @@
 #
 # Settings (environment): RECO_FLINK_REST_PORT (8081), RECO_FLINK_RPC_PORT (6123),
 # RECO_FLINK_PROM_PORT (9249: Prometheus metrics, each process on the first free port of it
-# and the nine above), RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
+# and the nine above), RECO_FLINK_TASKMANAGERS (1) of RECO_FLINK_SLOTS (2) slots each (the
+# job's python_execution_mode=thread wants one slot per TaskManager: one interpreter each),
+# RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
 # Another cluster (submit, flink; docs/operations.md "Submitting to an existing cluster"):
 # RECO_FLINK_JOBMANAGER (host:port of its REST endpoint; default localhost:RECO_FLINK_REST_PORT,
 # this script's cluster), RECO_FLINK_ARCHIVE (the Python environment of deploy/package.sh,
@@ -34,6 +36,10 @@ RPC_PORT="${RECO_FLINK_RPC_PORT:-6123}"
 PROM_PORT="${RECO_FLINK_PROM_PORT:-9249}"
 [[ "$PROM_PORT" =~ ^[0-9]+$ ]] && (( PROM_PORT > 0 && PROM_PORT + 9 < 65536 )) || { printf '[flink] ERROR: RECO_FLINK_PROM_PORT=%s is not a port number\n' "$PROM_PORT" >&2; exit 1; }
 PROM_PORTS="$PROM_PORT-$((PROM_PORT + 9))"
+TASKMANAGERS="${RECO_FLINK_TASKMANAGERS:-1}"
+SLOTS="${RECO_FLINK_SLOTS:-2}"
+[[ "$TASKMANAGERS" =~ ^[1-9]$ ]] || { printf '[flink] ERROR: RECO_FLINK_TASKMANAGERS=%s is not 1 to 9\n' "$TASKMANAGERS" >&2; exit 1; }
+[[ "$SLOTS" =~ ^[1-9][0-9]?$ ]] || { printf '[flink] ERROR: RECO_FLINK_SLOTS=%s is not 1 to 99\n' "$SLOTS" >&2; exit 1; }
 JOBMANAGER="${RECO_FLINK_JOBMANAGER:-localhost:$REST_PORT}"
 [[ "$JOBMANAGER" =~ ^[^[:space:]/]+:[0-9]+$ ]] || { printf '[flink] ERROR: RECO_FLINK_JOBMANAGER=%s is not host:port\n' "$JOBMANAGER" >&2; exit 1; }
 
@@ -75,12 +81,15 @@ print(f"env.java.opts.all: {opts}")
 PY
     } | sed "s#\$# -XX:ErrorFile=$FLINK_LOG_DIR/hs_err_pid%p.log#"
     sed -e "s#@RUN_DIR@#$RUN_DIR#g" -e "s#@VENV@#$VENV#g" -e "s#@REST_PORT@#$REST_PORT#g" \
-        -e "s#@RPC_PORT@#$RPC_PORT#g" -e "s#@PROM_PORTS@#$PROM_PORTS#g" "$ROOT/deploy/flink/config.yaml"; } >"$FLINK_CONF_DIR/config.yaml"
+        -e "s#@RPC_PORT@#$RPC_PORT#g" -e "s#@PROM_PORTS@#$PROM_PORTS#g" \
+        -e "s#@SLOTS@#$SLOTS#g" -e "s#@PARALLELISM@#$((TASKMANAGERS * SLOTS))#g" "$ROOT/deploy/flink/config.yaml"; } >"$FLINK_CONF_DIR/config.yaml"
   cp "$FLINK_HOME"/conf/log4j*.properties "$FLINK_CONF_DIR/"
   rm -rf "$FLINK_LIB_DIR" && mkdir -p "$FLINK_LIB_DIR"
   ln -s "$FLINK_HOME"/lib/*.jar "$FLINK_HOME"/opt/flink-python-*.jar "$FLINK_LIB_DIR/"
   echo "localhost:$REST_PORT" >"$FLINK_CONF_DIR/masters"
-  echo "localhost" >"$FLINK_CONF_DIR/workers"
+  # one line per TaskManager, as Flink's own start-cluster.sh reads it: start-taskmanager
+  # restores that many after a kill, whatever its own environment says
+  for _ in $(seq 1 "$TASKMANAGERS"); do echo "localhost"; done >"$FLINK_CONF_DIR/workers"
 }
 
 rest() { "$VENV/bin/python" -c "import json,sys,urllib.request; print(json.dumps(json.load(urllib.request.urlopen('http://127.0.0.1:$REST_PORT$1', timeout=5))))"; }
@@ -112,14 +121,19 @@ start() {
     done
     say "jobmanager up (pid $(pids_of standalonesession | tr '\n' ' '), http://127.0.0.1:$REST_PORT; Prometheus metrics on ports $PROM_PORTS)"
   fi
-  if [ -z "$(pids_of taskexecutor)" ]; then start_taskmanager; else say "taskmanager already running (pid $(pids_of taskexecutor | tr '\n' ' '))"; fi
+  start_taskmanager
 }
 
-start_taskmanager() {
+start_taskmanager() {  # those missing of the cluster's (its conf's workers file)
   mkdir -p "$RUN_DIR" && cd "$RUN_DIR"   # see start()
-  "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null
-  wait_for_taskmanagers 1 90
-  say "taskmanager up (pids $(pids_of taskexecutor | tr '\n' ' '))"
+  [ -f "$FLINK_CONF_DIR/workers" ] || die "no cluster configured in $FLINK_CONF_DIR: run cluster.sh start"
+  local wanted missing
+  wanted="$(grep -c . "$FLINK_CONF_DIR/workers")"
+  missing=$((wanted - $(pids_of taskexecutor | wc -l)))
+  if (( missing <= 0 )); then say "taskmanager(s) already running (pid $(pids_of taskexecutor | tr '\n' ' '))"; return 0; fi
+  for _ in $(seq 1 "$missing"); do "$FLINK_HOME/bin/taskmanager.sh" start >/dev/null; done
+  wait_for_taskmanagers "$wanted" 90
+  say "taskmanager(s) up (pids $(pids_of taskexecutor | tr '\n' ' '))"
 }
 
 stop() {

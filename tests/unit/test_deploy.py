@@ -444,3 +444,16 @@ def test_the_api_deployment_runs_the_image_with_the_jobs_redis_secret_and_probes
     port = container["ports"][0]["containerPort"]
     assert f'"--port", "{port}"' in (API / "Dockerfile").read_text()
     assert manifests["Service"]["spec"]["selector"] == manifests["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+# --- the standalone cluster's shape (deploy/flink/cluster.sh) ---------------------------------
+
+@pytest.mark.parametrize("setting, value", [("RECO_FLINK_TASKMANAGERS", "0"), ("RECO_FLINK_TASKMANAGERS", "two"),
+                                            ("RECO_FLINK_SLOTS", "0"), ("RECO_FLINK_SLOTS", "-1")])
+def test_cluster_script_refuses_a_bad_shape_before_starting_anything(tmp_path, setting, value):
+    proc = subprocess.run([str(ROOT / "deploy" / "flink" / "cluster.sh"), "start"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "RECO_RUN_DIR": str(tmp_path), setting: value}, timeout=30)
+    assert proc.returncode == 1
+    assert f"{setting}={value} is not" in proc.stderr
+    assert not any(tmp_path.iterdir())   # no conf written, nothing started
+
