@@ -5,6 +5,7 @@
 - ``side_output``: a side output without PyFlink's identity operator after it;
 - ``install_timer_fix``: keyed Python operators whose timers survive a restore;
 - ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
+- ``at_bundle_end``: a function's own work at the end of each bundle (before a checkpoint);
 - ``python_execution_options``, ``subtask``, ``epoch_millis``: Python operators inside the
   TaskManager (thread mode), and what its runtime context and row conversion get wrong;
 - ``submitted_by_flink_cli``: whether ``flink run`` started the client;
@@ -55,6 +56,33 @@ def python_execution_options(mode: str, local: bool) -> dict[str, str]:
     if mode == "thread" and local:
         options["python.pythonpath"] = os.pathsep.join([*site.getsitepackages(), str(ROOT)])
     return options
+
+
+_AT_BUNDLE_END: list = []
+
+
+def at_bundle_end(callback) -> None:
+    """``callback()`` whenever a Python operator of this worker process ends a bundle (process
+    mode), before the bundle's results go back to the TaskManager. A checkpoint barrier
+    passes an operator only after its bundle has ended, so what ``callback`` does lands
+    before that checkpoint. Bundles end every ``bundle_time_ms``/``bundle_size`` and at each
+    barrier. A worker's operators all share the callbacks: each runs at any of their bundle
+    ends (earlier than needed, never later).
+
+    PyFlink gives functions no such hook: this wraps its private ``Operation.finish``, which
+    the worker calls for every operation at the end of each bundle. Thread mode has no
+    bundles (its operators do not call it): flush as you go there."""
+    from pyflink.fn_execution.datastream.process import operations
+
+    if not _AT_BUNDLE_END:
+        finish = operations.Operation.finish
+
+        def finish_then_flush(self):
+            for flush in _AT_BUNDLE_END:
+                flush()
+            finish(self)
+        operations.Operation.finish = finish_then_flush
+    _AT_BUNDLE_END.append(callback)
 
 
 def subtask(runtime_context) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import Callable
 from pyflink.common import Row
 from pyflink.datastream import ProcessFunction
 
-from flink_jobs import contracts
+from flink_jobs import contracts, internals
 from flink_jobs.codec import AvroCodec, confluent_frame
 from flink_jobs.config import JobConfig
 from flink_jobs.documents import similar_document, trending_document, user_document
@@ -45,13 +45,18 @@ class Publish(ProcessFunction):
     the output's transactional Kafka sink (nothing emitted without a topic); the bytes are
     single-object encoded, or Confluent-framed when the output has a ``schema_id``.
 
+    The Redis upserts of a bundle go in one pipelined round trip when the bundle ends
+    (``internals.at_bundle_end``: before any checkpoint barrier passes, so a restore never
+    skips one), each key's last document only (a key's documents arrive in version order).
+    In thread mode, which has no bundles, each is written as it comes.
+
     While Redis is down a write blocks and retries (redis_retry_* settings), so the job
     backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
     restart replays from the last checkpoint, which the versioned upsert makes safe.
     Metrics: ``redisWrites`` (upserts that landed), ``redisRetries`` (attempts retried after a
-    connection error, a timeout or a server in a passing state such as out of memory).
-    PyFlink reports Python metrics when a bundle ends, so during an outage they move only
-    once the blocked write is through."""
+    connection error, a timeout or a server in a passing state such as out of memory), both
+    since the operator started. PyFlink reports Python metrics when a bundle ends, so during
+    an outage they move only once the blocked write is through."""
 
     def __init__(self, cfg: JobConfig, output: Output):
         self.cfg, self.output = cfg, output
@@ -60,25 +65,27 @@ class Publish(ProcessFunction):
         topic = self.output.topic
         self.codec = AvroCodec(contracts.TOPIC_RECORDS[topic]) if topic else None
         self.store = None
+        self.pending: dict[str, dict] = {}   # Redis key -> its newest document of this bundle
+        self.batched = self.cfg.python_execution_mode == "process"
+        self.landed = 0
         if self.output.document:
             from flink_jobs.redis_store import VersionedStore
 
+            self.store = VersionedStore.from_config(self.cfg)
+            # Gauges, not counters: the writes happen as a bundle ends, after PyFlink has
+            # taken the bundle's counter updates, but before it reads the gauges.
             metrics = runtime_context.get_metrics_group()
-            self.written = metrics.counter("redisWrites")
-            self.retried = retried = metrics.counter("redisRetries")
-            self.store = VersionedStore.from_config(self.cfg, on_retry=lambda error: retried.inc())
-        self.shown = False
+            metrics.gauge("redisWrites", lambda: self.landed)
+            metrics.gauge("redisRetries", lambda: self.store.retries)
+            if self.batched:
+                internals.at_bundle_end(self.flush)
 
     def process_element(self, value, ctx):
         if self.store is not None:
-            if not self.shown:
-                # A Python counter reaches Flink's metrics (and Prometheus) once it has been
-                # updated in a bundle (not in open): redisRetries is there from the first
-                # write on, at 0.
-                self.retried.inc(0)
-                self.shown = True
-            if self.store.upsert(*self.output.document(value)):
-                self.written.inc()
+            key, document = self.output.document(value)
+            self.pending[key] = document
+            if not self.batched:
+                self.flush()
         if self.codec is not None:
             if self.output.schema_id is None:
                 encoded = self.codec.encode(value)
@@ -86,3 +93,9 @@ class Publish(ProcessFunction):
                 encoded = confluent_frame(self.output.schema_id, self.codec.encode_body(value))
             key_field = self.output.key_field
             yield Row(v=encoded) if key_field is None else Row(k=contracts.record_key(value[key_field]), v=encoded)
+
+    def flush(self) -> None:
+        """The pending upserts, in one round trip."""
+        if self.pending:
+            writes, self.pending = list(self.pending.items()), {}
+            self.landed += sum(self.store.upsert_many(writes))

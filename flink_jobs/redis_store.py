@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import (AuthenticationError, AuthorizationError, NoPermissionError, OutOfMemoryError,
-                              ReadOnlyError, ResponseError)
+from redis.exceptions import (AuthenticationError, AuthorizationError, NoPermissionError, NoScriptError,
+                              OutOfMemoryError, ReadOnlyError, ResponseError)
 from redis.retry import Retry
 
 from flink_jobs.sensitive import redact_url
@@ -232,15 +232,25 @@ class VersionedStore:
         return bool(self._call(f"upsert {key}", lambda: self._upsert(keys=[key], args=args)))
 
     def upsert_many(self, writes: Iterable[tuple[str, Mapping[str, Any]]]) -> list[bool]:
-        """Several upserts in one round trip (not one transaction; each is atomic). Needs
-        SCRIPT EXISTS besides :data:`REQUIRED_ACL` (redis-py checks the script first)."""
+        """Several upserts in one round trip (not one transaction; each is atomic), with the
+        same ACL as ``upsert``: EVALSHA pipelined, and when the server has forgotten the
+        script, SCRIPT LOAD and the whole batch again (its upserts are idempotent)."""
         batch = [(key, self._args(doc)) for key, doc in writes]
+        if not batch:
+            return []
+        script = self._upsert
 
         def run():
-            pipe = self.client.pipeline(transaction=False)
-            for key, args in batch:
-                self._upsert(keys=[key], args=args, client=pipe)
-            return [bool(r) for r in pipe.execute()]
+            for attempt in (1, 2):
+                pipe = self.client.pipeline(transaction=False)
+                for key, args in batch:
+                    pipe.evalsha(script.sha, 1, key, *args)
+                try:
+                    return [bool(r) for r in pipe.execute()]
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    script.sha = self.client.script_load(script.script)
         return self._call(f"{len(batch)} upserts", run)
 
     def get(self, key: str) -> dict[str, Any] | None:

@@ -78,27 +78,6 @@ class Counts:
         return text
 
 
-class Writer:
-    """Versioned upserts of one poll's records in one pipeline (``upsert_many``). A Redis user
-    with only the job's ACL may not run SCRIPT EXISTS, which the pipeline needs: then it goes
-    on with one upsert per record (same ACL as the job)."""
-
-    def __init__(self, store: VersionedStore, say: Callable[[str], None]):
-        self.store, self.say, self.batched = store, say, True
-
-    def write(self, writes: list[tuple[str, dict]]) -> list[bool]:
-        if not writes:
-            return []
-        if self.batched:
-            try:
-                return self.store.upsert_many(writes)
-            except RedisAccessError as exc:
-                self.store.upsert(*writes[0])    # still refused: the job's ACL is missing too (raises)
-                self.batched = False
-                self.say(f"Redis refused the pipelined upserts ({exc}); one upsert per record from now on")
-        return [self.store.upsert(key, doc) for key, doc in writes]
-
-
 def _read_to_end(consumer, tps: list, begin: dict, end: dict, topic: str, bootstrap: str,
                  on_poll: Callable[[list], None], phase: str, say: Callable[[str], None], counts: Counts,
                  progress_s: float, stall_s: float) -> None:
@@ -166,7 +145,7 @@ def _settled_ends(bootstrap: str, properties: dict, consumer, tps: list, topic: 
     return high
 
 
-def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Writer,
+def refill_topic(bootstrap: str, properties: dict, source: Source, store: VersionedStore,
                  say: Callable[[str], None], progress_s: float = 5.0, stall_s: float = 60.0,
                  settle_s: float = 120.0, registry: RegistryClient | None = None) -> Counts:
     """The last committed record of each key of ``source.topic``, up to the end offsets of
@@ -213,7 +192,7 @@ def refill_topic(bootstrap: str, properties: dict, source: Source, writer: Write
                         counts.undecodable += 1
                         if counts.undecodable <= 5:
                             say(f"{topic}[{partition}]@{rec.offset}: does not decode, skipped ({exc})")
-            for landed in writer.write(writes):
+            for landed in store.upsert_many(writes):
                 if landed:
                     counts.written += 1
                 else:
@@ -278,11 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         except (RedisAccessError, redis.RedisError) as exc:
             raise Unreachable(f"cannot use Redis at {shown_url}: {exc}") from None
         store = VersionedStore(client, args.ttl_ms, retry=RetryPolicy(max_total_ms=args.redis_retry_ms))
-        writer = Writer(store, say)
         say(f"Redis {shown_url}, Kafka {args.bootstrap}, TTL {args.ttl_ms} ms")
         for source in sources:
             try:
-                results.append((source.topic, refill_topic(args.bootstrap, properties, source, writer, say,
+                results.append((source.topic, refill_topic(args.bootstrap, properties, source, store, say,
                                                            args.progress, args.stall_timeout, args.settle_timeout,
                                                            registry)))
             except RedisUnavailable as exc:

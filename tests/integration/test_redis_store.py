@@ -1,8 +1,10 @@
+import uuid
+
 import pytest
 import redis
 
 from flink_jobs import contracts
-from flink_jobs.redis_store import VersionedStore
+from flink_jobs.redis_store import REQUIRED_ACL, VersionedStore
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +42,21 @@ def test_upsert_many_in_one_round_trip(store):
     results = store.upsert_many([(k, {"version": 3, "k": k}) for k in keys])
     assert results == [True, False, True]
     assert store.get(keys[1]) == {"version": 10}
+
+
+def test_upsert_many_needs_only_the_jobs_acl_and_reloads_a_forgotten_script(stack, store):
+    user, password = f"many-{uuid.uuid4().hex[:6]}", "pw-" + uuid.uuid4().hex
+    store.client.execute_command("ACL", "SETUSER", user, "on", f">{password}", *REQUIRED_ACL.split())
+    try:
+        limited = VersionedStore.from_url(stack.redis_url.replace("redis://", f"redis://{user}:{password}@"))
+        keys = [contracts.user_recommendations_key(u) for u in range(3)]
+        for round_ in (1, 2):
+            store.client.script_flush()    # as a restarted server: the first EVALSHA gets NOSCRIPT
+            assert limited.upsert_many([(k, {"version": round_}) for k in keys]) == [True] * 3
+            assert [store.get(k) for k in keys] == [{"version": round_}] * 3
+        assert limited.upsert_many([(keys[0], {"version": 1})]) == [False]
+    finally:
+        store.client.execute_command("ACL", "DELUSER", user)
 
 
 def test_ttl_zero_means_no_expiry(stack):

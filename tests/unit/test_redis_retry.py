@@ -51,7 +51,30 @@ class FlakyClient:
                 if error is not None:
                     raise error
             return 1
+        call.sha, call.script = "0" * 40, script
         return call
+
+    def pipeline(self, transaction=True):
+        return FlakyPipeline(self)
+
+
+class FlakyPipeline:
+    """A pipeline of FlakyClient: each execute() is one attempt, which fails as the client's next error."""
+
+    def __init__(self, client):
+        self.client, self.commands = client, []
+
+    def evalsha(self, sha, numkeys, *keys_and_args):
+        self.commands.append(keys_and_args[:numkeys])
+
+    def execute(self):
+        self.client.calls += 1
+        self.client.round_trips = getattr(self.client, "round_trips", []) + [self.commands]
+        if self.client.errors:
+            error = self.client.errors.pop(0)
+            if error is not None:
+                raise error
+        return [1] * len(self.commands)
 
 
 def store_with(errors, clock, policy=RetryPolicy(base_ms=100, cap_ms=1_000, max_total_ms=10_000), attempt_s=0.0):
@@ -334,20 +357,12 @@ def test_an_unreadable_tls_file_is_named_where_the_job_runs(tmp_path):
 
 # --- the job's operator: metrics ---------------------------------------------------------
 
-class Counter:
-    def __init__(self):
-        self.count = 0
-
-    def inc(self, n=1):
-        self.count += n
-
-
 class Metrics:
     def __init__(self):
-        self.counters = {}
+        self.gauges = {}
 
-    def counter(self, name):
-        return self.counters.setdefault(name, Counter())
+    def gauge(self, name, read):
+        self.gauges[name] = read
 
 
 class RuntimeContext:
@@ -358,16 +373,38 @@ class RuntimeContext:
         return self.metrics
 
 
-def test_publish_counts_redis_writes_and_retries(monkeypatch):
-    from flink_jobs import publish
+def _publish(monkeypatch, flaky, mode):
+    from flink_jobs import internals, publish
 
     monkeypatch.setattr(redis.retry, "sleep", lambda s: None)
-    flaky = FlakyClient([redis.ConnectionError("refused"), redis.TimeoutError("timeout")])
     monkeypatch.setattr(redis.Redis, "from_url", classmethod(lambda cls, url, **kw: flaky))
-    op = publish.Publish(JobConfig(), publish.Output("users", None, None, documents.user_document))
+    bundle_ends = []
+    monkeypatch.setattr(internals, "at_bundle_end", bundle_ends.append)
+    op = publish.Publish(JobConfig(python_execution_mode=mode), publish.Output("users", None, None,
+                                                                               documents.user_document))
     ctx = RuntimeContext()
     op.open(ctx)
+    return op, ctx, bundle_ends
+
+
+def test_publish_writes_a_bundles_last_documents_in_one_round_trip_at_its_end_and_counts_retries(monkeypatch):
+    flaky = FlakyClient([redis.ConnectionError("refused"), redis.TimeoutError("timeout")])
+    op, ctx, bundle_ends = _publish(monkeypatch, flaky, "process")
+    assert len(bundle_ends) == 1
+    for user, version in ((7, 1), (8, 1), (7, 2)):
+        list(op.process_element({"user_id": user, "version": version, "items": []}, None))
+    assert flaky.calls == 0                      # nothing before the bundle ends
+    bundle_ends[0]()
+    assert flaky.round_trips == [[("reco:v1:user:7",), ("reco:v1:user:8",)]] * 3   # two retried, one landed
+    assert ctx.metrics.gauges["redisRetries"]() == 2
+    assert ctx.metrics.gauges["redisWrites"]() == 2
+    bundle_ends[0]()                             # an empty bundle: no round trip
+    assert flaky.calls == 3
+
+
+def test_publish_in_thread_mode_writes_each_document_as_it_comes(monkeypatch):
+    flaky = FlakyClient([])
+    op, ctx, bundle_ends = _publish(monkeypatch, flaky, "thread")
+    assert bundle_ends == []                     # no bundles in thread mode
     list(op.process_element({"user_id": 7, "version": 1, "items": []}, None))
-    list(op.process_element({"user_id": 8, "version": 1, "items": []}, None))
-    assert ctx.metrics.counters["redisRetries"].count == 2
-    assert ctx.metrics.counters["redisWrites"].count == 2
+    assert flaky.calls == 1 and ctx.metrics.gauges["redisWrites"]() == 1

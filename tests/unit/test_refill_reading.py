@@ -9,7 +9,6 @@ from kafka import TopicPartition
 
 from flink_jobs import contracts
 from flink_jobs.codec import AvroCodec
-from flink_jobs.redis_store import RedisAccessError
 from reco_tools import refill
 
 TOPIC = contracts.RECOMMENDATIONS_TOPIC
@@ -73,23 +72,17 @@ class ScriptedConsumer:
 
 
 class FakeStore:
-    def __init__(self, refuse_many=False, refuse_all=False):
-        self.docs, self.refuse_many, self.refuse_all, self.calls = {}, refuse_many, refuse_all, []
-
-    def upsert(self, key, doc):
-        if self.refuse_all:
-            raise RedisAccessError("NOPERM")
-        self.calls.append("one")
-        if key in self.docs and self.docs[key]["version"] > doc["version"]:
-            return False
-        self.docs[key] = doc
-        return True
+    def __init__(self):
+        self.docs, self.written = {}, 0
 
     def upsert_many(self, writes):
-        if self.refuse_many or self.refuse_all:
-            raise RedisAccessError("NOPERM script|exists")
-        self.calls.append("many")
-        return [self.upsert(k, d) for k, d in writes]
+        landed = []
+        for key, doc in writes:
+            self.written += 1
+            landed.append(key not in self.docs or self.docs[key]["version"] <= doc["version"])
+            if landed[-1]:
+                self.docs[key] = doc
+        return landed
 
 
 def test_writes_each_keys_last_record_before_the_end_offsets_taken_at_start(monkeypatch):
@@ -103,11 +96,11 @@ def test_writes_each_keys_last_record_before_the_end_offsets_taken_at_start(monk
     monkeypatch.setattr(refill, "make_consumer", lambda *a, **k: consumer)
     store, said = FakeStore(), []
     store.docs[contracts.user_recommendations_key(5)] = {"version": 3}   # the job got there first
-    counts = refill.refill_topic("b", {}, refill.USER_LISTS, refill.Writer(store, said.append), said.append)
+    counts = refill.refill_topic("b", {}, refill.USER_LISTS, store, said.append)
     # user 1: only version 3 (1 is superseded, 9 came after the end); user 2: its last record
     # (4: records of a key are the job's in order, so the last is what it wrote last)
     assert counts == refill.Counts(read=7, written=2, older=1, superseded=2, tombstones=1, undecodable=1)
-    assert store.calls.count("one") == 3
+    assert store.written == 3
     assert {k: d["version"] for k, d in store.docs.items()} == {contracts.user_recommendations_key(1): 3,
                                                                contracts.user_recommendations_key(2): 4,
                                                                contracts.user_recommendations_key(5): 3}
@@ -119,19 +112,8 @@ def test_a_partition_that_stops_moving_is_reported_not_waited_for_forever(monkey
                                 stuck=(1,))
     monkeypatch.setattr(refill, "make_consumer", lambda *a, **k: consumer)
     with pytest.raises(refill.Unreachable, match=r"no progress .* 1@0/1"):
-        refill.refill_topic("b", {}, refill.USER_LISTS, refill.Writer(FakeStore(), print), print, stall_s=0.2)
+        refill.refill_topic("b", {}, refill.USER_LISTS, FakeStore(), print, stall_s=0.2)
     assert consumer.closed
-
-
-def test_pipelined_upserts_fall_back_to_single_ones_when_redis_refuses_them():
-    said = []
-    store = FakeStore(refuse_many=True)
-    writer = refill.Writer(store, said.append)
-    assert writer.write([("k1", {"version": 1}), ("k2", {"version": 2})]) == [True, True]
-    assert writer.write([("k1", {"version": 0})]) == [False]
-    assert "one upsert per record" in said[0] and len(said) == 1
-    with pytest.raises(RedisAccessError):     # the job's ACL missing too: no fallback can help
-        refill.Writer(FakeStore(refuse_all=True), said.append).write([("k", {"version": 1})])
 
 
 def test_a_password_on_the_command_line_is_refused_without_showing_it(capsys, monkeypatch):
