@@ -154,7 +154,8 @@ def test_the_page_shows_a_users_new_list_without_a_reload(browser, live):   # br
     before = [r.get_attribute("data-item-id") for r in rows]
     assert before and all(r.find_element(By.CLASS_NAME, "title").text for r in rows)
     age = browser.find_element(By.ID, "list-age").text
-    wait.until(lambda d: d.find_element(By.ID, "list-age").text != age)   # the age ticks by itself
+    # the age ticks by itself (every second while the list is less than an hour old)
+    WebDriverWait(browser, 5, poll_frequency=0.1).until(lambda d: d.find_element(By.ID, "list-age").text != age)
     browser.execute_script("window.notReloaded = true")
 
     # The user buys the list's top item and then views it: the job ranks twice, and a consumed
