@@ -202,7 +202,7 @@ class VersionedStore:
 
         ``retry``: how long a call keeps retrying connection errors, timeouts and replies
         of a passing state (None: one attempt, errors raise at once). ``on_retry(error)`` is
-        called before each retry (the job counts them in the ``redisRetries`` metric)."""
+        called before each retry; ``retries`` counts them (the job's ``redisRetries`` metric)."""
         if ttl_ms < 0:
             raise ValueError(f"ttl_ms must be >= 0, got {ttl_ms}")
         self.client = client
@@ -221,10 +221,10 @@ class VersionedStore:
         return cls(_client(url), ttl_ms, versioned, **options)
 
     @classmethod
-    def from_config(cls, cfg, on_retry: Callable[[BaseException], None] | None = None) -> "VersionedStore":
+    def from_config(cls, cfg) -> "VersionedStore":
         """The job's store: URL (with user and password), timeouts, TLS and retry from ``cfg``."""
         client = _client(cfg.redis_url, **client_options(cfg))
-        return cls(client, cfg.redis_ttl_ms, cfg.redis_write == "versioned", retry_policy(cfg), on_retry)
+        return cls(client, cfg.redis_ttl_ms, cfg.redis_write == "versioned", retry_policy(cfg))
 
     def upsert(self, key: str, doc: Mapping[str, Any]) -> bool:
         """Write ``doc`` under ``key`` unless Redis holds a newer version (versioned store)."""
