@@ -133,7 +133,8 @@ class ItemIndex:
         self._models: dict[int, _GrowingRows] = {}        # version -> row -> embedding: current and newer
         self._vecs = _GrowingRows()                       # the current model's (model_version's)
         self.model_version = 0
-        self._searchable: np.ndarray | None = None         # rows nearest() may return: listed, with a vector
+        self._unsearchable: np.ndarray | None = None       # rows nearest() may not return (unlisted, no vector)
+        self._search_rows = 0                             # ... among the first this many; None above: to redo
         self.rebuilds = self.compactions = 0
         self.embeddings_rejected = 0                      # of an older model, or not of their model's dims
 
@@ -151,7 +152,7 @@ class ItemIndex:
     def _put_item(self, msg: ItemInfo) -> None:
         item, old = msg.item, self.info.get(msg.item)
         self.info[item] = msg
-        self._searchable = None
+        self._unsearchable = None
         (self.deleted.add if msg.deleted else self.deleted.discard)(item)
         if old is None or old.tags != msg.tags:
             columns = [self._vocab.setdefault(tag, len(self._vocab)) for tag in msg.tags]
@@ -223,30 +224,32 @@ class ItemIndex:
 
         def score(ids: np.ndarray) -> np.ndarray:
             rows = self.rows(ids)
-            rows = np.where(rows < len(self._vecs.ok), rows, -1)
-            ok = rows >= 0
-            ok[ok] = self._vecs.ok[rows[ok]]
+            inside = (rows >= 0) & (rows < len(self._vecs.a))
             out = np.zeros(len(ids))
-            out[ok] = self._vecs.a[rows[ok]] @ unit
+            out[inside] = self._vecs.a[rows[inside]] @ unit   # a row with no vector is zeros
             return out
         return score
 
     def nearest(self, u: np.ndarray | None, n: int, exclude: np.ndarray) -> np.ndarray:
         """Up to ``n`` listed items, not in ``exclude``, whose embeddings are nearest to ``u``
         by cosine, when that is positive (brute force over the catalog), as sorted ids."""
-        rows = min(self._start.n, len(self._vecs.ok))
-        if u is None or n <= 0 or not rows:
+        if u is None or n <= 0:
             return _EMPTY
-        if self._searchable is None or len(self._searchable) != rows:
-            self._searchable = self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)
+        if self._unsearchable is None:
+            rows = min(self._start.n, len(self._vecs.ok))
+            self._unsearchable = np.flatnonzero(~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)))
+            self._search_rows = rows
+        rows = self._search_rows
         scores = self._vecs.a[:rows] @ u
-        scores[~(self._searchable & (scores > 0))] = -np.inf
+        # a score of 0 is never nominated: the rows that may not be, and the excluded
+        scores[self._unsearchable] = 0.0
         if len(exclude):
             gone = self.rows(exclude)
-            scores[gone[(gone >= 0) & (gone < rows)]] = -np.inf
-        k = min(n, rows)
-        top = np.argpartition(-scores, k - 1)[:k]
-        return np.sort(self._item_of_row.a[top[np.isfinite(scores[top])]])
+            scores[gone[(gone >= 0) & (gone < rows)]] = 0.0
+        hits = np.flatnonzero(scores > 0)
+        if len(hits) > n:
+            hits = hits[np.argpartition(scores[hits], len(hits) - n)[len(hits) - n:]]
+        return np.sort(self._item_of_row.a[hits])
 
     def _rebuild(self) -> None:
         live = [(item, self._row[item]) for item in self.info.keys() - self.deleted]
