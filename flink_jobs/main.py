@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from py4j.protocol import Py4JError, Py4JJavaError
 from pyflink.common import Configuration
 from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import Sink
@@ -152,7 +153,21 @@ def main(argv: list[str] | None = None) -> int:
     except (PartitionCheckError, GuaranteeError, schema_registry.RegistryError) as exc:
         log.error("%s", exc)
         parser.exit(2, f"error: {exc}\n")
-    job.execute("reco-flink")
+    try:
+        job.execute("reco-flink")
+    except Py4JError as exc:
+        if isinstance(exc, Py4JJavaError):
+            raise   # the job failed: Flink's own exception says why
+        # The JVM went away under the client: killed, or crashed (a crash report hs_err_pid*.log
+        # lands in the JVM's working directory). py4j would go on retrying the dead gateway from
+        # its finalizers at exit, a traceback per try, burying this line: leave without them.
+        where = ("the Flink client's JVM (flink run)" if internals.submitted_by_flink_cli()
+                 else "this process's JVM, which runs the local mini-cluster")
+        log.error("%s ended while the job ran (%s); look for a crash report hs_err_pid*.log in %s",
+                  where, exc, os.getcwd())
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(1)
     return 0
 
 
