@@ -75,7 +75,7 @@ class JobConfig:
     max_future_skew_ms: int = HOUR       # at most a day: a far-future event pins TTLs and event time
     # engine
     parallelism: int = 2
-    bundle_size: int = 1000              # records a Python operator takes per round trip (python.fn-execution.bundle.size)
+    bundle_size: int = 10_000            # most records a Python operator takes per round trip (python.fn-execution.bundle.size)
     bundle_time_ms: int = 100            # longest a record waits for its bundle to fill (python.fn-execution.bundle.time)
     # keys whose state each Python operator keeps deserialized (python.state.cache-size;
     # bench/RESULTS.md "Performance")

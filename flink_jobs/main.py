@@ -53,9 +53,11 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
     conf.set_string("pipeline.jars", ";".join(connector_jars()))
-    # Python operators process in bundles; a short bundle time bounds the latency each adds.
-    # Keyed state is written back at each bundle's end, once per key touched in it, and read
-    # through a cache of deserialized values: a key that fell out of it costs a round trip.
+    # Python operators process in bundles; a short bundle time bounds the latency each adds
+    # at live rates, while a backlog fills bundles up to bundle_size. Keyed state is written
+    # back at each bundle's end, once per key touched in it, and its reads that go to the
+    # TaskManager (each a blocking round trip) fall per event as bundles grow: a large
+    # bundle_size drains a backlog 2-2.5x faster than 1,000 (bench/RESULTS.md).
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))

@@ -5,6 +5,7 @@ record keys come from ``contracts`` only."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -37,6 +38,8 @@ ITEM_NEIGHBORS = Output("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, "item_
 DEAD_LETTERS = Output("dead_letters", contracts.DEAD_LETTER_TOPIC, None, None)
 TRENDING = Output("trending", None, None, trending_document)
 OUTPUTS = (RECOMMENDATIONS, ITEM_NEIGHBORS, DEAD_LETTERS, TRENDING)   # names: pipeline.Outputs fields
+# Most upserts in one round trip: a bundle can hold tens of thousands of lists.
+MAX_BATCH = 1000
 
 
 class Publish(ProcessFunction):
@@ -45,10 +48,13 @@ class Publish(ProcessFunction):
     the output's transactional Kafka sink (nothing emitted without a topic); the bytes are
     single-object encoded, or Confluent-framed when the output has a ``schema_id``.
 
-    The Redis upserts of a bundle go in one pipelined round trip when the bundle ends
-    (``internals.at_bundle_end``: before any checkpoint barrier passes, so a restore never
-    skips one), each key's last document only (a key's documents arrive in version order).
-    In thread mode, which has no bundles, each is written as it comes.
+    The Redis upserts go in pipelined round trips, each key's last document only (a key's
+    documents arrive in version order): when the bundle ends (``internals.at_bundle_end``:
+    before any checkpoint barrier passes, so a restore never skips one), and within a long
+    bundle once the oldest waiting document is ``bundle_time_ms`` old or ``MAX_BATCH`` keys
+    wait, so a list's wait for Redis does not grow with the bundle (a backlog is drained in
+    bundles of up to ``bundle_size`` records). In thread mode, which has no bundles, each is
+    written as it comes.
 
     While Redis is down a write blocks and retries (redis_retry_* settings), so the job
     backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
@@ -65,7 +71,8 @@ class Publish(ProcessFunction):
         topic = self.output.topic
         self.codec = AvroCodec(contracts.TOPIC_RECORDS[topic]) if topic else None
         self.store = None
-        self.pending: dict[str, dict] = {}   # Redis key -> its newest document of this bundle
+        self.pending: dict[str, dict] = {}   # Redis key -> its newest document not yet written
+        self.flush_by = 0.0                  # time.monotonic() by which the pending go out
         self.batched = self.cfg.python_execution_mode == "process"
         self.landed = 0
         if self.output.document:
@@ -83,8 +90,11 @@ class Publish(ProcessFunction):
     def process_element(self, value, ctx):
         if self.store is not None:
             key, document = self.output.document(value)
+            now = time.monotonic()
+            if not self.pending:
+                self.flush_by = now + self.cfg.bundle_time_ms / 1000
             self.pending[key] = document
-            if not self.batched:
+            if not self.batched or now >= self.flush_by or len(self.pending) >= MAX_BATCH:
                 self.flush()
         if self.codec is not None:
             if self.output.schema_id is None:

@@ -408,3 +408,32 @@ def test_publish_in_thread_mode_writes_each_document_as_it_comes(monkeypatch):
     assert bundle_ends == []                     # no bundles in thread mode
     list(op.process_element({"user_id": 7, "version": 1, "items": []}, None))
     assert flaky.calls == 1 and ctx.metrics.gauges["redisWrites"]() == 1
+
+
+def test_publish_within_a_long_bundle_writes_once_the_oldest_waits_a_bundle_time_or_the_batch_is_full(monkeypatch):
+    from flink_jobs import publish
+
+    clock = [100.0]
+    monkeypatch.setattr(publish.time, "monotonic", lambda: clock[0])
+    flaky = FlakyClient([])
+    op, ctx, bundle_ends = _publish(monkeypatch, flaky, "process")   # bundle_time_ms 100 by default
+
+    def send(user, version=1):
+        list(op.process_element({"user_id": user, "version": version, "items": []}, None))
+    send(1)
+    clock[0] += 0.099
+    send(2)
+    assert flaky.calls == 0                      # the oldest has waited 99 ms
+    clock[0] += 0.001
+    send(1, 2)
+    assert flaky.round_trips == [[("reco:v1:user:1",), ("reco:v1:user:2",)]]
+    send(3)                                      # the clock starts again with the next one
+    clock[0] += 0.05
+    send(4)
+    assert flaky.calls == 1
+    bundle_ends[0]()
+    assert flaky.round_trips[-1] == [("reco:v1:user:3",), ("reco:v1:user:4",)]
+    for user in range(10, 10 + publish.MAX_BATCH):   # no time passes: the batch's size ends it
+        send(user)
+    assert flaky.calls == 3 and len(flaky.round_trips[-1]) == publish.MAX_BATCH
+    assert ctx.metrics.gauges["redisWrites"]() == 4 + publish.MAX_BATCH
