@@ -133,8 +133,8 @@ class ItemIndex:
         self._models: dict[int, _GrowingRows] = {}        # version -> row -> embedding: current and newer
         self._vecs = _GrowingRows()                       # the current model's (model_version's)
         self.model_version = 0
-        self._unsearchable: np.ndarray | None = None       # rows nearest() may not return (unlisted, no vector)
-        self._search_rows = 0                             # ... among the first this many; None above: to redo
+        # nearest()'s rows: (how many, those it may not return: unlisted or with no vector); None: to redo
+        self._search: tuple[int, np.ndarray] | None = None
         self.rebuilds = self.compactions = 0
         self.embeddings_rejected = 0                      # of an older model, or not of their model's dims
 
@@ -152,7 +152,7 @@ class ItemIndex:
     def _put_item(self, msg: ItemInfo) -> None:
         item, old = msg.item, self.info.get(msg.item)
         self.info[item] = msg
-        self._unsearchable = None
+        self._search = None
         (self.deleted.add if msg.deleted else self.deleted.discard)(item)
         if old is None or old.tags != msg.tags:
             columns = [self._vocab.setdefault(tag, len(self._vocab)) for tag in msg.tags]
@@ -235,14 +235,13 @@ class ItemIndex:
         by cosine, when that is positive (brute force over the catalog), as sorted ids."""
         if u is None or n <= 0:
             return _EMPTY
-        if self._unsearchable is None:
+        if self._search is None:
             rows = min(self._start.n, len(self._vecs.ok))
-            self._unsearchable = np.flatnonzero(~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)))
-            self._search_rows = rows
-        rows = self._search_rows
+            self._search = rows, np.flatnonzero(~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)))
+        rows, unsearchable = self._search
         scores = self._vecs.a[:rows] @ u
         # a score of 0 is never nominated: the rows that may not be, and the excluded
-        scores[self._unsearchable] = 0.0
+        scores[unsearchable] = 0.0
         if len(exclude):
             gone = self.rows(exclude)
             scores[gone[(gone >= 0) & (gone < rows)]] = 0.0
