@@ -219,6 +219,7 @@ class _Keyed(KeyedProcessFunction):
         self.cfg = self.SETTINGS.of(cfg)
 
     def open(self, runtime_context):
+        internals.commit_touched_keys_only()
         self.state = runtime_context.get_state(ValueStateDescriptor(self.STATE, PICKLED))
 
     def _apply(self, result, ctx):
@@ -281,6 +282,7 @@ class TrendingItems(KeyedCoProcessFunction):
         self.cfg = TrendingSettings.of(cfg)
 
     def open(self, runtime_context):
+        internals.commit_touched_keys_only()
         self.state = runtime_context.get_state(ValueStateDescriptor("trending-window", PICKLED))
         self.listings = runtime_context.get_map_state(MapStateDescriptor("listed", Types.LONG(), Types.BOOLEAN()))
         self.listed = None   # the listings in memory, read from state on first use after a (re)start
@@ -318,6 +320,7 @@ class Ranker(KeyedBroadcastProcessFunction):
         self.fragment_size, self.shrinkage = cfg.fragment_size, cfg.similarity_shrinkage
 
     def open(self, runtime_context):
+        internals.commit_touched_keys_only()
         self.state = runtime_context.get_state(ValueStateDescriptor("ranker", PICKLED))
         group = runtime_context.get_metrics_group()
         self.lists = group.counter("recommendationsEmitted")

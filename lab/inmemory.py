@@ -199,7 +199,7 @@ def _environment(cfg: JobConfig, bundle_size: int, watermark_interval_ms: int, r
     conf.set_string("pipeline.auto-watermark-interval", f"{watermark_interval_ms} ms")
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.size", str(bundle_size))
-    conf.set_string("python.state.cache-size", "100000")
+    conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
     for key, value in internals.python_execution_options(cfg.python_execution_mode, local=True).items():
         conf.set_string(key, value)
     conf.set_string("rest.port", str(rest_port))

@@ -156,18 +156,14 @@ def test_user_state_is_gone_after_ttl(run):
         expected_versions(events)[TTL_USER][-1]
 
 
-def test_the_dataflow_in_one_process_agrees_with_the_pipeline(run):
-    """The benchmark's core and the quality evaluator run lab.inprocess: it must compute what
-    the pipeline computes where the result does not depend on timing: the versions emitted
-    and the counts of every published neighbor list. (A list's items depend on which bucket ends have
-    reached the rankers when it is computed: in one process event time follows each event,
-    in the pipeline watermarks trail the records, by a lot when input is replayed fast.)"""
+def _agrees_with_one_process(events, catalog, cfg, out) -> None:
+    """What lab.inprocess computes for ``events`` equals the pipeline's ``out`` where the
+    result does not depend on timing: the versions emitted and the counts of every published
+    neighbor list."""
     from lab import inprocess
     from udfs.records import Event, ItemInfo
 
-    events, _, out, cfg = run
-    synth, _ = make_events()
-    got = inprocess.run(map(Event.of, events), map(ItemInfo.of, synth.catalog()), cfg)
+    got = inprocess.run(map(Event.of, events), map(ItemInfo.of, catalog), cfg)
     versions = lambda recs: sorted((r["user_id"], r["version"]) for r in recs)  # noqa: E731
     assert versions(got["recommendations"]) == versions(out["recommendations"])
     # counts, not scores: a score reads each neighbor's own count as the ranker knows it then
@@ -175,3 +171,30 @@ def test_the_dataflow_in_one_process_agrees_with_the_pipeline(run):
         n["item_id"]: round(n["co_count"], 9) for n in r["neighbors"]}) for r in recs}
     assert lists(got["item_neighbors"]) == lists(out["item_neighbors"])
     assert len(got["item_neighbors"]) == len(out["item_neighbors"]) > 20
+
+
+def test_the_dataflow_in_one_process_agrees_with_the_pipeline(run):
+    """The benchmark's core and the quality evaluator run lab.inprocess: it must compute what
+    the pipeline computes where the result does not depend on timing. (A list's items depend
+    on which bucket ends have reached the rankers when it is computed: in one process event
+    time follows each event, in the pipeline watermarks trail the records, by a lot when
+    input is replayed fast.)"""
+    events, _, out, cfg = run
+    synth, _ = make_events()
+    _agrees_with_one_process(events, synth.catalog(), cfg, out)
+
+
+def test_state_stays_right_though_the_cache_pushes_keys_out_within_bundles():
+    """Bundles of 50 records over a state cache of 3 keys: every bundle pushes keys out of
+    the worker's cache and brings them back, through the job's state commit
+    (internals.commit_touched_keys_only); a key's later events must see its earlier writes,
+    or counts and versions go astray. (That each write reaches the TaskManager by its
+    bundle's end, which only a restore would show, is tests/unit/test_state_commit.py's.)"""
+    from lab.inmemory import run_pipeline
+
+    synth, events = make_events()
+    codec = AvroCodec("reco.UserEvent")
+    cfg = CFG.replace(state_cache_keys=3)
+    out = run_pipeline([codec.encode(e) for e in events], synth.catalog(), cfg, bundle_size=50,
+                       watermark_interval_ms=1)
+    _agrees_with_one_process(events, synth.catalog(), cfg, out)
