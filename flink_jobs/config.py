@@ -77,9 +77,12 @@ class JobConfig:
     parallelism: int = 2
     bundle_size: int = 10_000            # most records a Python operator takes per round trip (python.fn-execution.bundle.size)
     bundle_time_ms: int = 100            # longest a record waits for its bundle to fill (python.fn-execution.bundle.time)
-    # keys whose state each Python operator keeps deserialized (python.state.cache-size;
-    # bench/RESULTS.md "Performance")
-    state_cache_keys: int = 10_000
+    # Entries of keyed state a Python worker process keeps deserialized (python.state.cache-size):
+    # one cache per worker (per slot), shared by its keyed operators, an entry per key and
+    # operator (a user twice: UserActivity and the Ranker; an item once). A miss is a blocking
+    # read from the TaskManager; too small a cache for the active keys makes every event miss
+    # (bench/RESULTS.md "2026-12-06: the state cache and the commit").
+    state_cache_keys: int = 30_000
     # Where the Python operators run (python.execution-mode): "process", Python worker
     # processes fed over gRPC in bundles; "thread", inside the TaskManager's JVM (PyFlink's
     # embedded mode: no gRPC, but one interpreter, one GIL, per TaskManager, so parallelism

@@ -55,9 +55,10 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
     conf.set_string("pipeline.jars", ";".join(connector_jars()))
     # Python operators process in bundles; a short bundle time bounds the latency each adds
     # at live rates, while a backlog fills bundles up to bundle_size. Keyed state is written
-    # back at each bundle's end, once per key touched in it, and its reads that go to the
-    # TaskManager (each a blocking round trip) fall per event as bundles grow: a large
-    # bundle_size drains a backlog 2-2.5x faster than 1,000 (bench/RESULTS.md).
+    # back at each bundle's end, once per key touched in it, and each bundle has a fixed
+    # cost: a large bundle_size drains a backlog 2-2.5x faster than 1,000 (bench/RESULTS.md).
+    # State reads go to the TaskManager only for keys not in the worker's cache
+    # (state_cache_keys entries, shared by its keyed operators).
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("python.state.cache-size", str(cfg.state_cache_keys))
