@@ -15,8 +15,8 @@
 - ``configured``: an option of the configuration the job runs with.
 
 Each relies on a private attribute, a private environment switch or a patched class of
-PyFlink 2.2.1; ``tests/job/test_timer_fix.py`` and ``tests/job/test_uids.py`` fail when an
-upgrade breaks them.
+PyFlink 2.2.1; ``tests/job/test_timer_fix.py``, ``tests/job/test_uids.py`` and
+``tests/unit/test_state_commit.py`` fail when an upgrade breaks them.
 """
 
 from __future__ import annotations
