@@ -63,13 +63,14 @@ def test_the_last_write_of_a_key_in_a_bundle_wins(touched_only):
 
 
 def test_a_commit_visits_the_keys_of_its_bundle_not_the_whole_cache(touched_only, commits):
-    worker = Worker(TaskManager(), cache=5_000)
+    tm = TaskManager()
+    worker = Worker(tm, cache=5_000)
     worker.bundle([(key, key) for key in range(5_000)])   # the cache full of parked keys
     commits.clear()
     worker.bundle([(7, "x"), (8, "y"), (7, "z")])
     # keys 7 and 8, a key possibly more than once (parked, then current): nowhere near 5,000
     assert 2 <= len(commits) <= 6
-    assert Worker(worker.handler._underlying, cache=10).read([7, 8, 9]) == {7: "z", 8: "y", 9: 9}
+    assert Worker(tm, cache=10).read([7, 8, 9]) == {7: "z", 8: "y", 9: 9}
 
 
 def test_without_the_fix_a_commit_visits_every_cached_key(commits):
