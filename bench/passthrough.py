@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flink_jobs import config as job_config  # noqa: E402
 from flink_jobs import contracts  # noqa: E402
-from flink_jobs.kafka_tables import KEYED_BYTES, kafka_sink, kafka_sources  # noqa: E402
+from flink_jobs.kafka_tables import kafka_sink, kafka_sources  # noqa: E402
+from flink_jobs.operators import KEYED_BYTES  # noqa: E402
 from flink_jobs.main import create_environment  # noqa: E402
 
 TOPIC = "reco.bench.passthrough.v1"   # created by the benchmark, read by nothing else

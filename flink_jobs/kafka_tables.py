@@ -13,15 +13,13 @@ import contextlib
 import logging
 import re
 
-from pyflink.common import Row, Types
+from pyflink.common import Row
 from pyflink.table import StreamTableEnvironment
 
 from flink_jobs import contracts, internals, pipeline
 from flink_jobs.config import JobConfig
 from flink_jobs.internals import KafkaAdminError, broker_config, describe_topic
 
-KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
-VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
 log = logging.getLogger("reco.kafka")
 
 

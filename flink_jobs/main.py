@@ -8,7 +8,6 @@ pipeline, and the command line.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
@@ -23,9 +22,9 @@ from pyflink.table import StreamTableEnvironment
 from flink_jobs import config as job_config
 from flink_jobs import guarantees, internals, pipeline, publish, schema_registry
 from flink_jobs.config import JobConfig
-from flink_jobs.kafka_tables import (KEYED_BYTES, VALUE_BYTES, PartitionCheckError, broker_transaction_max_ms,
-                                     kafka_sink, kafka_sources, require_event_topic, table_uids)
-from flink_jobs.operators import PICKLED
+from flink_jobs.kafka_tables import (PartitionCheckError, broker_transaction_max_ms, kafka_sink, kafka_sources,
+                                     require_event_topic, table_uids)
+from flink_jobs.operators import KEYED_BYTES, PICKLED, VALUE_BYTES
 
 CONNECTOR_DIR = internals.JARS_DIR / "flink"
 # Checkpoints of a job on the local mini-cluster (a cluster's come from checkpoint_dir or its
@@ -82,16 +81,19 @@ def create_environment(cfg: JobConfig) -> tuple[StreamExecutionEnvironment, Stre
 
 def attach_sinks(t_env: StreamTableEnvironment, outputs: pipeline.Outputs, cfg: JobConfig,
                  schema_ids: dict[str, int] | None = None) -> None:
-    """A Publish operator per output, and its Kafka sink; ``schema_ids``: topic -> Schema
-    Registry id of the topics in the Confluent wire format (schema_registry.register_outputs)."""
+    """Each output's Kafka sink, after a Publish operator for the outputs the Ranker does not
+    deliver (``publish.IN_RANKER``: ``outputs`` holds their rows); ``schema_ids``: topic ->
+    Schema Registry id of the topics in the Confluent wire format (schema_registry.register_outputs)."""
     discard = Sink("org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink")
     for output in publish.OUTPUTS:
         name, stream = output.name, getattr(outputs, output.name)
-        if output.topic in (schema_ids or {}):
-            output = dataclasses.replace(output, schema_id=schema_ids[output.topic])
-        output_type = KEYED_BYTES if output.key_field else VALUE_BYTES if output.topic else PICKLED
-        published = (stream.process(publish.Publish(cfg, output), output_type=output_type)
-                     .uid(f"publish-{name}").name(f"Publish {name}"))
+        if output in publish.IN_RANKER:
+            published = stream
+        else:
+            output = publish.with_schema_id(output, schema_ids)
+            output_type = KEYED_BYTES if output.key_field else VALUE_BYTES if output.topic else PICKLED
+            published = (stream.process(publish.Publish(cfg, output), output_type=output_type)
+                         .uid(f"publish-{name}").name(f"Publish {name}"))
         if output.topic is None:
             published.sink_to(discard).uid(f"publish-{name}-done").name(f"Publish {name} done")
             continue
@@ -133,7 +135,7 @@ def build_job(cfg: JobConfig, check_partitions: bool = True):
     # Here, in the driver, once per submission: the operators only frame with the ids.
     schema_ids = schema_registry.register_outputs(cfg)
     raw, catalog = kafka_sources(t_env, cfg)
-    outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False)
+    outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False, deliver=publish.in_ranker(cfg, schema_ids))
     attach_sinks(t_env, outputs, cfg, schema_ids)
     # Every operator has a uid of ours now; one added without would get an id hashed from the
     # topology, and its state would not map after the next change: refuse to build instead.

@@ -35,10 +35,14 @@ PICKLED = Types.PICKLED_BYTE_ARRAY()
 BY_USER = Types.ROW([Types.LONG(), PICKLED])
 BY_ITEM = Types.ROW([Types.LONG(), PICKLED])
 BY_NOTHING = Types.ROW([Types.INT(), PICKLED])   # one key, 0, for the whole stream (Trending)
+# A delivered record (flink_jobs.publish): its sink's row, Avro bytes with or without a key.
+KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
+VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
 ITEM_DELTAS = OutputTag("item-deltas", BY_ITEM)
 BUCKET_COUNTS = OutputTag("bucket-counts", BY_NOTHING)
 ITEM_NEIGHBORS = OutputTag("item-neighbors", PICKLED)
+ITEM_NEIGHBOR_ROWS = OutputTag("item-neighbor-rows", KEYED_BYTES)   # the same, delivered in the Ranker
 EXPIRED_USERS = OutputTag("expired-users", PICKLED)
 LISTINGS = OutputTag("listings", BY_NOTHING)
 # What the rankers know of items, the same on every ranking subtask (values: plain tuples)
@@ -313,14 +317,25 @@ class Ranker(KeyedBroadcastProcessFunction):
     Those are kept in broadcast state and mirrored in an in-memory ``ItemIndex``, loaded
     from the state on first use after a (re)start. Each item's published neighbor list
     (side output ITEM_NEIGHBORS) comes from the one subtask with index item mod parallelism.
+
+    ``deliver``: None, or a pair of callables, record -> ``Row(k, v)``, run on each list and
+    each neighbor list (``flink_jobs.publish.in_ranker``: to Redis, and Avro bytes for the
+    Kafka sinks); the main output and side output ITEM_NEIGHBOR_ROWS then carry their rows.
+    PyFlink does not fuse a Python operator after a broadcast one, so delivering here saves
+    each list a crossing to another Python operator and that operator's bundle wait.
     """
 
-    def __init__(self, cfg: JobConfig):
+    def __init__(self, cfg: JobConfig, deliver: tuple | None = None):
         self.cfg = RankerSettings.of(cfg)
         self.fragment_size, self.shrinkage = cfg.fragment_size, cfg.similarity_shrinkage
+        self.deliver = deliver
 
     def open(self, runtime_context):
         internals.commit_touched_keys_only()
+        if self.deliver:
+            from flink_jobs.publish import open_deliveries
+
+            open_deliveries(runtime_context, self.deliver)
         self.state = runtime_context.get_state(ValueStateDescriptor("ranker", PICKLED))
         group = runtime_context.get_metrics_group()
         self.lists = group.counter("recommendationsEmitted")
@@ -350,15 +365,20 @@ class Ranker(KeyedBroadcastProcessFunction):
             ctx.get_broadcast_state(NEIGHBOR_STATE).put(msg.item, tuple(msg))
             if msg.item % self.subtasks == self.subtask:
                 record = index.neighbor_record(msg.item)
-                if record is not None:
+                if record is None:
+                    pass
+                elif self.deliver:
+                    yield ITEM_NEIGHBOR_ROWS, self.deliver[1](record)
+                else:
                     yield ITEM_NEIGHBORS, record
         else:
             ctx.get_broadcast_state(TRENDING_STATE).put(0, tuple(msg))
 
     def process_element(self, req: Request, ctx):
         self.lists.inc()
-        yield from _apply(self.state, ranker.on_request(self.state.value(), req, self._index(ctx), self.cfg,
-                                                        int(time.time() * 1000)), ctx)
+        lists = _apply(self.state, ranker.on_request(self.state.value(), req, self._index(ctx), self.cfg,
+                                                     int(time.time() * 1000)), ctx)
+        yield from lists if not self.deliver else map(self.deliver[0], lists)
 
     def on_timer(self, timestamp, ctx):
         yield from _apply(self.state, ranker.on_timer(self.state.value(), timestamp, self.cfg), ctx)

@@ -30,8 +30,9 @@ from pyflink.datastream import DataStream
 from flink_jobs.internals import install_timer_fix, keyed, side_output
 from flink_jobs.config import JobConfig
 from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, BY_ITEM, BY_NOTHING, BY_USER, DEAD_LETTERS,
-                                  EXPIRED_USERS, ITEM_DELTAS, ITEM_NEIGHBORS, LISTINGS, PICKLED, DecodeCatalog,
-                                  DecodeEvents, ItemCooccurrence, Ranker, TrendingItems, UserActivity)
+                                  EXPIRED_USERS, ITEM_DELTAS, ITEM_NEIGHBOR_ROWS, ITEM_NEIGHBORS, KEYED_BYTES,
+                                  LISTINGS, PICKLED, DecodeCatalog, DecodeEvents, ItemCooccurrence, Ranker,
+                                  TrendingItems, UserActivity)
 
 
 # What a source hands the pipeline for each input event. -1 marks an unknown field.
@@ -43,8 +44,8 @@ RAW_ITEM = Types.ROW([Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY
 
 @dataclass
 class Outputs:
-    recommendations: DataStream   # dicts shaped like reco.Recommendations
-    item_neighbors: DataStream    # dicts shaped like reco.ItemNeighbors
+    recommendations: DataStream   # dicts shaped like reco.Recommendations (with deliver: rows)
+    item_neighbors: DataStream    # dicts shaped like reco.ItemNeighbors (with deliver: rows)
     dead_letters: DataStream      # dicts shaped like reco.DeadLetter
     trending: DataStream          # udfs.records.Trending
     expired_users: DataStream     # udfs.records.Expired, when a user's state passed its TTL
@@ -69,7 +70,8 @@ def _event_time(raw_events: DataStream, cfg: JobConfig) -> DataStream:
     return raw_events.assign_timestamps_and_watermarks(watermarks).uid("event-time").name("Event time")
 
 
-def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_watermarks: bool = True) -> Outputs:
+def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_watermarks: bool = True,
+          deliver: tuple | None = None) -> Outputs:
     """``raw_events``: ``(payload, partition, offset, kafka timestamp)`` tuples (RAW_EVENT);
     ``catalog``: reco.ItemFeatures records (RAW_ITEM). ``assign_watermarks=False`` when
     the source already stamps records and emits watermarks (the Kafka source does, per
@@ -80,6 +82,9 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     redistribute them between the source and the key-by on user: ``raw_events`` must run
     at the environment's parallelism (a Kafka source does; PyFlink's Python timestamp
     assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
+
+    ``deliver``: the Ranker's delivery of the lists and neighbor lists (``operators.Ranker``);
+    those outputs are then ``Row(k, v)`` (KEYED_BYTES) instead of dicts.
     """
     install_timer_fix(raw_events.get_execution_environment())  # before any keyed operator is built
     stamped = _event_time(raw_events, cfg) if assign_watermarks else raw_events
@@ -96,9 +101,10 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
                 .set_parallelism(1))
     broadcast = items.union(neighbor_counts, trending).broadcast(*(d for d, _ in BROADCAST_STATES))
     recommendations = (keyed(activity, BY_USER).connect(broadcast)
-                       .process(Ranker(cfg), output_type=PICKLED).uid("ranker-v2").name("Ranker"))
+                       .process(Ranker(cfg, deliver), output_type=KEYED_BYTES if deliver else PICKLED)
+                       .uid("ranker-v2").name("Ranker"))
     return Outputs(recommendations=recommendations,
-                   item_neighbors=side_output(recommendations, ITEM_NEIGHBORS),
+                   item_neighbors=side_output(recommendations, ITEM_NEIGHBOR_ROWS if deliver else ITEM_NEIGHBORS),
                    dead_letters=side_output(events, DEAD_LETTERS),
                    trending=trending,
                    expired_users=side_output(activity, EXPIRED_USERS))

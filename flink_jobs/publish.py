@@ -1,10 +1,12 @@
-"""Delivery of the job's outputs: one Python operator per output stream does the versioned
-Redis upsert and the Avro encoding for its Kafka sink, so each record crosses between the
-JVM and Python once. ``OUTPUTS`` says, per output stream, where it goes; Redis keys and
-record keys come from ``contracts`` only."""
+"""Delivery of the job's outputs: the versioned Redis upsert and the Avro encoding for the
+Kafka sink, in Python, where the records are made (the Ranker's lists and neighbor lists)
+or in a Publish operator of their own (dead letters, trending), so each record crosses from
+Python to the JVM once, as its sink's row. ``OUTPUTS`` says, per output stream, where it
+goes; Redis keys and record keys come from ``contracts`` only."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -38,15 +40,18 @@ ITEM_NEIGHBORS = Output("item_neighbors", contracts.ITEM_NEIGHBORS_TOPIC, "item_
 DEAD_LETTERS = Output("dead_letters", contracts.DEAD_LETTER_TOPIC, None, None)
 TRENDING = Output("trending", None, None, trending_document)
 OUTPUTS = (RECOMMENDATIONS, ITEM_NEIGHBORS, DEAD_LETTERS, TRENDING)   # names: pipeline.Outputs fields
+IN_RANKER = (RECOMMENDATIONS, ITEM_NEIGHBORS)   # delivered by the Ranker, which makes them
 # Most upserts in one round trip: a bundle can hold tens of thousands of lists.
 MAX_BATCH = 1000
 
 
-class Publish(ProcessFunction):
-    """One output stream's delivery (``output``), in one Python operator: the versioned
-    upsert into Redis, and the record as ``Row(k=key, v=Avro bytes)`` or ``Row(v=bytes)`` for
-    the output's transactional Kafka sink (nothing emitted without a topic); the bytes are
-    single-object encoded, or Confluent-framed when the output has a ``schema_id``.
+class Delivery:
+    """One output stream's delivery (``output``): the versioned upsert into Redis, and the
+    record as ``Row(k=key, v=Avro bytes)`` or ``Row(v=bytes)`` for the output's
+    transactional Kafka sink (None without a topic); the bytes are single-object encoded, or
+    Confluent-framed when the output has a ``schema_id``. It runs inside a Python operator:
+    its own (``Publish``), or the one that makes the records (the Ranker's lists and
+    neighbor lists), so that a record crosses from Python to the JVM once, as its sink's row.
 
     The Redis upserts go in pipelined round trips, each key's last document only (a key's
     documents arrive in version order): when the bundle ends (``internals.at_bundle_end``:
@@ -58,16 +63,12 @@ class Publish(ProcessFunction):
 
     While Redis is down a write blocks and retries (redis_retry_* settings), so the job
     backs up behind it instead of failing; past redis_retry_max_ms the task fails and the
-    restart replays from the last checkpoint, which the versioned upsert makes safe.
-    Metrics: ``redisWrites`` (upserts that landed), ``redisRetries`` (attempts retried after a
-    connection error, a timeout or a server in a passing state such as out of memory), both
-    since the operator started. PyFlink reports Python metrics when a bundle ends, so during
-    an outage they move only once the blocked write is through."""
+    restart replays from the last checkpoint, which the versioned upsert makes safe."""
 
     def __init__(self, cfg: JobConfig, output: Output):
         self.cfg, self.output = cfg, output
 
-    def open(self, runtime_context):
+    def open(self) -> None:
         topic = self.output.topic
         self.codec = AvroCodec(contracts.TOPIC_RECORDS[topic]) if topic else None
         self.store = None
@@ -79,15 +80,14 @@ class Publish(ProcessFunction):
             from flink_jobs.redis_store import VersionedStore
 
             self.store = VersionedStore.from_config(self.cfg)
-            # Gauges, not counters: the writes happen as a bundle ends, after PyFlink has
-            # taken the bundle's counter updates, but before it reads the gauges.
-            metrics = runtime_context.get_metrics_group()
-            metrics.gauge("redisWrites", lambda: self.landed)
-            metrics.gauge("redisRetries", lambda: self.store.retries)
             if self.batched:
                 internals.at_bundle_end(self.flush)
 
-    def process_element(self, value, ctx):
+    @property
+    def retries(self) -> int:
+        return self.store.retries if self.store is not None else 0
+
+    def __call__(self, value) -> Row | None:
         if self.store is not None:
             key, document = self.output.document(value)
             now = time.monotonic()
@@ -96,16 +96,64 @@ class Publish(ProcessFunction):
             self.pending[key] = document
             if not self.batched or now >= self.flush_by or len(self.pending) >= MAX_BATCH:
                 self.flush()
-        if self.codec is not None:
-            if self.output.schema_id is None:
-                encoded = self.codec.encode(value)
-            else:   # Confluent wire format: the registry holds the schema, the record its id
-                encoded = confluent_frame(self.output.schema_id, self.codec.encode_body(value))
-            key_field = self.output.key_field
-            yield Row(v=encoded) if key_field is None else Row(k=contracts.record_key(value[key_field]), v=encoded)
+        if self.codec is None:
+            return None
+        if self.output.schema_id is None:
+            encoded = self.codec.encode(value)
+        else:   # Confluent wire format: the registry holds the schema, the record its id
+            encoded = confluent_frame(self.output.schema_id, self.codec.encode_body(value))
+        key_field = self.output.key_field
+        return Row(v=encoded) if key_field is None else Row(k=contracts.record_key(value[key_field]), v=encoded)
 
     def flush(self) -> None:
         """The pending upserts, in one round trip."""
         if self.pending:
             writes, self.pending = list(self.pending.items()), {}
             self.landed += sum(self.store.upsert_many(writes))
+
+
+def open_deliveries(runtime_context, deliveries) -> None:
+    """Open ``deliveries`` in the operator of ``runtime_context``, with its metrics (summed
+    over them): ``redisWrites``, upserts that landed, and ``redisRetries``, attempts retried
+    after a connection error, a timeout or a server in a passing state such as out of
+    memory, both since the operator started. Gauges, not counters: the writes happen as a
+    bundle ends, after PyFlink has taken the bundle's counter updates, but before it reads
+    the gauges. PyFlink reports Python metrics when a bundle ends, so during an outage they
+    move only once the blocked write is through."""
+    for delivery in deliveries:
+        delivery.open()
+    if any(d.store is not None for d in deliveries):
+        metrics = runtime_context.get_metrics_group()
+        metrics.gauge("redisWrites", lambda: sum(d.landed for d in deliveries))
+        metrics.gauge("redisRetries", lambda: sum(d.retries for d in deliveries))
+
+
+class Publish(ProcessFunction):
+    """An operator of one output's ``Delivery``, for the outputs not delivered where they are made."""
+
+    def __init__(self, cfg: JobConfig, output: Output):
+        self.delivery = Delivery(cfg, output)
+
+    @property
+    def output(self) -> Output:
+        return self.delivery.output
+
+    def open(self, runtime_context):
+        open_deliveries(runtime_context, [self.delivery])
+
+    def process_element(self, value, ctx):
+        row = self.delivery(value)
+        if row is not None:
+            yield row
+
+
+def in_ranker(cfg: JobConfig, schema_ids: dict[str, int] | None = None) -> tuple[Delivery, Delivery]:
+    """The deliveries of the lists and the neighbor lists, which the Ranker runs
+    (``pipeline.build``'s ``deliver``); ``schema_ids``: as ``main.attach_sinks``'."""
+    return tuple(Delivery(cfg, with_schema_id(output, schema_ids)) for output in IN_RANKER)
+
+
+def with_schema_id(output: Output, schema_ids: dict[str, int] | None) -> Output:
+    if output.topic in (schema_ids or {}):
+        return dataclasses.replace(output, schema_id=schema_ids[output.topic])
+    return output

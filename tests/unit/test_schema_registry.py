@@ -4,6 +4,7 @@ against scripted registries over HTTP: the calls made, the errors that stop the 
 message and log line; then the job's own start exiting 2 on them (flink_jobs/main.py)."""
 
 import base64
+import contextlib
 import json
 import logging
 import socket
@@ -234,38 +235,64 @@ class _Stop(Exception):
     pass
 
 
-def test_the_ids_reach_the_publish_operators(job_main, monkeypatch):
-    """build_job hands attach_sinks the ids it registered; attach_sinks puts them in the
-    Outputs its Publish operators are made with (pickled with them to the workers)."""
+def test_the_ids_reach_the_deliveries(job_main, monkeypatch):
+    """build_job hands the ids it registered to the Ranker's deliveries (pipeline.build's
+    ``deliver``) and to attach_sinks, which puts them in the Outputs of its Publish operators;
+    both are pickled with their operators to the workers. The Ranker's rows go to their sink
+    as they are."""
     import dataclasses
     import pickle
 
     from flink_jobs import publish
 
-    seen = {}
+    seen, delivered = {}, []
+
+    def build(raw, catalog, cfg, assign_watermarks, deliver):
+        delivered.extend(pickle.loads(pickle.dumps(d)).output for d in deliver)
 
     def attach(t_env, outputs, cfg, ids):
         seen.update(ids)
         raise _Stop
     monkeypatch.setattr(job_main, "kafka_sources", lambda t_env, cfg: (None, None))
-    monkeypatch.setattr(job_main.pipeline, "build", lambda raw, catalog, cfg, assign_watermarks: None)
+    monkeypatch.setattr(job_main.pipeline, "build", build)
     monkeypatch.setattr(job_main, "attach_sinks", attach)
     with MockRegistry() as registry, pytest.raises(_Stop):
         job_main.build_job(_cfg(registry.url, item_neighbors_wire_format="confluent"))
     assert seen == {"reco.recommendations.v1": 1, "reco.item-neighbors.v1": 2}
+    assert delivered == [dataclasses.replace(publish.RECOMMENDATIONS, schema_id=1),
+                         dataclasses.replace(publish.ITEM_NEIGHBORS, schema_id=2)]
     monkeypatch.undo()
 
-    made = []
+    made, sunk = [], []
 
     class Stream:
         def process(self, fn, output_type=None):
             made.append(pickle.loads(pickle.dumps(fn.output)))
-            raise _Stop
+            return self
 
-    with pytest.raises(_Stop):
-        job_main.attach_sinks(None, type("Outputs", (), {"recommendations": Stream()})(), JobConfig(),
-                              {"reco.recommendations.v1": 5})
-    assert made == [dataclasses.replace(publish.RECOMMENDATIONS, schema_id=5)]
+        def sink_to(self, sink):
+            return type("Sunk", (), {"uid": lambda s, u: s, "name": lambda s, n: s})()
+
+        def uid(self, uid):
+            return self
+
+        def name(self, name):
+            return self
+
+    class TableEnv:
+        def create_statement_set(self):
+            return type("Set", (), {"add_insert": lambda s, table, data: None,
+                                    "attach_as_datastream": lambda s: None})()
+
+        def from_data_stream(self, stream):
+            sunk.append(stream)
+
+    streams = {output.name: Stream() for output in publish.OUTPUTS}
+    monkeypatch.setattr(job_main, "kafka_sink", lambda t_env, cfg, name, topic, keyed: name)
+    monkeypatch.setattr(job_main, "table_uids", lambda t_env, table: contextlib.nullcontext())
+    job_main.attach_sinks(TableEnv(), type("Outputs", (), streams)(), JobConfig(), {"reco.user-events.dlq.v1": 5})
+    assert made == [dataclasses.replace(publish.DEAD_LETTERS, schema_id=5), publish.TRENDING]
+    assert sunk == [streams["recommendations"], streams["item_neighbors"], streams["dead_letters"]]
 
 
 # -- reading back: both wire formats ----------------------------------------------------------------
