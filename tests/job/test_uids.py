@@ -62,3 +62,14 @@ def test_every_operator_has_a_stable_uid_of_ours(monkeypatch):
                               transactional_id_prefix="other"), monkeypatch)
     assert _uids(second) == pairs
     assert _operator_ids(second) == _operator_ids(first)
+
+
+def test_the_ranker_delivers_its_lists_to_their_sinks_without_another_python_operator(monkeypatch):
+    """PyFlink fuses no Python operator after the Ranker (a keyed broadcast operator) into
+    its worker: a Publish operator there would cost each list a crossing and a bundle wait."""
+    graph = _graph(JobConfig(parallelism=2), monkeypatch)
+    nodes = {node.getId(): node for node in graph.getStreamNodes().toArray()}
+    [ranker] = [node for node in nodes.values() if node.getOperatorName() == "Ranker"]
+    after = sorted(re.sub(r"\[\d+\]|\$\d+", "", nodes[edge.getTargetId()].getOperatorName())
+                   for edge in ranker.getOutEdges().toArray())
+    assert after == ["*anonymous_datastream_source*", "*anonymous_datastream_source*"], after
