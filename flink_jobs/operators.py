@@ -365,12 +365,8 @@ class Ranker(KeyedBroadcastProcessFunction):
             ctx.get_broadcast_state(NEIGHBOR_STATE).put(msg.item, tuple(msg))
             if msg.item % self.subtasks == self.subtask:
                 record = index.neighbor_record(msg.item)
-                if record is None:
-                    pass
-                elif self.deliver:
-                    yield ITEM_NEIGHBOR_ROWS, self.deliver[1](record)
-                else:
-                    yield ITEM_NEIGHBORS, record
+                if record is not None:
+                    yield (ITEM_NEIGHBOR_ROWS, self.deliver[1](record)) if self.deliver else (ITEM_NEIGHBORS, record)
         else:
             ctx.get_broadcast_state(TRENDING_STATE).put(0, tuple(msg))
 
