@@ -111,7 +111,7 @@ def nearest_cost(sizes=(10_000, 100_000, 1_000_000), dims: int = 48, queries: in
         exclude = np.arange(0, size, max(1, size // 200), dtype=np.int64)   # 200 consumed items
         start = time.perf_counter()
         for u in users:
-            index.nearest(u, 20, exclude)
+            index.nearest(index.taste(u), 20, exclude)
         print(f"nearest 20 of {size:>9,} items x {dims} dims  {(time.perf_counter() - start) / queries * 1e3:8.2f} ms/query")
 
 

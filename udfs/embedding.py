@@ -45,11 +45,18 @@ def pack(v: np.ndarray, precision: str, dither: int | None = None) -> tuple:
         return ("float32", np.asarray(v, dtype=np.float32).tobytes(), 1.0)
     if precision != "int8":
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    peak = float(np.max(np.abs(v))) if len(v) else 0.0
+    peak = float(np.abs(v).max()) if len(v) else 0.0
     scale = peak / 127.0 if peak > 0 and math.isfinite(peak) else 1.0
-    x = np.asarray(v, dtype=np.float64) / scale
-    q = np.rint(x) if dither is None else np.floor(x + _uniform(dither, len(x)))
-    return ("int8", np.clip(q, -127, 127).astype(np.int8).tobytes(), scale)
+    # in place: a taste is packed on every request, where each temporary array costs
+    x = np.divide(v, scale, dtype=np.float64)
+    if dither is None:
+        np.rint(x, out=x)
+    else:
+        x += _uniform(dither, len(x))
+        np.floor(x, out=x)
+    np.minimum(x, 127, out=x)
+    np.maximum(x, -127, out=x)
+    return ("int8", x.astype(np.int8).tobytes(), scale)
 
 
 # Dithering noise: U[0, 1) numbers read from a window of a fixed table at an offset hashed

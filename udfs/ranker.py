@@ -214,32 +214,26 @@ class ItemIndex:
         row = self._row.get(item)
         return self._vecs.a[row] if row is not None and row < len(self._vecs.ok) and self._vecs.ok[row] else None
 
-    def taste(self, u: np.ndarray | None) -> Callable[[np.ndarray], np.ndarray]:
-        """``score(ids)``: the cosine between the user's embedding interest ``u`` and each
-        listed item's embedding (0 when either is missing)."""
-        norm = float(np.linalg.norm(u)) if u is not None else 0.0
+    def taste(self, u: np.ndarray | None) -> "Taste | None":
+        """The cosines between the user's embedding interest ``u`` and every item's embedding
+        (None when ``u`` is missing or zero): one product over the catalog serves both the
+        nearest items and the taste of each candidate."""
+        norm = float(np.sqrt(u @ u)) if u is not None else 0.0   # np.linalg.norm, without its checks
         if norm == 0.0:
-            return lambda ids: np.zeros(len(ids))
-        unit = u / norm
+            return None
+        rows = min(self._start.n, len(self._vecs.a))
+        return Taste(self._vecs.a[:rows] @ (u / norm))   # a row with no vector is zeros
 
-        def score(ids: np.ndarray) -> np.ndarray:
-            rows = self.rows(ids)
-            inside = (rows >= 0) & (rows < len(self._vecs.a))
-            out = np.zeros(len(ids))
-            out[inside] = self._vecs.a[rows[inside]] @ unit   # a row with no vector is zeros
-            return out
-        return score
-
-    def nearest(self, u: np.ndarray | None, n: int, exclude: np.ndarray) -> np.ndarray:
-        """Up to ``n`` listed items, not in ``exclude``, whose embeddings are nearest to ``u``
-        by cosine, when that is positive (brute force over the catalog), as sorted ids."""
-        if u is None or n <= 0:
+    def nearest(self, taste: "Taste | None", n: int, exclude: np.ndarray) -> np.ndarray:
+        """Up to ``n`` listed items, not in ``exclude``, whose embeddings are nearest to the
+        taste by cosine, when that is positive (brute force over the catalog), as sorted ids."""
+        if taste is None or n <= 0:
             return _EMPTY
         if self._search is None:
             rows = min(self._start.n, len(self._vecs.ok))
             self._search = rows, np.flatnonzero(~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)))
         rows, unsearchable = self._search
-        scores = self._vecs.a[:rows] @ u
+        scores = taste.cosines[:rows].copy()
         # a score of 0 is never nominated: the rows that may not be, and the excluded
         scores[unsearchable] = 0.0
         if len(exclude):
@@ -289,18 +283,15 @@ class ItemIndex:
                 rows = np.where(rows < 0, _lookup(added_ids, added_rows, ids), rows)
         return rows
 
-    def is_listed(self, ids: np.ndarray) -> np.ndarray:
-        return self.rows(ids) >= 0
-
     def listed(self, item: int) -> bool:
         """Whether the catalog has ``item`` and has not deleted it."""
         return item in self.info and item not in self.deleted
 
     def interest(self, vec: InterestVector) -> Callable[[np.ndarray], np.ndarray]:
-        """``score(ids)``: the cosine between ``vec`` and each item's unit tag vector (0 when
-        either is empty or the item is not listed), for many items at once."""
+        """``score(rows)``: the cosine between ``vec`` and the unit tag vector of the item at
+        each row (``rows(ids)``; 0 when either is empty or the row is -1), many at once."""
         if not vec.weights:
-            return lambda ids: np.zeros(len(ids))
+            return lambda rows: np.zeros(len(rows))
         norm = math.sqrt(sum(w * w for w in vec.weights.values()))
         v = np.zeros(len(self._vocab))
         for tag, w in vec.weights.items():
@@ -308,12 +299,11 @@ class ItemIndex:
             if column is not None:
                 v[column] = w
 
-        def score(ids: np.ndarray) -> np.ndarray:
-            rows = self.rows(ids)
+        def score(rows: np.ndarray) -> np.ndarray:
             listed = rows >= 0
             start = np.where(listed, self._start.a[rows], 0)
             n = np.where(listed, self._count.a[rows], 0)
-            dot = np.zeros(len(ids))
+            dot = np.zeros(len(rows))
             for k in range(int(n.max(initial=0))):   # tag by tag, in the item's order
                 has = n > k
                 dot[has] += v[self._tags.a[start[has] + k]]
@@ -367,6 +357,19 @@ def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray
     return np.where(found, values[at], -1) if len(keys) else np.full(len(ids), -1, dtype=np.int64)
 
 
+class Taste(NamedTuple):
+    """A user's taste against the catalog: ``cosines[row]``, the cosine with the embedding
+    of the item at that row (0 for a row with no vector); ``taste(rows)`` reads them, 0 for
+    a row of -1 or past the last vector."""
+    cosines: np.ndarray
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        inside = (rows >= 0) & (rows < len(self.cosines))
+        out = np.zeros(len(rows))
+        out[inside] = self.cosines[rows[inside]]
+        return out
+
+
 def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerSettings,
                now_ms: int) -> tuple[tuple, list, list[int]]:
     """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
@@ -383,10 +386,10 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerS
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, _ttl_ms(cfg))
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
     exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
-    nominated = index.nearest(u, cfg.embedding_candidates, exclude) if cfg.embedding_weight else _EMPTY
+    cosines = index.taste(u)
     top = rank(candidates, index.interest(vec), exclude, cfg.top_n, cfg.interest_weight, index.trending,
-               index.title, allowed=index.is_listed, taste=index.taste(u), beta=cfg.embedding_weight,
-               nominated=nominated)
+               index.title, rows=index.rows, taste=cosines, beta=cfg.embedding_weight,
+               nominated=index.nearest(cosines, cfg.embedding_candidates, exclude))
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top],
               "model_version": index.model_version if u is not None else 0}

@@ -80,13 +80,14 @@ def blend(co_score, interest, alpha: float, taste=0.0, beta: float = 0.0):
 
 def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], exclude: np.ndarray, n: int,
          alpha: float, trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
-         pool: int | None = 4, allowed: Callable[[np.ndarray], np.ndarray] | None = None,
+         pool: int | None = 4, rows: Callable[[np.ndarray], np.ndarray] | None = None,
          taste: Callable[[np.ndarray], np.ndarray] | None = None, beta: float = 0.0,
          nominated: np.ndarray = _EMPTY_IDS) -> list[tuple[int, float, str]]:
     """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of
-    ``exclude``, and only items that ``allowed(ids)`` (a mask) lets through when given.
-    ``interest(ids)`` and ``taste(ids)`` are each item's interest and taste similarity
-    (arrays), weighed by ``alpha`` and ``beta`` (``blend``).
+    ``exclude``, and with ``rows`` only items it gives a row (not -1). ``interest`` and
+    ``taste`` score items by their rows (their ids without ``rows``): the interest and
+    taste similarity, weighed by ``alpha`` and ``beta`` (``blend``). Each item's row is
+    looked up once.
 
     The blend reads the similarities of the ``pool`` x N best candidates by co-occurrence
     only (all of them with ``pool`` None), plus the ``nominated`` items (the nearest by
@@ -95,17 +96,21 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
     ``n``, trending items fill the list (the cold-start fallback) in trending order, with
     score 0.
     """
-    ids, scores = candidates.ids, candidates.scores
-    at = np.arange(len(ids))
     exclude_sorted = np.sort(exclude)
+    lookup = rows or (lambda xs: xs)
 
-    def admitted(xs: np.ndarray) -> np.ndarray:
-        keep = ~find_sorted(exclude_sorted, xs)[1] if len(exclude) else np.ones(len(xs), dtype=bool)
-        return keep & allowed(xs) if allowed is not None else keep
+    def admitted(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mask of ``xs`` that may be listed, and their rows."""
+        at = lookup(xs)
+        keep = at >= 0 if rows is not None else np.ones(len(xs), dtype=bool)
+        if len(exclude):
+            keep &= ~find_sorted(exclude_sorted, xs)[1]
+        return keep, at
 
-    if len(ids) and (len(exclude) or allowed is not None):
-        keep = admitted(ids)
-        ids, scores, at = ids[keep], scores[keep], at[keep]
+    ids, scores, where, at = candidates.ids, candidates.scores, _EMPTY_IDS, _EMPTY_IDS
+    if len(ids):
+        keep, where = admitted(ids)
+        ids, scores, where, at = ids[keep], scores[keep], where[keep], np.flatnonzero(keep)
     if pool is not None and len(ids) > pool * n:
         # the pool x N best, and every candidate tied with the last of them (ties go by id)
         threshold = -np.partition(-scores, pool * n - 1)[pool * n - 1]
@@ -113,16 +118,18 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
     else:
         top = np.ones(len(ids), dtype=bool)
     if len(nominated):
-        nominated = nominated[admitted(nominated)]
-        where, known = find_sorted(ids, nominated)
-        top[where[known]] = True
-        new = nominated[~known]
-        ids = np.concatenate([ids[top], new])
-        scores = np.concatenate([scores[top], np.zeros(len(new))])
-        at = np.concatenate([at[top], np.full(len(new), -1, dtype=np.int64)])
+        keep, nominated_rows = admitted(nominated)
+        nominated, nominated_rows = nominated[keep], nominated_rows[keep]
+        known_at, known = find_sorted(ids, nominated)
+        top[known_at[known]] = True
+        new = ~known
+        ids = np.concatenate([ids[top], nominated[new]])
+        scores = np.concatenate([scores[top], np.zeros(int(new.sum()))])
+        where = np.concatenate([where[top], nominated_rows[new]])
+        at = np.concatenate([at[top], np.full(int(new.sum()), -1, dtype=np.int64)])
     else:
-        ids, scores, at = ids[top], scores[top], at[top]
-    final = blend(scores, interest(ids), alpha, taste(ids) if taste is not None and beta else 0.0, beta)
+        ids, scores, where, at = ids[top], scores[top], where[top], at[top]
+    final = blend(scores, interest(where), alpha, taste(where) if taste is not None and beta else 0.0, beta)
     best = np.lexsort((ids, -final))[:n]
     seeds = candidates.best_seed(at[best])
     out = [(item, score, f"because you liked {title(seed)}" if seed >= 0 else TASTE_REASON)
@@ -133,7 +140,7 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
         for item, _ in trending:
             if len(out) >= n:
                 break
-            if item not in taken and item not in excluded and (allowed is None or allowed(np.array([item]))[0]):
+            if item not in taken and item not in excluded and (rows is None or rows(np.array([item]))[0] >= 0):
                 out.append((item, 0.0, "trending now"))
                 taken.add(item)
     return out

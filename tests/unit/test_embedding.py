@@ -79,8 +79,8 @@ def test_nearest_is_the_brute_force_cosine_top_among_listed_items_of_the_newest_
     exclude = np.array(sorted(cosine, key=lambda i: -cosine[i])[:3] + [99], dtype=np.int64)   # the 3 nearest
     kept = {i: c for i, c in cosine.items() if i not in exclude and c > 0}
     want = sorted(sorted(kept, key=lambda i: -kept[i])[:10])
-    assert index.nearest(u, 10, exclude).tolist() == want
-    got = index.taste(u)(np.array([1, 2, 7, 61, 62, 1000]))
+    assert index.nearest(index.taste(u), 10, exclude).tolist() == want
+    got = index.taste(u)(index.rows(np.array([1, 2, 7, 61, 62, 1000])))
     assert np.allclose(got, [cosine[1], cosine[2], 0, 0, 0, 0], atol=1e-6)   # 7 is deleted
 
 
@@ -90,13 +90,13 @@ def test_nearest_follows_the_catalog_after_a_query():
     u = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     for i, v in {1: [1, 0.1, 0], 2: [1, 0.2, 0], 3: [1, 0.3, 0]}.items():
         index.put(_item(i, np.array(v)))
-    assert index.nearest(u, 2, np.zeros(0, dtype=np.int64)).tolist() == [1, 2]
+    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64)).tolist() == [1, 2]
     index.put(_item(1, np.array([1, 0.1, 0]), deleted=True))
     index.put(_item(2))                              # its record no longer has an embedding
-    assert index.nearest(u, 2, np.zeros(0, dtype=np.int64)).tolist() == [3]
+    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64)).tolist() == [3]
     index.put(_item(4, np.array([1, 0, 0])))         # new, and nearest of all
     index.put(_item(1, np.array([1, 0.1, 0])))       # listed again
-    assert index.nearest(u, 2, np.zeros(0, dtype=np.int64)).tolist() == [1, 4]
+    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64)).tolist() == [1, 4]
 
 
 def test_a_newer_model_replaces_the_older_one_and_users_follow_it():

@@ -61,7 +61,7 @@ def interest_similarity(vec: InterestVector, tags) -> float:
     """The job's interest score of one catalog item with ``tags``."""
     index = ItemIndex(10)
     index.put(ItemInfo(1, "one", tuple(tags), False))
-    return float(index.interest(vec)(np.array([1]))[0])
+    return float(index.interest(vec)(index.rows(np.array([1])))[0])
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -77,7 +77,7 @@ def test_interest_of_many_items_matches_brute_force(seed):
         index.put(ItemInfo(i, str(i), tuple(item_tags), i in deleted))
     weights = {t: rng.uniform(0.01, 3) for t in rng.sample(tags + ["not in any item"], rng.randint(0, 8))}
     ids = np.array(sorted(set(catalog) | set(rng.sample(range(1, 300), 20))), dtype=np.int64)
-    got = index.interest(InterestVector(weights, 0))(ids)
+    got = index.interest(InterestVector(weights, 0))(index.rows(ids))
     norm = math.sqrt(sum(w * w for w in weights.values()))
     for i, score in zip(ids.tolist(), got.tolist()):
         unit = set(catalog.get(i, ())) if i not in deleted else set()
@@ -104,8 +104,9 @@ def test_catalog_changes_between_queries_match_a_fresh_reading(seed):
         if step % 7 == 0:
             ids = np.array(rng.sample(range(0, 450), 60), dtype=np.int64)
             listed = [i in catalog and not catalog[i].deleted for i in ids.tolist()]
-            assert index.is_listed(ids).tolist() == listed
-            got = index.interest(InterestVector(weights, 0))(ids).tolist()
+            rows = index.rows(ids)
+            assert (rows >= 0).tolist() == listed
+            got = index.interest(InterestVector(weights, 0))(rows).tolist()
             for i, ok, score in zip(ids.tolist(), listed, got):
                 unit = set(catalog[i].tags) if ok else set()
                 assert score == pytest.approx(sum(weights[t] for t in unit) / (norm * math.sqrt(len(unit)))
