@@ -20,7 +20,8 @@
 # RECO_FLINK_PROM_PORT (9249: Prometheus metrics, each process on the first free port of it
 # and the nine above), RECO_FLINK_TASKMANAGERS (1) of RECO_FLINK_SLOTS (2) slots each (the
 # job's python_execution_mode=thread wants one slot per TaskManager: one interpreter each),
-# RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids).
+# RECO_RUN_DIR (.run; the cluster uses .run/flink: conf, logs, checkpoints, pids),
+# RECO_JARS_DIR (.cache/jars: where deploy/setup.sh put the connector and the timer fix).
 # Another cluster (submit, flink; docs/operations.md "Submitting to an existing cluster"):
 # RECO_FLINK_JOBMANAGER (host:port of its REST endpoint; default localhost:RECO_FLINK_REST_PORT,
 # this script's cluster), RECO_FLINK_ARCHIVE (the Python environment of deploy/package.sh,
@@ -31,6 +32,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN_DIR="$(realpath -m "${RECO_RUN_DIR:-$ROOT/.run}")/flink"  # absolute: Flink needs file:///
 VENV="$ROOT/.venv"
+# exported absolute: the job's client (flink_jobs/internals.py JARS_DIR) would otherwise look
+# beside its flink_jobs, which for a staged copy (RECO_FLINK_ARCHIVE) is not this checkout
+export RECO_JARS_DIR="$(realpath -m -- "${RECO_JARS_DIR:-$ROOT/.cache/jars}")"
 REST_PORT="${RECO_FLINK_REST_PORT:-8081}"
 RPC_PORT="${RECO_FLINK_RPC_PORT:-6123}"
 PROM_PORT="${RECO_FLINK_PROM_PORT:-9249}"
@@ -233,8 +237,8 @@ submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
   for var in RECO_REDIS_URL_FILE RECO_KAFKA_PROPERTIES_FILE RECO_SCHEMA_REGISTRY_URL_FILE; do
     if [ -n "${!var:-}" ] && [ -e "${!var}" ]; then export "$var=$(realpath -- "${!var}")"; fi
   done
-  local jars=("$ROOT"/.cache/jars/flink/flink-sql-connector-kafka-*.jar)   # the pattern itself when none
-  [ -e "${jars[0]}" ] || die "no Kafka connector jar in $ROOT/.cache/jars/flink: run deploy/setup.sh"
+  local jars=("$RECO_JARS_DIR"/flink/flink-sql-connector-kafka-*.jar)   # the pattern itself when none
+  [ -e "${jars[0]}" ] || die "no Kafka connector jar in $RECO_JARS_DIR/flink: run deploy/setup.sh"
   jar="${jars[0]}"
   # The Python workers' interpreter: the archive's, extracted by each TaskManager (its root
   # becomes venv/ in the worker's directory), or else this machine's .venv, which only a
@@ -257,8 +261,6 @@ submit() {  # [--from CHECKPOINT_OR_SAVEPOINT] [--py FILE] [main.py flags]
     cp -r "$ROOT/flink_jobs" "$ROOT/udfs" "$ROOT/schemas" "$STAGE/"
     find "$STAGE" -name __pycache__ -prune -exec rm -rf {} +
     files=(-pyfs "$STAGE")
-    # the staged flink_jobs would look for the jars beside itself (internals.JARS_DIR)
-    export RECO_JARS_DIR="$(realpath -m -- "${RECO_JARS_DIR:-$ROOT/.cache/jars}")"
     [ "$py" != flink_jobs/main.py ] || py="$STAGE/flink_jobs/main.py"
   fi
   client_env

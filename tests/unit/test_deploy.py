@@ -6,6 +6,7 @@ the image must be built from the versions the project pins."""
 import argparse
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import re
@@ -457,3 +458,22 @@ def test_cluster_script_refuses_a_bad_shape_before_starting_anything(tmp_path, s
     assert f"{setting}={value} is not" in proc.stderr
     assert not any(tmp_path.iterdir())   # no conf written, nothing started
 
+
+
+def test_cluster_submit_ships_the_connector_from_reco_jars_dir(tmp_path):
+    """RECO_JARS_DIR moves the jars for every script (deploy/setup.sh puts them there):
+    submit ships the connector found there, and says where it looked when there is none."""
+    def submit(jars: Path):
+        return subprocess.run([str(ROOT / "deploy" / "flink" / "cluster.sh"), "submit"], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT,
+                              env={**os.environ, "RECO_JARS_DIR": str(jars), "RECO_FLINK_DRY_RUN": "1",
+                                   "RECO_FLINK_REST_PORT": "1", "RECO_RUN_DIR": str(tmp_path / "run")})
+
+    missing = submit(tmp_path / "none")
+    assert missing.returncode == 1 and f"no Kafka connector jar in {tmp_path / 'none'}/flink" in missing.stderr
+    connector = tmp_path / "jars" / "flink" / "flink-sql-connector-kafka-0.0.0.jar"
+    connector.parent.mkdir(parents=True)
+    connector.write_bytes(b"")
+    proc = submit(tmp_path / "jars")
+    assert proc.returncode == 0, proc.stderr
+    assert f" -j {connector} " in proc.stdout
