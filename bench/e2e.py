@@ -29,6 +29,10 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
   announces a write of that key: keyspace notifications, no polling), counted from 10 s
   after the first list of the run reached Redis (start-up left out). ``--rates 50,100``
   measures at those rates instead (with ``--flags``, e.g. to compare bundle times).
+- model: the throughput run without and with item embeddings in the catalog (a model
+  trained on the same events; ``embedding_weight`` as the job's default), in ``--repeats``
+  pairs: the ratio of each pair's rates, median and range (one pair has moved from 0.5 to
+  1.0 between runs here), and the same steps in one process without the engine (the core).
 - redis: GET latency of ``reco:v1:user:*`` keys, 8 client processes, beside
   ``redis-benchmark -c 8 -t get``.
 - state: the latest completed checkpoint's state size per operator, divided by the users
@@ -506,6 +510,10 @@ def print_table(results: dict) -> None:
         if job:
             print(f"{'engine overhead: core / job p=2 CPU per event':44} {core['cpu_ms_per_event'] / job:>14.2f}  "
                   f"share of the job's CPU that is its own steps")
+    ratios = results.get("model_ratios")
+    if ratios:
+        print(f"{'with a model / without, p=2 (by pair)':44} {ratios[(len(ratios) - 1) // 2]:>14}  median of "
+              f"{len(ratios)} pairs' events/s ratios ({ratios[0]}-{ratios[-1]})")
     for label, r in zip(("core, no model", "core, model"), results.get("model_core", [])):
         print(f"{label:44} {r['cpu_ms_per_event']:>14}  CPU ms per event, the job's steps in one process")
     for r in results.get("freshness", []):
@@ -576,10 +584,16 @@ def main(argv: list[str] | None = None) -> int:
                                                                    "--seeds", str(min(w, JobConfig().seeds))],
                                             f"job p=2 W={w}") for w in (5, 50)]
         if "model" in stages:
-            # one run beside the other: without, then with embeddings (a model trained on the same events)
-            results["model"] = [throughput(svc, args.events, 2, extra, "job p=2, no model"),
-                                throughput(svc, args.events, 2, extra + ["--embedding-weight", str(MODEL_BETA)],
-                                           f"job p=2, model, beta {MODEL_BETA}", model=True)]
+            # in pairs, without then with embeddings (a model trained on the same events): one
+            # pair moves by half between runs here, so the ratio is the median of --repeats pairs
+            pairs = [(throughput(svc, args.events, 2, extra, f"job p=2, no model, pair {n + 1} of {args.repeats}"),
+                      throughput(svc, args.events, 2, extra + ["--embedding-weight", str(MODEL_BETA)],
+                                 f"job p=2, model, beta {MODEL_BETA}, pair {n + 1} of {args.repeats}", model=True))
+                      for n in range(args.repeats)]
+            results["model"] = [median_run([a for a, _ in pairs], "job p=2, no model"),
+                                median_run([b for _, b in pairs], f"job p=2, model, beta {MODEL_BETA}")]
+            results["model_ratios"] = sorted(round(b.get("events_per_s", 0.0) / a["events_per_s"], 3)
+                                             for a, b in pairs if a.get("events_per_s"))
             results["model_core"] = [core_cost(args.events), core_cost(args.events, model=True)]
         if "freshness" in stages:
             if not rates:
