@@ -107,10 +107,10 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
             keep &= ~find_sorted(exclude_sorted, xs)[1]
         return keep, at
 
-    ids, scores, where, at = candidates.ids, candidates.scores, _EMPTY_IDS, _EMPTY_IDS
+    ids, scores, item_rows, at = candidates.ids, candidates.scores, _EMPTY_IDS, _EMPTY_IDS
     if len(ids):
-        keep, where = admitted(ids)
-        ids, scores, where, at = ids[keep], scores[keep], where[keep], np.flatnonzero(keep)
+        keep, item_rows = admitted(ids)
+        ids, scores, item_rows, at = ids[keep], scores[keep], item_rows[keep], np.flatnonzero(keep)
     if pool is not None and len(ids) > pool * n:
         # the pool x N best, and every candidate tied with the last of them (ties go by id)
         threshold = -np.partition(-scores, pool * n - 1)[pool * n - 1]
@@ -125,11 +125,11 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
         new = ~known
         ids = np.concatenate([ids[top], nominated[new]])
         scores = np.concatenate([scores[top], np.zeros(int(new.sum()))])
-        where = np.concatenate([where[top], nominated_rows[new]])
+        item_rows = np.concatenate([item_rows[top], nominated_rows[new]])
         at = np.concatenate([at[top], np.full(int(new.sum()), -1, dtype=np.int64)])
     else:
-        ids, scores, where, at = ids[top], scores[top], where[top], at[top]
-    final = blend(scores, interest(where), alpha, taste(where) if taste is not None and beta else 0.0, beta)
+        ids, scores, item_rows, at = ids[top], scores[top], item_rows[top], at[top]
+    final = blend(scores, interest(item_rows), alpha, taste(item_rows) if taste is not None and beta else 0.0, beta)
     best = np.lexsort((ids, -final))[:n]
     seeds = candidates.best_seed(at[best])
     out = [(item, score, f"because you liked {title(seed)}" if seed >= 0 else TASTE_REASON)
