@@ -215,14 +215,12 @@ class ItemIndex:
         return self._vecs.a[row] if row is not None and row < len(self._vecs.ok) and self._vecs.ok[row] else None
 
     def taste(self, u: np.ndarray | None) -> "Taste | None":
-        """The cosines between the user's embedding interest ``u`` and every item's embedding
-        (None when ``u`` is missing or zero): one product over the catalog serves both the
-        nearest items and the taste of each candidate."""
+        """The user's embedding interest ``u`` against the catalog's embeddings (None when
+        ``u`` is missing or zero)."""
         norm = float(np.sqrt(u @ u)) if u is not None else 0.0   # np.linalg.norm, without its checks
         if norm == 0.0:
             return None
-        rows = min(self._start.n, len(self._vecs.a))
-        return Taste(self._vecs.a[:rows] @ (u / norm))   # a row with no vector is zeros
+        return Taste(self._vecs.a[:min(self._start.n, len(self._vecs.a))], u / norm)
 
     def nearest(self, taste: "Taste | None", n: int, exclude: np.ndarray) -> np.ndarray:
         """Up to ``n`` listed items, not in ``exclude``, whose embeddings are nearest to the
@@ -233,7 +231,7 @@ class ItemIndex:
             rows = min(self._start.n, len(self._vecs.ok))
             self._search = rows, np.flatnonzero(~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)))
         rows, unsearchable = self._search
-        scores = taste.cosines[:rows].copy()
+        scores = taste.cosines()[:rows].copy()
         # a score of 0 is never nominated: the rows that may not be, and the excluded
         scores[unsearchable] = 0.0
         if len(exclude):
@@ -357,16 +355,24 @@ def _lookup(keys: np.ndarray, values: np.ndarray, ids: np.ndarray) -> np.ndarray
     return np.where(found, values[at], -1) if len(keys) else np.full(len(ids), -1, dtype=np.int64)
 
 
-class Taste(NamedTuple):
-    """A user's taste against the catalog: ``cosines[row]``, the cosine with the embedding
-    of the item at that row (0 for a row with no vector); ``taste(rows)`` reads them, 0 for
-    a row of -1 or past the last vector."""
-    cosines: np.ndarray
+class Taste:
+    """A user's taste against the catalog's embeddings (``vecs``, one row per item; a row with
+    no vector is zeros): ``taste(rows)`` is the cosine with each row's vector, 0 for a row of
+    -1. The cosines of all rows are one product, made once when ``nearest`` needs them and
+    then read by ``taste(rows)`` too; without it only the rows asked for are multiplied."""
+
+    def __init__(self, vecs: np.ndarray, unit: np.ndarray):
+        self._vecs, self._unit, self._all = vecs, unit, None
+
+    def cosines(self) -> np.ndarray:
+        if self._all is None:
+            self._all = self._vecs @ self._unit
+        return self._all
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        inside = (rows >= 0) & (rows < len(self.cosines))
+        inside = (rows >= 0) & (rows < len(self._vecs))
         out = np.zeros(len(rows))
-        out[inside] = self.cosines[rows[inside]]
+        out[inside] = self._all[rows[inside]] if self._all is not None else self._vecs[rows[inside]] @ self._unit
         return out
 
 
