@@ -49,6 +49,7 @@ import os
 import platform
 import random
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -512,7 +513,7 @@ def print_table(results: dict) -> None:
                   f"share of the job's CPU that is its own steps")
     ratios = results.get("model_ratios")
     if ratios:
-        print(f"{'with a model / without, p=2 (by pair)':44} {ratios[(len(ratios) - 1) // 2]:>14}  median of "
+        print(f"{'with a model / without, p=2 (by pair)':44} {statistics.median(ratios):>14.3f}  median of "
               f"{len(ratios)} pairs' events/s ratios ({ratios[0]}-{ratios[-1]})")
     for label, r in zip(("core, no model", "core, model"), results.get("model_core", [])):
         print(f"{label:44} {r['cpu_ms_per_event']:>14}  CPU ms per event, the job's steps in one process")
@@ -537,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=40_000, help="backlog size per throughput run")
     ap.add_argument("--only", default=",".join(STAGES), help=f"comma-separated stages of {STAGES}")
-    ap.add_argument("--repeats", type=int, default=3, help="p=2 throughput runs; the median is reported")
+    ap.add_argument("--repeats", type=int, default=3, help="p=2 throughput runs, and model stage pairs; the median is reported")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each freshness run")
     ap.add_argument("--rates", default="", help="freshness at these events/s (comma-separated) instead of at "
                                                 "25/50/75%% of the measured maximum, e.g. --rates 50")

@@ -17,6 +17,7 @@ Prints µs per request by round, the medians, and the ratio of each round's pair
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import statistics
 import sys
@@ -33,8 +34,10 @@ OWN = ("udfs", "lab")   # the packages each checkout brings its own of
 
 
 def load(root: Path) -> dict:
-    """``root``'s udfs and lab modules, imported apart from any other checkout's."""
+    """``root``'s udfs and lab modules, imported apart from any other checkout's; whatever
+    else the import brought from ``root`` leaves ``sys.modules`` with them."""
     saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] in OWN}
+    before = set(sys.modules)
     for name in saved:
         del sys.modules[name]
     sys.path.insert(0, str(root))
@@ -43,8 +46,10 @@ def load(root: Path) -> dict:
                 "inprocess": importlib.import_module("lab.inprocess")}
     finally:
         sys.path.remove(str(root))
-        for name in [n for n in sys.modules if n.split(".")[0] in OWN]:
-            del sys.modules[name]
+        for name in set(sys.modules) - (before - set(saved)):   # what the import brought in
+            file = getattr(sys.modules[name], "__file__", None)
+            if name.split(".")[0] in OWN or (file and Path(file).is_relative_to(root)):
+                del sys.modules[name]
         sys.modules.update(saved)
 
 
@@ -54,7 +59,9 @@ def captured(mods: dict, events: list[dict], catalog: list[dict], cfg: JobConfig
     on_request, requests = ranker.on_request, []
 
     def keep(state, req, index, settings, now_ms):
-        requests.append((state, req))
+        # a copy: lab.inprocess hands a user's next request the same consumed dict, which
+        # on_request adds to in place
+        requests.append((copy.deepcopy(state), req))
         return on_request(state, req, index, settings, now_ms)
 
     ranker.on_request = keep   # lab.inprocess calls it through the module
@@ -69,8 +76,9 @@ def captured(mods: dict, events: list[dict], catalog: list[dict], cfg: JobConfig
 
 def per_request_us(run: tuple) -> float:
     on_request, requests, index, settings = run
+    states = copy.deepcopy([state for state, _ in requests])   # each round from the states as they were
     start = time.process_time()
-    for state, req in requests:
+    for state, (_, req) in zip(states, requests):
         on_request(state, req, index, settings, 0)
     return (time.process_time() - start) / len(requests) * 1e6
 
