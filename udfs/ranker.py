@@ -392,10 +392,10 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerS
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, _ttl_ms(cfg))
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
     exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
-    cosines = index.taste(u)
+    against_catalog = index.taste(u)
     top = rank(candidates, index.interest(vec), exclude, cfg.top_n, cfg.interest_weight, index.trending,
-               index.title, rows=index.rows, taste=cosines, beta=cfg.embedding_weight,
-               nominated=index.nearest(cosines, cfg.embedding_candidates, exclude))
+               index.title, rows=index.rows, taste=against_catalog, beta=cfg.embedding_weight,
+               nominated=index.nearest(against_catalog, cfg.embedding_candidates, exclude))
     record = {"user_id": req.user, "version": req.version, "event_time": req.t, "generated_at": now_ms,
               "items": [{"item_id": i, "score": float(s), "reason": r} for i, s, r in top],
               "model_version": index.model_version if u is not None else 0}

@@ -101,11 +101,11 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
 
     def admitted(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The mask of ``xs`` that may be listed, and their rows."""
-        at = lookup(xs)
-        keep = at >= 0 if rows is not None else np.ones(len(xs), dtype=bool)
+        xs_rows = lookup(xs)
+        keep = xs_rows >= 0 if rows is not None else np.ones(len(xs), dtype=bool)
         if len(exclude):
             keep &= ~find_sorted(exclude_sorted, xs)[1]
-        return keep, at
+        return keep, xs_rows
 
     ids, scores, item_rows, at = candidates.ids, candidates.scores, _EMPTY_IDS, _EMPTY_IDS
     if len(ids):

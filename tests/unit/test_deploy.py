@@ -459,7 +459,6 @@ def test_cluster_script_refuses_a_bad_shape_before_starting_anything(tmp_path, s
     assert not any(tmp_path.iterdir())   # no conf written, nothing started
 
 
-
 def test_cluster_submit_ships_the_connector_from_reco_jars_dir(tmp_path):
     """RECO_JARS_DIR moves the jars for every script (deploy/setup.sh puts them there):
     submit ships the connector found there, and says where it looked when there is none."""
