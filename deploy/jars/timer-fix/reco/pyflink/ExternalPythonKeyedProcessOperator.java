@@ -17,6 +17,9 @@ import org.apache.flink.streaming.api.operators.python.process.AbstractExternalD
  * operator finishes its bundle (the bundle's keyed state is written) and snapshots before
  * those mails run, so a restore could bring back state whose timer was never registered.
  * Registering the pending timers after the bundle and before the snapshot fixes that.
+ *
+ * <p>It also keeps its Python worker's state requests off its state backend once closed
+ * ({@link StateRequestGuard}): a cancelled task's RocksDB crashed the JVM otherwise.
  */
 public class ExternalPythonKeyedProcessOperator<OUT>
         extends org.apache.flink.streaming.api.operators.python.process.ExternalPythonKeyedProcessOperator<OUT> {
@@ -24,6 +27,8 @@ public class ExternalPythonKeyedProcessOperator<OUT>
     private static final long serialVersionUID = 1L;
 
     private final TypeSerializer namespaceSerializer;
+
+    private transient StateRequestGuard stateRequests;
 
     public ExternalPythonKeyedProcessOperator(
             Configuration config, DataStreamPythonFunctionInfo function, RowTypeInfo inputType,
@@ -36,6 +41,21 @@ public class ExternalPythonKeyedProcessOperator<OUT>
             TypeInformation<OUT> outputType, TypeSerializer namespaceSerializer) {
         super(config, function, inputType, outputType, namespaceSerializer);
         this.namespaceSerializer = namespaceSerializer;
+    }
+
+    @Override
+    public void open() throws Exception {
+        super.open();
+        stateRequests = StateRequestGuard.install(
+                pythonFunctionRunner, getRuntimeContext().getTaskInfo().getTaskNameWithSubtasks());
+    }
+
+    @Override
+    public void close() throws Exception {
+        if (stateRequests != null) {
+            stateRequests.close();   // before super.close() disposes the state backend
+        }
+        super.close();
     }
 
     @Override
