@@ -8,8 +8,11 @@ pipeline, and the command line.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -168,12 +171,31 @@ def main(argv: list[str] | None = None) -> int:
         # its finalizers at exit, a traceback per try, burying this line: leave without them.
         where = ("the Flink client's JVM (flink run)" if internals.submitted_by_flink_cli()
                  else "this process's JVM, which runs the local mini-cluster")
-        log.error("%s ended while the job ran (%s); look for a crash report hs_err_pid*.log in %s",
-                  where, exc, os.getcwd())
+        log.error("%s ended while the job ran (%s%s); look for a crash report hs_err_pid*.log in %s",
+                  where, exc, "".join(f"; {how}" for how in _ended_children()), os.getcwd())
         logging.shutdown()
         sys.stderr.flush()
         os._exit(1)
     return 0
+
+
+def _ended_children() -> list[str]:
+    """How this process's children that have ended did end, and the last of what they wrote to
+    stderr. The JVM is one: PyFlink starts it with its stderr on a pipe that nobody reads after
+    start-up and drops the handle, which subprocess keeps while the child runs."""
+    ended = []
+    for child in [o for o in gc.get_objects() if isinstance(o, subprocess.Popen)]:
+        code = child.poll()
+        if code is None:
+            continue
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+        said = b""
+        if child.stderr is not None:
+            os.set_blocking(child.stderr.fileno(), False)
+            said = child.stderr.read() or b""
+        last = said.decode(errors="replace").strip().splitlines()[-5:]
+        ended.append(f"process {child.pid} {how}" + (f", its stderr ending: {' | '.join(last)}" if last else ""))
+    return ended
 
 
 if __name__ == "__main__":

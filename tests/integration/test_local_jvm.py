@@ -56,4 +56,5 @@ def test_the_client_says_so_and_ends_when_its_jvm_dies(stack, tmp_path):
     assert job.poll() == 1, job.tail()
     assert "this process's JVM, which runs the local mini-cluster ended while the job ran" in logs, job.tail()
     assert "hs_err_pid" in logs
+    assert f"process {jvms[0]} killed by SIGKILL" in logs, job.tail()       # how it ended, from its exit status
     assert "trying to connect to the Java server" not in logs, job.tail()
