@@ -237,7 +237,12 @@ def _follow(client, rest: FlinkRest, reader: _Reader, gates: Path, holds: dict, 
         reader.read(results)
     finally:
         if not finished.done():
-            client.cancel()
+            try:
+                client.cancel()
+            except Exception:
+                # The job failed on its own meanwhile: its mini-cluster closes before the
+                # result is delivered, and cancelling then refuses; the wait below sees it end.
+                pass
             deadline = time.monotonic() + 60
             while not finished.done() and time.monotonic() < deadline:
                 time.sleep(0.1)
