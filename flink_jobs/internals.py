@@ -30,7 +30,7 @@ from pathlib import Path
 from py4j.java_gateway import java_import
 from py4j.protocol import Py4JJavaError
 from pyflink.common import Types
-from pyflink.datastream import DataStream, KeyedStream, OutputTag
+from pyflink.datastream import DataStream, KeyedStream, OutputTag, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,10 +186,14 @@ def install_timer_fix(env) -> None:
     pairs that no timer flushes, so it reaches the item side after its list was published.
 
     ``deploy/jars/timer-fix`` subclasses PyFlink's keyed operators to register the pending
-    timers between the bundle's end and the snapshot. This ships its jar with the job and
-    resolves PyFlink's keyed operator classes to the patched ones (a single-class import
-    takes precedence over PyFlink's package import). deploy/jars/build-timer-fix.sh compiles
-    the jar against the installed PyFlink, so the two always match."""
+    timers between the bundle's end and the snapshot (and to refuse a cancelled operator's
+    late state requests, StateRequestGuard). This ships its jar with the job and resolves
+    PyFlink's keyed operator classes to the patched ones (a single-class import takes
+    precedence over PyFlink's package import). A keyed broadcast operator (the Ranker) is
+    built by a Java translator instead, which imports nothing from here: the environment's
+    stream graph gets it replaced by the patched class once generated
+    (``_patch_keyed_broadcast``). deploy/jars/build-timer-fix.sh compiles the jar against the
+    installed PyFlink, so the two always match."""
     if not TIMER_FIX_JAR.is_file():
         raise SystemExit(f"{TIMER_FIX_JAR} is missing: run deploy/setup.sh")
     env.add_jars(TIMER_FIX_JAR.as_uri())
@@ -199,6 +203,49 @@ def install_timer_fix(env) -> None:
         resolved = getattr(jvm, name)._fqn
         if resolved != f"reco.pyflink.{name}":
             raise RuntimeError(f"PyFlink would build {name} from {resolved}: the timer fix is not in effect")
+    # On the class: a stream's get_execution_environment() wraps the same Java environment in
+    # a new Python object. Graphs of environments without the jar are left as PyFlink builds them.
+    if not getattr(StreamExecutionEnvironment, "_reco_patches_graphs", False):
+        generate = StreamExecutionEnvironment._generate_stream_graph   # what execute(_async) call
+
+        def generate_patched(self, *args, **kwargs):
+            graph = generate(self, *args, **kwargs)
+            if TIMER_FIX_JAR.as_uri() in (configured(self, "pipeline.jars") or ""):
+                _patch_keyed_broadcast(graph)
+            return graph
+        StreamExecutionEnvironment._generate_stream_graph = generate_patched
+        StreamExecutionEnvironment._reco_patches_graphs = True
+
+
+_BUILT_BY_TRANSLATOR = "org.apache.flink.streaming.api.operators.python.process.ExternalPythonKeyedCoProcessOperator"
+
+
+def _patch_keyed_broadcast(graph) -> None:
+    """Replaces each keyed broadcast Python operator of ``graph`` (PyFlink's translator
+    builds PyFlink's own keyed two-input class for it) by the timer fix's subclass, built
+    from the same configuration, function, types, side outputs and partition count (what
+    PyFlink's DelegateOperatorTransformation.configureOperator gives it)."""
+    jvm = get_gateway().jvm
+    for node in graph.getStreamNodes().toArray():
+        factory = node.getOperatorFactory()
+        if factory is None or factory.getClass().getSimpleName() != "SimpleOperatorFactory":
+            continue
+        built = factory.getOperator()
+        if built.getClass().getName() != _BUILT_BY_TRANSLATOR:
+            continue
+        fixed = jvm.reco.pyflink.ExternalPythonKeyedCoProcessOperator(
+            built.getConfiguration(), built.getPythonFunctionInfo(), built.getLeftInputType(),
+            built.getRightInputType(), built.getProducedType())
+        fixed.addSideOutputTags(built.getSideOutputTags())
+        partitions = built.getInternalParameters().get("NUM_PARTITIONS")
+        if partitions is not None:
+            fixed.setNumPartitions(int(partitions))
+        if not fixed.getInternalParameters().equals(built.getInternalParameters()):
+            raise RuntimeError(f"the timer fix cannot rebuild {node.getOperatorName()}: PyFlink's operator has "
+                               f"settings it does not copy ({built.getInternalParameters()})")
+        replacement = jvm.org.apache.flink.streaming.api.operators.SimpleOperatorFactory.of(fixed)
+        replacement.setChainingStrategy(factory.getChainingStrategy())
+        node.setOperatorFactory(replacement)
 
 
 class KafkaAdminError(RuntimeError):

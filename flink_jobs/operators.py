@@ -279,8 +279,8 @@ class TrendingItems(KeyedCoProcessFunction):
     """One key: windowed popularity from the items' closed buckets (input 1); ``Trending``
     per bucket end, among the items the catalog lists at that moment (``Listing``s, input 2).
 
-    Keyed on both inputs, not broadcast: PyFlink builds a keyed broadcast operator where
-    the timer fix (internals.install_timer_fix) cannot reach it, and every timer here matters."""
+    Keyed on both inputs (one key), not broadcast: the listings are keyed state, restored and
+    rescaled with the rest."""
 
     def __init__(self, cfg: JobConfig):
         self.cfg = TrendingSettings.of(cfg)
