@@ -237,12 +237,12 @@ def _patch_keyed_broadcast(graph) -> None:
             built.getConfiguration(), built.getPythonFunctionInfo(), built.getLeftInputType(),
             built.getRightInputType(), built.getProducedType())
         fixed.addSideOutputTags(built.getSideOutputTags())
-        partitions = built.getInternalParameters().get("NUM_PARTITIONS")
-        if partitions is not None:
-            fixed.setNumPartitions(int(partitions))
-        if not fixed.getInternalParameters().equals(built.getInternalParameters()):
+        settings = built.getInternalParameters()
+        if settings.get("NUM_PARTITIONS") is not None:
+            fixed.setNumPartitions(int(settings.get("NUM_PARTITIONS")))
+        if not fixed.getInternalParameters().equals(settings):
             raise RuntimeError(f"the timer fix cannot rebuild {node.getOperatorName()}: PyFlink's operator has "
-                               f"settings it does not copy ({built.getInternalParameters()})")
+                               f"settings it does not copy ({settings})")
         replacement = jvm.org.apache.flink.streaming.api.operators.SimpleOperatorFactory.of(fixed)
         replacement.setChainingStrategy(factory.getChainingStrategy())
         node.setOperatorFactory(replacement)

@@ -3,8 +3,11 @@ run raises ``PipelineStalled`` naming where the input is held, also when the job
 own in the moment between the check and the cancel (a local job's mini-cluster closes before
 its result is delivered, and cancelling it then refuses)."""
 
+import dataclasses
+
 import pytest
 
+from flink_jobs.pipeline import Outputs
 from lab.inmemory import KINDS, PipelineStalled, _follow, _Reader
 
 
@@ -46,8 +49,6 @@ def test_a_stall_is_reported_when_the_job_ends_as_it_is_cancelled(tmp_path):
     assert client.cancels == 1
 
 
-def test_the_follow_loop_gathers_every_kind():
-    # the harness's kinds are the pipeline's outputs; a kind missing here would be dropped
-    import dataclasses
-    from flink_jobs.pipeline import Outputs
+def test_the_harness_gathers_every_output_of_the_pipeline():
+    # a kind missing from KINDS would be dropped by the harness's writers and reader
     assert set(KINDS) == {f.name for f in dataclasses.fields(Outputs)}
