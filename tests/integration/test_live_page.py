@@ -155,7 +155,12 @@ def test_the_page_shows_a_users_new_list_without_a_reload(browser, live):   # br
     assert before and all(r.find_element(By.CLASS_NAME, "title").text for r in rows)
     age = browser.find_element(By.ID, "list-age").text
     # the age ticks by itself (every second while the list is less than an hour old)
-    WebDriverWait(browser, 5, poll_frequency=0.1).until(lambda d: d.find_element(By.ID, "list-age").text != age)
+    try:
+        WebDriverWait(browser, 5, poll_frequency=0.1).until(lambda d: d.find_element(By.ID, "list-age").text != age)
+    except TimeoutException:
+        state = browser.find_element(By.ID, "connection").get_attribute("data-state")
+        raise AssertionError(f"the list's age stayed {age!r} for 5 s ({state}, version {version()}); "
+                             f"console: {browser.get_log('browser')}; API log: {api.log_path}") from None
     browser.execute_script("window.notReloaded = true")
 
     # The user buys the list's top item and then views it: the job ranks twice, and a consumed
