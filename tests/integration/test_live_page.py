@@ -109,8 +109,17 @@ def live(stack, tmp_path_factory):
     try:
         # Live traffic, as a site sends it, rather than a backlog: the item side keeps up.
         wait_until_consuming(stack.bootstrap, job, 180)
-        produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup), rate=1_000,
-                progress=False)
+        # A list draws its candidates from the item side's lists; a user ranked before any of
+        # them reached the rankers gets an empty list. So the last third of the warm-up waits
+        # until the item side has published (the rankers get its lists when Redis does).
+        cut = 2 * len(warmup) // 3
+        produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup[:cut]),
+                rate=1_000, progress=False)
+        similar_keys = [contracts.item_similar_key(r["item_id"]) for r in catalog]
+        wait_for(lambda: job.check_alive() or (store.exists(contracts.TRENDING_KEY) and store.exists(*similar_keys)),
+                 240, "the item side's first trending and similar-items lists")
+        produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENTS, e) for e in warmup[cut:]),
+                rate=1_000, progress=False)
         finals = {u: v[-1] for u, v in expected_versions(warmup).items()}
 
         def caught_up():
@@ -130,6 +139,8 @@ def live(stack, tmp_path_factory):
 def test_the_page_shows_a_users_new_list_without_a_reload(browser, live):   # browser first: fails fast
     api, producer, store, warmup, finals = live
     user = watched_user(store, warmup)
+    assert json.loads(store.get(contracts.user_recommendations_key(user)))["items"], \
+        f"no user has a list of their own with items (the watched user {user}'s is empty)"
     shown = json.loads(urllib.request.urlopen(f"{api.url}/v1/users/{user}/recommendations").read())
     wait = WebDriverWait(browser, 60, poll_frequency=0.1)
     version = lambda: browser.find_element(By.ID, "user-panel").get_attribute("data-version")  # noqa: E731
