@@ -25,8 +25,7 @@ from flink_jobs.validation import MAX_EMBEDDING_DIMS, item_of_key, validate_even
 from udfs import cooccurrence as co
 from udfs import item_side, ranker, user_activity
 from udfs.settings import ItemSettings, RankerSettings, TrendingSettings, UserSettings
-from udfs.records import (BucketCount, Event, Expired, ItemDelta, ItemInfo, Listing, NeighborCounts, Request,
-                          Trending)
+from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, Listing, NeighborCounts, Trending
 
 log = logging.getLogger("reco.operators")
 PICKLED = Types.PICKLED_BYTE_ARRAY()
@@ -39,7 +38,6 @@ BY_NOTHING = Types.ROW([Types.INT(), PICKLED])   # one key, 0, for the whole str
 KEYED_BYTES = Types.ROW_NAMED(["k", "v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())] * 2)
 VALUE_BYTES = Types.ROW_NAMED(["v"], [Types.PRIMITIVE_ARRAY(Types.BYTE())])
 DEAD_LETTERS = OutputTag("dead-letters", PICKLED)
-ITEM_DELTAS = OutputTag("item-deltas", BY_ITEM)
 BUCKET_COUNTS = OutputTag("bucket-counts", BY_NOTHING)
 ITEM_NEIGHBORS = OutputTag("item-neighbors", PICKLED)
 ITEM_NEIGHBOR_ROWS = OutputTag("item-neighbor-rows", KEYED_BYTES)   # the same, delivered in the Ranker
@@ -169,7 +167,7 @@ class DecodeCatalog(ProcessFunction):
 
 
 # The key of each record type that goes to a keyed operator (BY_USER, BY_ITEM, BY_NOTHING).
-_KEY_OF = {Event: lambda e: e.user, Request: lambda r: r.user, ItemDelta: lambda d: d.item,
+_KEY_OF = {Event: lambda e: e.user, ItemDelta: lambda d: d.item,
            BucketCount: lambda c: 0, Listing: lambda c: 0}
 
 
@@ -231,11 +229,11 @@ class _Keyed(KeyedProcessFunction):
 
 
 class UserActivity(_Keyed):
-    """Keyed by user (``udfs.user_activity``): a ``Request`` per list due (main output),
-    ``ItemDelta``s when a bucket closes, ``Expired`` when the TTL passes."""
+    """Keyed by user (``udfs.user_activity``), for the item side: ``ItemDelta``s when a
+    bucket closes (main output), ``Expired`` when the TTL passes."""
 
     STATE = "user-activity"
-    SIDE = {ItemDelta: ITEM_DELTAS, Expired: EXPIRED_USERS}
+    SIDE = {Expired: EXPIRED_USERS}
     SETTINGS = UserSettings
 
     def open(self, runtime_context):
@@ -311,8 +309,10 @@ class TrendingItems(KeyedCoProcessFunction):
 
 
 class Ranker(KeyedBroadcastProcessFunction):
-    """Keyed by user (``udfs.ranker``): one list per ``Request``, ranked from the item-side
-    records broadcast to every subtask (catalog, neighbor counts, trending).
+    """Keyed by user (``udfs.ranker``): a list per event (or per debounced burst), ranked
+    from the item-side records broadcast to every subtask (catalog, neighbor counts,
+    trending). Its timers emit lists only: in thread mode PyFlink 2.2.1 routes no side
+    output from a keyed broadcast function's timers.
 
     Those are kept in broadcast state and mirrored in an in-memory ``ItemIndex``, loaded
     from the state on first use after a (re)start. Each item's published neighbor list
@@ -370,11 +370,15 @@ class Ranker(KeyedBroadcastProcessFunction):
         else:
             ctx.get_broadcast_state(TRENDING_STATE).put(0, tuple(msg))
 
-    def process_element(self, req: Request, ctx):
-        self.lists.inc()
-        lists = _apply(self.state, ranker.on_request(self.state.value(), req, self._index(ctx), self.cfg,
-                                                     int(time.time() * 1000)), ctx)
-        yield from lists if not self.deliver else map(self.deliver[0], lists)
+    def process_element(self, ev: Event, ctx):
+        yield from self._lists(ranker.on_event(self.state.value(), ev, self._index(ctx), self.cfg,
+                                               int(time.time() * 1000)), ctx)
 
     def on_timer(self, timestamp, ctx):
-        yield from _apply(self.state, ranker.on_timer(self.state.value(), timestamp, self.cfg), ctx)
+        yield from self._lists(ranker.on_timer(self.state.value(), ctx.get_current_key(), timestamp,
+                                               self._index(ctx), self.cfg, int(time.time() * 1000)), ctx)
+
+    def _lists(self, result, ctx):
+        for record in _apply(self.state, result, ctx):
+            self.lists.inc()
+            yield self.deliver[0](record) if self.deliver else record

@@ -4,18 +4,23 @@ It knows nothing of Kafka or Redis: ``main`` attaches sources and sinks, the job
 attach in-memory collections. Every stateful operator has a stable uid (savepoint
 compatibility: never change one after a release) and a readable name.
 
-    raw events ─► DecodeEvents ─► watermarks ─► keyBy(user) UserActivity ── requests ──► keyBy(user) Ranker ─► recommendations
-                     │ bad ─► dead letters            │ item deltas (at bucket end)          ▲    └─► item neighbors
-                                                      ▼                                      │ broadcast
-                                          keyBy(item) ItemCooccurrence ── neighbor counts ──►┤
-                                                      │ bucket counts                        │
-                                                      ▼                                      │
-                                               Trending (p=1) ─────────── trending ─────────►┤
-                                                      ▲ listings                             │
-                                               catalog ─► DecodeCatalog ─────────────────────┘
+    raw events ─► watermarks ─► DecodeEvents ─┬─ keyBy(user) ──────────────────────────────► Ranker ─► recommendations
+                                   │ bad       │                                               ▲  └─► item neighbors
+                                   ▼           └─► keyBy(user) UserActivity                    │ broadcast
+                              dead letters                    │ item deltas (at bucket end)    │
+                                                              ▼                                │
+                                                  keyBy(item) ItemCooccurrence ── neighbor ───►┤
+                                                              │ bucket counts       counts     │
+                                                              ▼                                │
+                                                       Trending (p=1) ───── trending ─────────►┤
+                                                              ▲ listings                       │
+                                               catalog ─► DecodeCatalog ───────────────────────┘
 
-Per event, two keyed Python operators (UserActivity, Ranker) touch state; the item side
-works once per (user, item, bucket) and each item once per bucket end.
+Per event, two keyed Python operators touch state, side by side: the Ranker (the user's
+list) and UserActivity (the user's pairs, for the item side). A list waits for one keyed
+operator after Decode, not two. The item side works once per (user, item, bucket) and each
+item once per bucket end. (The Ranker cannot be where the pairs are made: its input would
+then depend on its own output, a cycle that a DataStream job cannot have.)
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pyflink.datastream import DataStream
 from flink_jobs.internals import install_timer_fix, keyed, side_output
 from flink_jobs.config import JobConfig
 from flink_jobs.operators import (BROADCAST_STATES, BUCKET_COUNTS, BY_ITEM, BY_NOTHING, BY_USER, DEAD_LETTERS,
-                                  EXPIRED_USERS, ITEM_DELTAS, ITEM_NEIGHBOR_ROWS, ITEM_NEIGHBORS, KEYED_BYTES,
+                                  EXPIRED_USERS, ITEM_NEIGHBOR_ROWS, ITEM_NEIGHBORS, KEYED_BYTES,
                                   LISTINGS, PICKLED, DecodeCatalog, DecodeEvents, ItemCooccurrence, Ranker,
                                   TrendingItems, UserActivity)
 
@@ -78,10 +83,11 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     partition, from record timestamps); otherwise from the same timestamps (RAW_EVENT's last
     field, which an in-memory source sets to the event time) with the same bounds.
 
-    Each user's events must reach UserActivity in their source order, so nothing may
-    redistribute them between the source and the key-by on user: ``raw_events`` must run
-    at the environment's parallelism (a Kafka source does; PyFlink's Python timestamp
-    assigner adds a hidden operator at that parallelism, fed by rebalance otherwise).
+    Each user's events must reach UserActivity and the Ranker in their source order, so
+    nothing may redistribute them between the source and the key-by on user: ``raw_events``
+    must run at the environment's parallelism (a Kafka source does; PyFlink's Python
+    timestamp assigner adds a hidden operator at that parallelism, fed by rebalance
+    otherwise).
 
     ``deliver``: the Ranker's delivery of the lists and neighbor lists (``operators.Ranker``);
     those outputs are then ``Row(k, v)`` (KEYED_BYTES) instead of dicts.
@@ -89,9 +95,9 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     install_timer_fix(raw_events.get_execution_environment())  # before any keyed operator is built
     stamped = _event_time(raw_events, cfg) if assign_watermarks else raw_events
     events = stamped.process(DecodeEvents(cfg), output_type=BY_USER).uid("decode-events").name("Decode and validate")
-    activity = (keyed(events, BY_USER)
-                .process(UserActivity(cfg), output_type=BY_USER).uid("user-activity-v2").name("UserActivity"))
-    neighbor_counts = (keyed(side_output(activity, ITEM_DELTAS), BY_ITEM)
+    by_user = keyed(events, BY_USER)
+    deltas = by_user.process(UserActivity(cfg), output_type=BY_ITEM).uid("user-activity-v2").name("UserActivity")
+    neighbor_counts = (keyed(deltas, BY_ITEM)
                        .process(ItemCooccurrence(cfg), output_type=PICKLED)
                        .uid("item-cooccurrence-v2").name("ItemCooccurrence"))
     items = catalog.process(DecodeCatalog(cfg.embedding_precision), output_type=PICKLED).uid("decode-catalog").name("Decode catalog")
@@ -100,11 +106,11 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
                 .process(TrendingItems(cfg), output_type=PICKLED).uid("trending-v2").name("Trending")
                 .set_parallelism(1))
     broadcast = items.union(neighbor_counts, trending).broadcast(*(d for d, _ in BROADCAST_STATES))
-    recommendations = (keyed(activity, BY_USER).connect(broadcast)
+    recommendations = (by_user.connect(broadcast)
                        .process(Ranker(cfg, deliver), output_type=KEYED_BYTES if deliver else PICKLED)
                        .uid("ranker-v2").name("Ranker"))
     return Outputs(recommendations=recommendations,
                    item_neighbors=side_output(recommendations, ITEM_NEIGHBOR_ROWS if deliver else ITEM_NEIGHBORS),
                    dead_letters=side_output(events, DEAD_LETTERS),
                    trending=trending,
-                   expired_users=side_output(activity, EXPIRED_USERS))
+                   expired_users=side_output(deltas, EXPIRED_USERS))

@@ -14,7 +14,7 @@ import heapq
 from typing import Callable, Iterable
 
 from udfs import item_side, ranker, user_activity
-from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Request, Trending
+from udfs.records import BucketCount, Event, Expired, ItemDelta, ItemInfo, NeighborCounts, Trending
 from udfs.settings import ItemSettings, RankerSettings, TrendingSettings, UserSettings
 
 
@@ -81,10 +81,10 @@ class Dataflow:
         self.now_ms = now_ms
 
     def push(self, ev: Event) -> None:
-        state, out, timers = user_activity.on_event(self.users.get(ev.user), ev, self.users_cfg)
-        self.users[ev.user] = state
-        self.user_timers.add(ev.user, timers)
-        self._route(out)
+        self._keyed(self.users, self.user_timers, ev.user,
+                    user_activity.on_event(self.users.get(ev.user), ev, self.users_cfg))
+        self._keyed(self.rankers, self.ranker_timers, ev.user,
+                    ranker.on_event(self.rankers.get(ev.user), ev, self.index, self.ranker_cfg, self.now_ms()))
         self.advance(ev.t - self.cfg.max_out_of_orderness_ms - 1)
 
     def advance(self, watermark: int) -> None:
@@ -96,7 +96,7 @@ class Dataflow:
                         user_activity.on_timer(self.users.get(user), user, ts, self.users_cfg))
         for ts, user in self.ranker_timers.due(watermark):
             self._keyed(self.rankers, self.ranker_timers, user,
-                        ranker.on_timer(self.rankers.get(user), ts, self.ranker_cfg))
+                        ranker.on_timer(self.rankers.get(user), user, ts, self.index, self.ranker_cfg, self.now_ms()))
         for ts, item in self.item_timers.due(watermark):
             self._keyed(self.items, self.item_timers, item,
                         item_side.on_item_timer(self.items.get(item), item, ts, self.items_cfg))
@@ -119,13 +119,8 @@ class Dataflow:
 
     def _route(self, out: list) -> None:
         for msg in out:
-            if isinstance(msg, Request):
-                state, recs, timers = ranker.on_request(self.rankers.get(msg.user), msg, self.index, self.ranker_cfg,
-                                                        self.now_ms())
-                self.rankers[msg.user] = state
-                self.ranker_timers.add(msg.user, timers)
-                for rec in recs:
-                    self.emit("recommendations", rec)
+            if isinstance(msg, dict):
+                self.emit("recommendations", msg)
             elif isinstance(msg, ItemDelta):
                 state, _, timers = item_side.on_delta(self.items.get(msg.item), msg, self.items_cfg)
                 self.items[msg.item] = state

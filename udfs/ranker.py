@@ -1,4 +1,5 @@
-"""Keyed by user: the decayed interest vector, consumed items, and the top-N list.
+"""Keyed by user: the list's version, debounce and seeds, the decayed interest vector,
+consumed items, and the top-N list, from the user's events.
 
 The item side is read from an ``ItemIndex``: the catalog, trending, and every item's
 neighbor counts as of its last bucket end, delivered to each ranking subtask (broadcast).
@@ -16,21 +17,27 @@ import numpy as np
 
 from udfs import cooccurrence as co
 from udfs import embedding, ttl
+from udfs.debounce import Burst, add_event
 from udfs.ranking import Neighbors, find_sorted, merge, rank
-from udfs.records import ItemInfo, NeighborCounts, Request, Trending
+from udfs.recent import add_recent
+from udfs.records import Event, ItemInfo, NeighborCounts, Request, Trending
 from udfs.settings import RankerSettings
 from udfs.signals import InterestVector, add_interest
+from udfs.versioning import VERSIONS_PER_MS, next_version
 
-LAYOUT = "ranker/2"   # the tag of the plain state: a new layout gets a new tag and a migration
+LAYOUT = "ranker/3"   # the tag of the plain state: a new layout gets a new tag and a migration
 
 
 class RankerState(NamedTuple):
     weights: dict           # the interest vector's weights, {tag: weight} as of ``as_of``
     as_of: int
     consumed: dict          # {item: last event time}
-    last_seen: int          # event time of the last request (TTL)
+    last_seen: int          # event time of the last event (TTL)
     ttl_timer: int
     taste: tuple | None     # (model_version, packed vector): the embedding interest (udfs.embedding)
+    version: int            # of the user's last list
+    recent: list            # udfs.recent: [(item, t, weight)], oldest first; the newest are the seeds
+    burst: tuple | None     # the open debounce burst (udfs.debounce.Burst as a plain tuple)
 
     def plain(self) -> tuple:
         return (LAYOUT, *self)
@@ -38,18 +45,31 @@ class RankerState(NamedTuple):
     @classmethod
     def of(cls, plain: tuple | None) -> "RankerState":
         if plain is None:
-            return cls({}, 0, {}, 0, 0, None)
+            return cls({}, 0, {}, 0, 0, None, 0, [], None)
         if plain[0] != LAYOUT:
             plain = _migrate(plain)
         return cls(*plain[1:])
 
 
 def _migrate(plain: tuple) -> tuple:
-    """A state of an earlier layout, in this one. Layout 1 was untagged: the same six
-    fields, or five when written before embeddings (no taste)."""
-    if isinstance(plain[0], str):
+    """A state of an earlier layout, in this one. Layout "ranker/2" had the first six fields;
+    layout 1 was untagged: the same six, or five when written before embeddings (no taste).
+
+    The version, recent items and burst were UserActivity's then, and this state cannot read
+    that one. So the version restarts above the newest millisecond the user's lists had
+    (``last_seen``): above each of them unless the user sent more than 1,023 events at or
+    before that millisecond. The recent items restart as the consumed ones, newest last,
+    each of weight 1. A burst open then (``debounce_ms`` on) is lost."""
+    if plain[0] == "ranker/2":
+        plain = plain[1:]
+    elif isinstance(plain[0], str):
         raise ValueError(f"ranker state of layout {plain[0]!r}: written by a newer version of the job?")
-    return (LAYOUT, *plain, None) if len(plain) == 5 else (LAYOUT, *plain)
+    elif len(plain) == 5:
+        plain = (*plain, None)
+    consumed, last_seen = plain[2], plain[3]
+    version = (last_seen + 1) * VERSIONS_PER_MS - 1 if last_seen else 0
+    recent = [(item, t, 1.0) for item, t in sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))]
+    return (LAYOUT, *plain, version, recent, None)
 
 
 class _Growing:
@@ -376,10 +396,65 @@ class Taste:
         return out
 
 
+def on_event(state: tuple | None, ev: Event, index: ItemIndex, cfg: RankerSettings,
+             now_ms: int) -> tuple[tuple, list, list[int]]:
+    """``(state, [recommendations record ...], timers)`` for one event of this user: its
+    list (debounce off), or none yet and a timer at its burst's end, and the list of a burst
+    that ended before this event (``udfs.debounce``). The given state is consumed."""
+    s = RankerState.of(state)
+    version = next_version(s.version or None, ev.t)
+    recent = s.recent
+    if ev.weight > 0:  # a low rating is consumed (and excluded) but is no interest signal
+        # the window UserActivity pairs from (its partners are the item side's: no span here);
+        # the seeds are its newest, which a shorter window would not always keep: an event
+        # older than its item's entry moves that item back, and the next one in comes forward
+        recent, _ = add_recent(recent, ev.item, ev.t, ev.weight, cfg.recent_items, 0)
+    seeds = tuple((i, w) for i, _, w in recent[-cfg.seeds:])
+    burst, flushed, new = add_event(None if s.burst is None else Burst(*s.burst), version, ev.t, ev.item,
+                                    ev.weight, seeds, cfg.debounce_ms)
+    last_seen, ttl_timer, timers = ttl.touch(s.last_seen, s.ttl_timer, ev.t, cfg.user_ttl_ms)
+    due = [] if flushed is None else [flushed]
+    if cfg.debounce_ms == 0:
+        due, burst = due + [burst], None
+    elif new:
+        timers.append(burst.due)
+    state = s._replace(last_seen=last_seen, ttl_timer=ttl_timer, version=version, recent=recent,
+                       burst=None if burst is None else tuple(burst)).plain()
+    return (*_lists(state, ev.user, due, index, cfg, now_ms), timers)
+
+
+def on_timer(state: tuple | None, user: int, ts: int, index: ItemIndex, cfg: RankerSettings,
+             now_ms: int) -> tuple[tuple | None, list, list[int]]:
+    """``(state or None when expired, [recommendations record], timers)``: the list of a
+    burst due by ``ts``, and the TTL (a burst still open then gets its list first; UserActivity,
+    with the same TTL, says that the user expired)."""
+    if state is None:
+        return None, [], []
+    s = RankerState.of(state)
+    expired, ttl_timer, timers = ttl.on_timer(s.last_seen, s.ttl_timer, ts, cfg.user_ttl_ms)
+    burst = None if s.burst is None else Burst(*s.burst)
+    due = [burst] if burst is not None and (expired or burst.due <= ts) else []
+    state = s._replace(ttl_timer=ttl_timer, burst=None if due else s.burst).plain()
+    state, out = _lists(state, user, due, index, cfg, now_ms)
+    return (None, out, []) if expired else (state, out, timers)
+
+
+def _lists(state: tuple, user: int, bursts: list, index: ItemIndex, cfg: RankerSettings,
+           now_ms: int) -> tuple[tuple, list]:
+    """``(state, records)``: each burst's list, in order."""
+    out = []
+    for burst in bursts:
+        state, records = on_request(state, Request(user, burst.version, burst.t, burst.events, burst.seeds),
+                                    index, cfg, now_ms)
+        out += records
+    return state, out
+
+
 def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerSettings,
-               now_ms: int) -> tuple[tuple, list, list[int]]:
-    """``(state, [recommendations record], timers)``: apply the request's events, then rank."""
-    weights, as_of, consumed, last_seen, ttl_timer, taste = RankerState.of(state)
+               now_ms: int) -> tuple[tuple, list]:
+    """``(state, [recommendations record])``: apply the request's events, then rank."""
+    s = RankerState.of(state)
+    weights, as_of, consumed, taste = s.weights, s.as_of, s.consumed, s.taste
     vec = InterestVector(weights, as_of)
     u = _taste_vector(taste, index, consumed, as_of, cfg.interest_half_life_ms) if cfg.embedding_weight else None
     for item, weight, t in req.events:
@@ -389,7 +464,6 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerS
         consumed[item] = max(consumed.get(item, 0), t)
     if len(consumed) > cfg.max_consumed:
         consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
-    last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, req.t, _ttl_ms(cfg))
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
     exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
     against_catalog = index.taste(u)
@@ -402,7 +476,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerS
     # dithered: unbiased rounding, so that small additions to a large sum are not lost
     taste = None if u is None else (index.model_version, embedding.pack(u, cfg.embedding_precision,
                                                                           dither=req.version * 7919 + req.user))
-    return RankerState(vec.weights, vec.as_of, consumed, last_seen, ttl_timer, taste).plain(), [record], timers
+    return s._replace(weights=vec.weights, as_of=vec.as_of, consumed=consumed, taste=taste).plain(), [record]
 
 
 def _taste_vector(taste: tuple | None, index: ItemIndex, consumed: dict, as_of: int,
@@ -420,22 +494,3 @@ def _taste_vector(taste: tuple | None, index: ItemIndex, consumed: dict, as_of: 
     for item, t in consumed.items():
         u = embedding.add(u, index.vector(item), 1.0, t, as_of, half_life_ms)
     return u
-
-
-def _ttl_ms(cfg: RankerSettings) -> int:
-    """UserActivity keeps a user for ``user_ttl_ms`` after its last event; the request for
-    that user's next event can come up to ``debounce_ms`` of event time after the event (a
-    burst leaves when event time passes its end), so the ranker waits that much longer:
-    otherwise it could drop the interest and consumed items of a user UserActivity kept."""
-    return cfg.user_ttl_ms + cfg.debounce_ms
-
-
-def on_timer(state: tuple | None, ts: int, cfg: RankerSettings) -> tuple[tuple | None, list, list[int]]:
-    """The TTL: ``(state or None when expired, [], timers)``."""
-    if state is None:
-        return None, [], []
-    kept = RankerState.of(state)
-    expired, ttl_timer, timers = ttl.on_timer(kept.last_seen, kept.ttl_timer, ts, _ttl_ms(cfg))
-    if expired:
-        return None, [], []
-    return kept._replace(ttl_timer=ttl_timer).plain(), [], timers

@@ -27,9 +27,9 @@ class Event(NamedTuple):
 
 
 class Request(NamedTuple):
-    """A list is due for ``user`` at ``version``; ``events`` are every (item, weight, t) since
-    the previous request (one, or a debounced burst), ``seeds`` the (item, weight) whose
-    neighbors become candidates."""
+    """A list is due for ``user`` at ``version`` (within the Ranker: ``udfs.ranker.on_request``);
+    ``events`` are every (item, weight, t) since the previous list (one, or a debounced
+    burst), ``seeds`` the (item, weight) whose neighbors become candidates."""
     user: int
     version: int
     t: int

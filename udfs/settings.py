@@ -14,9 +14,7 @@ def _of(cls, cfg):
 class UserSettings(NamedTuple):
     recent_items: int       # W
     pair_span_ms: int       # T
-    seeds: int
     bucket_ms: int
-    debounce_ms: int
     user_ttl_ms: int
 
     of = classmethod(_of)
@@ -39,6 +37,8 @@ class TrendingSettings(NamedTuple):
 
 
 class RankerSettings(NamedTuple):
+    recent_items: int
+    seeds: int
     top_n: int
     interest_weight: float
     interest_half_life_ms: int

@@ -1,5 +1,5 @@
-"""Keyed by user: recent items, list versions, debounce, TTL, and the user's pair counts
-of the current buckets.
+"""Keyed by user, for the item side: the user's recent items, TTL, and pair counts of the
+current buckets. (What the user's lists need, the Ranker keeps: ``udfs.ranker``.)
 
 Pairs are summed per user and bucket and leave when the bucket closes, one ``ItemDelta``
 per item the user touched (its own count and {partner: weight}), instead of a message per
@@ -20,56 +20,52 @@ from typing import NamedTuple
 
 from udfs import cooccurrence as co
 from udfs import ttl
-from udfs.debounce import Burst, add_event
 from udfs.recent import add_recent
-from udfs.records import Event, Expired, ItemDelta, Request
+from udfs.records import Event, Expired, ItemDelta
 from udfs.settings import UserSettings
-from udfs.versioning import next_version
 
 LOG_MAX = 64   # entries of a bucket's log before it is folded into sums
-LAYOUT = "user/2"   # the tag of the plain state: a new layout gets a new tag and a migration
+LAYOUT = "user/3"   # the tag of the plain state: a new layout gets a new tag and a migration
 
 
 class UserState(NamedTuple):
-    version: int          # of the user's last list
     recent: list          # udfs.recent: [(item, t, weight)], oldest first
     last_seen: int        # event time of the last event (TTL)
     ttl_timer: int
-    burst: Burst | None   # the open debounce burst
     pending: dict         # {bucket start: log} of the open buckets
 
     def plain(self) -> tuple:
-        burst = None if self.burst is None else tuple(self.burst)
-        return LAYOUT, self.version, self.recent, self.last_seen, self.ttl_timer, burst, self.pending
+        return (LAYOUT, *self)
 
     @classmethod
     def of(cls, plain: tuple | None) -> "UserState":
         if plain is None:
-            return cls(0, [], 0, 0, None, {})
+            return cls([], 0, 0, {})
         if plain[0] != LAYOUT:
             plain = _migrate(plain)
-        _, version, recent, last_seen, ttl_timer, burst, pending = plain
-        return cls(version, recent, last_seen, ttl_timer, None if burst is None else Burst(*burst), pending)
+        return cls(*plain[1:])
 
 
 def _migrate(plain: tuple) -> tuple:
-    """A state of an earlier layout, in this one. Layout 1 (untagged, the same six fields)
-    could hold a bucket's sums (a dict) where layout 2 holds its log: the sums become the
-    log's first entry, as a folded log's are."""
-    if isinstance(plain[0], str):
+    """A state of an earlier layout, in this one. Layouts 1 (untagged) and "user/2" also
+    held the list's version and debounce burst, which the Ranker keeps now. Layout 1 could
+    hold a bucket's sums (a dict) where a log is held now: the sums become the log's first
+    entry, as a folded log's are."""
+    if plain[0] == "user/2":
+        plain = plain[1:]
+    elif isinstance(plain[0], str):
         raise ValueError(f"user state of layout {plain[0]!r}: written by a newer version of the job?")
-    version, recent, last_seen, ttl_timer, burst, pending = plain
+    _version, recent, last_seen, ttl_timer, _burst, pending = plain
     pending = {b: [log] if isinstance(log, dict) else log for b, log in pending.items()}
-    return LAYOUT, version, recent, last_seen, ttl_timer, burst, pending
+    return LAYOUT, recent, last_seen, ttl_timer, pending
 
 
 def on_event(state: tuple | None, ev: Event, cfg: UserSettings) -> tuple[tuple, list, list[int]]:
-    """``(state, [Request ...], timers)`` for one event of this user. The given state is
-    consumed: it may be updated in place."""
-    version, recent, last_seen, ttl_timer, burst, pending = UserState.of(state)
-    version = next_version(version or None, ev.t)
+    """``(state, [], timers)`` for one event of this user. The given state is consumed: it
+    may be updated in place."""
+    recent, last_seen, ttl_timer, pending = UserState.of(state)
     last_seen, ttl_timer, timers = ttl.touch(last_seen, ttl_timer, ev.t, cfg.user_ttl_ms)
-    if ev.weight > 0:  # a low rating is consumed (and excluded) but is no interest signal
+    if ev.weight > 0:  # a low rating is consumed but is no interest signal: no pairs
         recent, partners = add_recent(recent, ev.item, ev.t, ev.weight, cfg.recent_items, cfg.pair_span_ms)
         bucket = co.bucket_of(ev.t, cfg.bucket_ms)
         if bucket not in pending:
@@ -79,15 +75,7 @@ def on_event(state: tuple | None, ev: Event, cfg: UserSettings) -> tuple[tuple, 
         log.append((ev.item, tuple(partners)))
         if len(log) > LOG_MAX:
             log[:] = [_sums(log)]
-    seeds = tuple((i, w) for i, _, w in recent[-cfg.seeds:])
-    burst, flushed, new = add_event(burst, version, ev.t, ev.item, ev.weight, seeds, cfg.debounce_ms)
-    out = [] if flushed is None else [_request(ev.user, flushed)]
-    if cfg.debounce_ms == 0:
-        out.append(_request(ev.user, burst))
-        burst = None
-    elif new:
-        timers.append(burst.due)
-    return UserState(version, recent, last_seen, ttl_timer, burst, pending).plain(), out, timers
+    return UserState(recent, last_seen, ttl_timer, pending).plain(), [], timers
 
 
 def _sums(log: list) -> dict:
@@ -106,31 +94,23 @@ def _sums(log: list) -> dict:
     return sums
 
 
-def _request(user: int, burst: Burst) -> Request:
-    return Request(user, burst.version, burst.t, burst.events, burst.seeds)
-
-
 def overdue_buckets(state: tuple | None, ts: int, cfg: UserSettings) -> list[int]:
     """Open buckets that ended before ``ts``: each should have been flushed by its own timer."""
     return sorted(b for b in UserState.of(state).pending if b + cfg.bucket_ms < ts) if state else []
 
 
 def on_timer(state: tuple | None, user: int, ts: int, cfg: UserSettings) -> tuple[tuple | None, list, list[int]]:
-    """``(state or None when expired, [Request | ItemDelta | Expired ...], timers)``."""
+    """``(state or None when expired, [ItemDelta | Expired ...], timers)``: the buckets that
+    closed (all of them when the TTL passed, and then ``Expired``)."""
     if state is None:
         return None, [], []
-    version, recent, last_seen, ttl_timer, burst, pending = UserState.of(state)
-    out: list = []
-    if burst is not None and burst.due <= ts:
-        out.append(_request(user, burst))
-        burst = None
+    recent, last_seen, ttl_timer, pending = UserState.of(state)
     expired, ttl_timer, timers = ttl.on_timer(last_seen, ttl_timer, ts, cfg.user_ttl_ms)
     closed = [b for b in pending if expired or b + cfg.bucket_ms <= ts]
-    for b in sorted(closed):
-        out.extend(ItemDelta(item, b, own, pairs) for item, (own, pairs) in sorted(_sums(pending[b]).items()))
+    out = [ItemDelta(item, b, own, pairs)
+           for b in sorted(closed) for item, (own, pairs) in sorted(_sums(pending[b]).items())]
+    if expired:
+        return None, out + [Expired(user, ts)], timers
     if closed:
         pending = {b: v for b, v in pending.items() if b not in closed}
-    if expired:
-        out.append(Expired(user, ts))
-        return None, out, timers
-    return UserState(version, recent, last_seen, ttl_timer, burst, pending).plain(), out, timers
+    return UserState(recent, last_seen, ttl_timer, pending).plain(), out, timers

@@ -104,7 +104,7 @@ def test_a_newer_model_replaces_the_older_one_and_users_follow_it():
     for i in (1, 2, 3):
         index.put(_item(i, np.eye(3)[i - 1], version=5))
     request = Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
-    state, out, _ = ranker.on_request(None, request, index, CFG, 0)
+    state, out = ranker.on_request(None, request, index, CFG, 0)
     assert out[0]["model_version"] == 5 and taste(state)[0] == 5
     assert np.allclose(embedding.unpack(taste(state)[1]), [5.0, 0, 0])
     index.put(_item(2, [0, 0, 1], version=4))       # a record of an older model: no vector
@@ -112,7 +112,7 @@ def test_a_newer_model_replaces_the_older_one_and_users_follow_it():
     index.put(_item(1, [0, 1, 0], version=6))       # a newer one: the others are unknown until republished
     assert index.model_version == 6 and index.vector(2) is None and np.allclose(index.vector(1), [0, 1, 0])
     later = Request(9, 2, 2_000, ((3, 5.0, 2_000),), ((3, 5.0),))
-    state, out, _ = ranker.on_request(state, later, index, CFG, 0)
+    state, out = ranker.on_request(state, later, index, CFG, 0)
     # rebuilt from the consumed item 1 (weight 1, decayed from t = 1,000) in model 6, plus
     # item 3, which has no vector in model 6 yet
     assert out[0]["model_version"] == 6 and taste(state)[0] == 6
@@ -127,15 +127,15 @@ def test_a_new_item_with_an_embedding_and_no_cooccurrence_is_recommended():
     index.put(NeighborCounts(1, 100, 4.0, ((2, 2.0),)))
     index.put(NeighborCounts(2, 100, 4.0, ((1, 2.0),)))
     request = Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
-    _, out, _ = ranker.on_request(None, request, index, CFG, 0)
+    _, out = ranker.on_request(None, request, index, CFG, 0)
     assert [x["item_id"] for x in out[0]["items"]] == [2]    # 3: no co-occurrence, cosine 0
     index.put(_item(50, [1, 0.2, 0]))                              # new: an embedding, no events yet
-    _, out, _ = ranker.on_request(None, request, index, CFG, 0)
+    _, out = ranker.on_request(None, request, index, CFG, 0)
     items = {x["item_id"]: x for x in out[0]["items"]}
     assert 50 in items and items[50]["reason"] == TASTE_REASON
     assert items[50]["score"] == pytest.approx(float(_unit([1, 0.2, 0]) @ _unit([1, 0.1, 0])), rel=1e-6)
     assert [x["item_id"] for x in out[0]["items"]] == [2, 50]
-    state, out, _ = ranker.on_request(None, request, index, CFG.replace(embedding_weight=0.0), 0)
+    state, out = ranker.on_request(None, request, index, CFG.replace(embedding_weight=0.0), 0)
     assert 50 not in [x["item_id"] for x in out[0]["items"]]
     assert out[0]["model_version"] == 0 and taste(state) is None     # beta 0: the model is not used
 
@@ -151,7 +151,7 @@ def test_the_blend_adds_beta_times_the_taste_cosine_to_the_cooccurrence_score():
     for j, c in counts:
         index.put(NeighborCounts(j, 100, 4.0, ((1, c),)))
     cfg = CFG.replace(embedding_weight=0.5, embedding_candidates=2, top_n=8)
-    _, out, _ = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
+    _, out = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
     taste = _unit(vectors[1])
     cos = {j: float(_unit(v) @ taste) for j, v in vectors.items()}
     # co-occurrence: seed weight 5 x cosine C / sqrt(N N) (an index without shrinkage)
@@ -170,9 +170,9 @@ def test_a_state_saved_before_embeddings_is_read_and_int8_state_is_smaller():
         index.put(_item(i, np.random.default_rng(i).standard_normal(48), precision="int8"))
     old = ({"x": 1.0}, 500, {1: 500}, 500, 0)      # five fields: no taste
     request = Request(9, 1, 1_000, ((2, 5.0, 1_000),), ((2, 5.0),))
-    state, out, _ = ranker.on_request(old, request, index, CFG, 0)
+    state, out = ranker.on_request(old, request, index, CFG, 0)
     assert taste(state)[0] == 1 and out[0]["model_version"] == 1
-    f32, _, _ = ranker.on_request(old, request, index, CFG.replace(embedding_precision="float32"), 0)
+    f32, _ = ranker.on_request(old, request, index, CFG.replace(embedding_precision="float32"), 0)
     assert len(pickle.dumps(f32)) - len(pickle.dumps(state)) >= 3 * 48 - 8
     assert len(pickle.dumps(_item(1, np.ones(48), precision="float32"))) - \
         len(pickle.dumps(_item(1, np.ones(48), precision="int8"))) >= 3 * 48 - 8
@@ -196,10 +196,10 @@ def test_a_nominated_item_outside_the_cooccurrence_pool_keeps_its_cooccurrence_s
     for j, c in counts:
         index.put(NeighborCounts(j, 100, 16.0, ((1, c),)))
     cfg = CFG.replace(top_n=1, embedding_weight=1.0, embedding_candidates=1)
-    _, out, _ = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
+    _, out = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index, cfg, 0)
     # 2: 5 x 6/16 = 1.875; 7: 5 x 1/16 + 1 x cos 1 = 1.3125; a 7 joined with co 0 would score 1
     assert [(x["item_id"], x["score"]) for x in out[0]["items"]] == [(2, 1.875)]
-    _, out, _ = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index,
+    _, out = ranker.on_request(None, Request(9, 1, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),)), index,
                                   cfg.replace(embedding_weight=1.7), 0)
     # 7: 0.3125 + 1.7 = 2.0125 > 2: 1.875; with co 0 it would be 1.7 and lose
     assert [x["item_id"] for x in out[0]["items"]] == [7]
@@ -218,7 +218,7 @@ def test_an_int8_taste_keeps_following_a_heavy_user():
     state = None
     for n in range(600):
         item = 1 if n < 300 else 2
-        state, _, _ = ranker.on_request(state, Request(9, n + 1, 1_000, ((item, 1.0, 1_000),), ((item, 1.0),)),
+        state, _ = ranker.on_request(state, Request(9, n + 1, 1_000, ((item, 1.0, 1_000),), ((item, 1.0),)),
                                         index, CFG, 0)
     got, want = embedding.unpack(taste(state)[1]), 300 * e1 + 300 * e2
     # Rounded to nearest: got = 300 x e1, cosine 0.92, component 1 at 0. Dithered, each
@@ -273,7 +273,7 @@ def test_a_taste_of_other_dimensions_than_the_model_is_rebuilt_not_used():
     index.put(_item(1, [1.0, 0, 0], version=5))
     saved = ({}, 1_000, {1: 1_000}, 1_000, 0, (5, embedding.pack(np.ones(4, dtype=np.float32), "float32")))
     request = Request(9, 2, 1_000, ((1, 5.0, 1_000),), ((1, 5.0),))
-    state, out, _ = ranker.on_request(saved, request, index, CFG, 0)
+    state, out = ranker.on_request(saved, request, index, CFG, 0)
     assert out[0]["model_version"] == 5
     assert np.allclose(embedding.unpack(taste(state)[1]), [6.0, 0, 0])   # rebuilt (1 x item 1) plus the event (5)
 

@@ -202,7 +202,7 @@ def test_decode_events_dead_letters_hostile_records_with_their_reason():
     op.open(runtime)
     out = [x for payload in (good, future, negative_enum)
            for x in op.process_element((payload, 3, 99, NOW), _Ctx())]
-    assert len(out) == 3 and out[0][0] == out[0][1].user == 42   # keyed by user for UserActivity
+    assert len(out) == 3 and out[0][0] == out[0][1].user == 42   # keyed by user for UserActivity and the Ranker
     reasons = [letter["reason"] for tag, letter in out[1:] if tag is DEAD_LETTERS]
     assert "more than max_future_skew_ms" in reasons[0]
     assert "enum reco.EventType index -1" in reasons[1]
