@@ -5,7 +5,7 @@ from bench.e2e import bursts, drain_rate
 
 def test_the_drain_rate_counts_from_the_job_running_to_the_last_list():
     # 6 lists in two bursts, the last 4 s after the job ran: 1.5 lists/s, however the
-    # bursts fall (a window between percentiles of the arrivals would see one burst)
+    # bursts fall within that span
     times = [1.0, 1.0, 1.1, 3.9, 4.0, 4.0]
     assert drain_rate(0.0, times) == 1.5
     assert bursts(times) == 2
