@@ -14,17 +14,28 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
   sitting against 1,892-2,628 for the same code right after), which would favour whichever
   run comes second.
 - throughput: a backlog of synthetic events (``reco-synth`` model, W=20, 5 seeds) is
-  produced first, then the job is submitted and drains it. Rate = lists arriving on the
-  recommendations topic (read_uncommitted, as written) over the whole drain, from the job
-  running to its last list; then every list is checked to be committed (read_committed).
-  The whole drain, because the lists come in bursts seconds apart (bundles of up to
-  ``bundle_size`` records, the item side's bucket ends): a window between percentiles of
-  the arrivals holds two or three of them and measured the bursts, 25-30% above the drain
-  and 3x apart between runs. CPU per event over the same span: the TaskManagers' CPU time
-  with their Python workers' (from /proc), steadier than the rate on a shared machine.
-  ``bursts`` counts them (runs of arrivals a second or more apart). At parallelism 1 and 2 (p=2
+  produced first, in two parts: a history, which runs past the first bucket end of the
+  item side (``history_length``: about 12,000 events), and the ``--events`` measured, written
+  in a Kafka transaction left open. The job is submitted and drains the history; once all
+  its lists have arrived and Redis holds every neighbor list and the trending list that
+  the history gives (the Ranker writes them when it has them; which ones, from the same
+  steps in one process), the transaction is committed and the job (which reads committed
+  records only) sees the measured events all at once. Rate = their lists arriving on the
+  recommendations topic (read_uncommitted, as written), from the commit to the last list;
+  then every list is checked to be committed (read_committed), and the measured ones
+  without an item are counted (``empty_lists``, 0 when the method holds). Why so: a list
+  draws its candidates from the item side's lists, which come at bucket ends through three
+  Python operators, while the rankers read the events straight from Decode. Drained from an
+  empty job, the rankers ran ahead of the item side by tens of thousands of events, and
+  those lists came out empty and cheap, a different number each run: identical drains
+  moved by up to 3x. Why the whole measured drain: the lists come in bursts seconds apart (bundles
+  of up to ``bundle_size`` records), and any window inside the drain measures its bursts
+  (25-30% above the drain); ``bursts`` counts them (runs of arrivals a second or more
+  apart). CPU per event over the same span: the TaskManagers' CPU time with their Python
+  workers' (from /proc), and the workers' part alone. At parallelism 1 and 2 (p=2
   ``--repeats`` times, 3 by default: the median run is reported with the range), and at
-  W = 5, 20, 50 (parallelism 2).
+  W = 5, 20, 50 (parallelism 2). The warm-up and the ceiling drain their whole backlog
+  without a history, from the job running to the last record.
 - ceiling: bench/passthrough.py (the job's source, settings and exactly-once sink, one
   Python operator passing records through) on a backlog five times as long.
 - freshness: the job runs on an empty topic; events are produced at 25%, 50% and 75% of
@@ -59,6 +70,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import redis
 
@@ -81,6 +93,10 @@ from udfs.versioning import next_version  # noqa: E402
 KAFKA_PORT, REDIS_PORT, REST_PORT, RPC_PORT = 29092, 26379, 28081, 28123
 BOOTSTRAP = f"127.0.0.1:{KAFKA_PORT}"
 REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
+# a history ends this many events past the first bucket end (one hour of the synthetic
+# stream is about 13,700 events), so that every partition's watermark has passed it
+HISTORY_MARGIN, HISTORY_MAX = 2_000, 30_000
+EVENT_CODEC = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
 RUN_DIR = ROOT / ".run" / "bench"
 RESULTS = ROOT / "bench" / "results"
 STAGES = ("throughput", "ceiling", "freshness", "redis", "state", "window", "model")
@@ -143,14 +159,39 @@ class Services:
         return job
 
 
-def synth_events(n: int, seed: int = 7) -> tuple[Synth, list[dict]]:
-    synth = Synth(SynthConfig(events=n, users=max(500, n // 8), items=max(200, n // 20), seed=seed))
+def synth_events(n: int, seed: int = 7, extra: int = 0) -> tuple[Synth, list[dict]]:
+    """``n`` + ``extra`` events of a synthetic population sized by ``n``."""
+    synth = Synth(SynthConfig(events=n + extra, users=max(500, n // 8), items=max(200, n // 20), seed=seed))
     return synth, list(synth.events())
 
 
-def _arrivals(topic: str, expected: int, timeout_s: float, isolation: str = "read_uncommitted") -> list[float]:
-    """Arrival times (monotonic) of records on ``topic`` until ``expected`` have arrived."""
-    consumer = make_consumer(BOOTSTRAP, topic, isolation_level=isolation)
+def history_length(events: list[dict], cfg: JobConfig = JobConfig(), margin: int = HISTORY_MARGIN) -> int:
+    """How many of ``events`` it takes for the item side to emit its first lists: those before
+    the first bucket end (and the watermark's out-of-orderness), then ``margin`` more."""
+    first = events[0]["event_time"]
+    end = first - first % cfg.bucket_ms + cfg.bucket_ms + cfg.max_out_of_orderness_ms
+    return next((i for i, e in enumerate(events) if e["event_time"] >= end), len(events)) + margin
+
+
+def backlog(n: int) -> tuple[Synth, list[dict], int]:
+    """The drains' events: a history, then ``n`` measured events; and the history's length.
+
+    A list draws its candidates from the item side's lists (neighbors, trending), which come
+    at bucket ends: without a history a drain's first hour of event time ranks into empty
+    candidate sets, cheaply, and how many lists come out empty depends on when the item side's
+    lists reach the rankers, which moves between runs."""
+    synth, events = synth_events(n, extra=HISTORY_MAX)
+    history = history_length(events)
+    if history + n > len(events):
+        raise SystemExit(f"bench: the history ({history:,} events) is longer than {HISTORY_MAX:,}; raise HISTORY_MAX")
+    return synth, events[:history + n], history
+
+
+def _arrivals(topic: str, expected: int, timeout_s: float,
+              then: tuple[int, Callable[[], None]] | None = None) -> list[float]:
+    """Arrival times (monotonic) of records on ``topic`` (read_uncommitted: as written) until
+    ``expected`` have arrived; ``then = (count, action)``: ``action()`` once ``count`` have."""
+    consumer = make_consumer(BOOTSTRAP, topic, isolation_level="read_uncommitted")
     times: list[float] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -158,13 +199,36 @@ def _arrivals(topic: str, expected: int, timeout_s: float, isolation: str = "rea
             for batch in consumer.poll(timeout_ms=200).values():
                 now = time.monotonic()
                 times.extend([now] * len(batch))
+            if then is not None and len(times) >= then[0]:
+                then[1]()
+                then = None
     finally:
         consumer.close()
     return times
 
 
+def _committed(topic: str, expected: int, since_ms: int | None) -> tuple[int, int]:
+    """``(committed, empty)``: records committed on ``topic`` (read until ``expected`` have
+    been, or 120 s), and with ``since_ms`` how many of them are lists without an item for an
+    event at or after that event time."""
+    consumer = make_consumer(BOOTSTRAP, topic, isolation_level="read_committed")
+    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
+    count = empty = 0
+    deadline = time.monotonic() + 120
+    try:
+        while count < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                count += len(batch)
+                if since_ms is not None:
+                    lists = [codec.decode(r.value) for r in batch]
+                    empty += sum(not x["items"] and x["event_time"] >= since_ms for x in lists)
+    finally:
+        consumer.close()
+    return count, empty
+
+
 def drain_rate(start: float, times: list[float]) -> float:
-    """Records/s from ``start`` (the job running) to the last arrival."""
+    """Records/s from ``start`` (the job running, or the measured events' release) to the last arrival."""
     return len(times) / max(max(times) - start, 1e-9)
 
 
@@ -177,10 +241,11 @@ def bursts(times: list[float], gap_s: float = 1.0) -> int:
 class CpuSampler:
     """CPU seconds used by the TaskManagers and everything they started (the Python
     workers), sampled every ``every_s`` in a thread: what an event costs in CPU is steadier
-    on a shared machine than what it takes in wall time."""
+    on a shared machine than what it takes in wall time. Each sample also keeps the workers'
+    part (the Python operators), the rest being the JVMs' (sources, sinks, state, network)."""
 
     def __init__(self, every_s: float = 0.25):
-        self.samples: list[tuple[float, float]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self.every_s, self._stop = every_s, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -189,9 +254,10 @@ class CpuSampler:
         return float(os.sysconf("SC_CLK_TCK"))
 
     @classmethod
-    def cpu_seconds(cls) -> float:
-        """utime + stime of each TaskManager and its live descendants, with the times of
-        their reaped children (cutime + cstime): workers that ended still count."""
+    def cpu_seconds(cls) -> tuple[float, float]:
+        """``(all, workers)``: utime + stime of each TaskManager and its live descendants,
+        with the times of their reaped children (cutime + cstime): workers that ended still
+        count; ``workers`` is the descendants' part."""
         stats, children = {}, {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
@@ -204,18 +270,23 @@ class CpuSampler:
             except OSError:
                 continue
             pid, ppid = int(entry), int(fields[1])
-            stats[pid] = (sum(int(x) for x in fields[11:15]), b"TaskManagerRunner" in cmdline)
+            own, reaped = sum(int(x) for x in fields[11:13]), sum(int(x) for x in fields[13:15])
+            stats[pid] = (own, reaped, b"TaskManagerRunner" in cmdline)
             children.setdefault(ppid, []).append(pid)
-        total, todo = 0, [pid for pid, (_, is_tm) in stats.items() if is_tm]
-        while todo:
-            pid = todo.pop()
-            total += stats[pid][0]
-            todo.extend(children.get(pid, []))
-        return total / cls._tick()
+        total = workers = 0
+        for tm in [pid for pid, (_, _, is_tm) in stats.items() if is_tm]:
+            total += stats[tm][0]
+            todo = [(pid, True) for pid in children.get(tm, [])] + [(tm, False)]
+            while todo:
+                pid, below = todo.pop()
+                ticks = stats[pid][1] + (stats[pid][0] if below else 0)
+                total, workers = total + ticks, workers + ticks
+                todo.extend((child, True) for child in children.get(pid, []) if below)
+        return total / cls._tick(), workers / cls._tick()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.cpu_seconds()))
+            self.samples.append((time.monotonic(), *self.cpu_seconds()))
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> "CpuSampler":
@@ -226,17 +297,19 @@ class CpuSampler:
         self._stop.set()
         self._thread.join()
 
-    def at(self, t: float) -> float:
-        """CPU seconds at monotonic time ``t``, interpolated between samples."""
+    def at(self, t: float, workers: bool = False) -> float:
+        """CPU seconds (the workers' alone with ``workers``) at monotonic time ``t``,
+        interpolated between samples."""
         times = [s[0] for s in self.samples]
         i = max(1, min(bisect.bisect_left(times, t), len(times) - 1))
-        (t0, c0), (t1, c1) = self.samples[i - 1], self.samples[i]
-        return c0 + (c1 - c0) * (t - t0) / max(t1 - t0, 1e-9)
+        (t0, *c0), (t1, *c1) = self.samples[i - 1], self.samples[i]
+        k = 1 if workers else 0
+        return c0[k] + (c1[k] - c0[k]) * (t - t0) / max(t1 - t0, 1e-9)
 
 
-def drain_cpu_ms(start: float, times: list[float], cpu: CpuSampler) -> float:
-    """CPU milliseconds per record over the span of ``drain_rate``."""
-    return 1000 * (cpu.at(max(times)) - cpu.at(start)) / len(times)
+def drain_cpu_ms(start: float, times: list[float], cpu: CpuSampler, workers: bool = False) -> float:
+    """CPU milliseconds per record over the span of ``drain_rate`` (the workers' alone with ``workers``)."""
+    return 1000 * (cpu.at(max(times), workers) - cpu.at(start, workers)) / len(times)
 
 
 def _catalog(synth: Synth, events: list[dict], model: bool) -> list[dict]:
@@ -250,44 +323,101 @@ def _catalog(synth: Synth, events: list[dict], model: bool) -> list[dict]:
 
 
 def _produce_backlog(synth: Synth, events: list[dict], model: bool = False) -> None:
-    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
+    """The catalog (a model trained on all ``events`` with ``model``) and ``events``."""
     producer = make_producer(BOOTSTRAP)
     produce_catalog(producer, _catalog(synth, events, model), progress=False)
-    produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(codec, e) for e in events), progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENT_CODEC, e) for e in events), progress=False)
     producer.close()
 
 
+def published_item_lists(synth: Synth, events: list[dict]) -> list[str]:
+    """The Redis keys of the neighbor lists the job has published once it has ranked
+    ``events`` (the same steps in one process, lab.inprocess, with no end of input)."""
+    items: set[int] = set()
+    flow = inprocess.Dataflow(JobConfig(), [ItemInfo.of(r) for r in synth.catalog()],
+                              lambda kind, record: items.add(record["item_id"]) if kind == "item_neighbors" else None)
+    for e in events:
+        flow.push(Event.of(e))
+    return [contracts.TRENDING_KEY] + [contracts.item_similar_key(i) for i in sorted(items)]
+
+
+class HeldBack:
+    """Events written in a Kafka transaction left open: the job reads committed records only,
+    so it sees none of them until ``release()`` commits it, and then all at once.
+    ``release()`` first waits (up to ``timeout_s``) until Redis holds every key of ``ready``:
+    the Ranker writes the item side's lists there when it has them."""
+
+    def __init__(self, events: list[dict], ready: list[str], timeout_s: float = 120.0):
+        self.ready, self.timeout_s = ready, timeout_s
+        self.released: float | None = None
+        self.waited_s = self.missing = None
+        self.producer = make_producer(BOOTSTRAP, transactional_id=f"bench-held-{time.time_ns()}",
+                                      transaction_timeout_ms=600_000)
+        self.producer.init_transactions()
+        self.producer.begin_transaction()
+        produce(self.producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENT_CODEC, e) for e in events),
+                progress=False)
+
+    def release(self) -> None:
+        store, start = redis.Redis.from_url(REDIS_URL), time.monotonic()
+        while (missing := len(self.ready) - store.exists(*self.ready)) and time.monotonic() - start < self.timeout_s:
+            time.sleep(0.1)
+        self.waited_s, self.missing = round(time.monotonic() - start, 1), missing
+        self.producer.commit_transaction()
+        self.released = time.monotonic()
+        self.producer.close()
+
+
 def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label: str,
-               passthrough: bool = False, model: bool = False) -> dict:
-    """Drain a pre-loaded backlog of ``n`` events; the rate of lists (or records) over the drain.
+               passthrough: bool = False, model: bool = False, history: bool = True) -> dict:
+    """Drain a pre-loaded backlog of ``n`` events, after a history (``backlog``) unless not
+    ``history``; the rate of lists (or records) over the ``n``.
     ``model``: the catalog carries embeddings (pass ``--embedding-weight`` in ``flags``)."""
     svc.fresh()
-    synth, events = synth_events(n)
-    _produce_backlog(synth, events, model)
+    synth, events, skip = backlog(n) if history else (*synth_events(n), 0)
+    total = len(events)
+    _produce_backlog(synth, events[:skip] if skip else events, model)
+    held = HeldBack(events[skip:], published_item_lists(synth, events[:skip])) if skip else None
     run_id = f"{label}-{int(time.time())}"
     topic = PASSTHROUGH_TOPIC if passthrough else contracts.RECOMMENDATIONS_TOPIC
-    say(f"{label}: {n:,} events backlogged; submitting at parallelism {parallelism}")
+    say(f"{label}: {skip:,} + {n:,} events backlogged; submitting at parallelism {parallelism}")
     start = time.monotonic()
     with CpuSampler() as cpu:
         job = svc.submit(flags, run_id, parallelism, py=str(ROOT / "bench/passthrough.py") if passthrough else None)
         deployed = time.monotonic()
-        times = _arrivals(topic, n, timeout_s=max(600.0, n / 50))
-    result = {"label": label, "events": n, "parallelism": parallelism, "flags": flags,
+        times = _arrivals(topic, total, timeout_s=max(600.0, total / 50),
+                          then=(skip, held.release) if held else None)
+    result = {"label": label, "events": n, "history": skip, "parallelism": parallelism, "flags": flags,
               "arrived": len(times), "deploy_s": round(deployed - start, 1)}
-    if len(times) >= n:
-        result["events_per_s"] = round(drain_rate(deployed, times), 1)
-        result["cpu_ms_per_event"] = round(drain_cpu_ms(deployed, times, cpu), 3)
-        result["bursts"] = bursts(times)
-        result["drain_s"] = round(max(times) - deployed, 1)
-        committed = _arrivals(topic, n, timeout_s=120, isolation="read_committed")
-        result["committed"] = len(committed)
+    measured_start, measured = (held.released, times[skip:]) if held else (deployed, times)
+    if held and held.released is None:
+        say(f"{label}: the history's {skip:,} lists did not all arrive; the held-back events were never released")
+    elif min(measured, default=measured_start) <= measured_start:
+        raise SystemExit(f"{label}: lists arrived for held-back events before they were released: "
+                         "does the job read committed records only?")
+    elif len(times) >= total:
+        result["events_per_s"] = round(drain_rate(measured_start, measured), 1)
+        result["cpu_ms_per_event"] = round(drain_cpu_ms(measured_start, measured, cpu), 3)
+        result["python_cpu_ms_per_event"] = round(drain_cpu_ms(measured_start, measured, cpu, workers=True), 3)
+        result["bursts"] = bursts(measured)
+        result["drain_s"] = round(max(times) - measured_start, 1)
+        if held:
+            result["history_s"] = round(measured_start - deployed, 1)
+            result["item_side_wait_s"], result["item_lists_missing"] = held.waited_s, held.missing
+        result["committed"], empty = _committed(topic, total, None if passthrough else events[skip]["event_time"])
+        if not passthrough:
+            result["empty_lists"] = empty
     result["job_id"] = job
+    try:
+        result["checkpoints"] = svc.cluster.rest(f"/jobs/{job}/checkpoints")["counts"]["completed"]
+    except Exception:  # noqa: BLE001 (a figure, not a verdict)
+        pass
     if not passthrough:
         result["state"] = state_sizes(svc, job)
     svc.cluster.cancel(job)
     say(f"{label}: {result.get('events_per_s', 'n/a')} events/s, {result.get('cpu_ms_per_event', 'n/a')} CPU ms "
-        f"per event ({result['arrived']:,} of {n:,} arrived in {result.get('bursts', 0)} bursts"
-        f", {result.get('committed', 0):,} committed)")
+        f"per event, of which Python {result.get('python_cpu_ms_per_event', 'n/a')} ({result['arrived']:,} of {total:,} arrived, the measured {n:,} in {result.get('bursts', 0)} bursts"
+        f", {result.get('committed', 0):,} committed, {result.get('empty_lists', 0):,} measured lists empty)")
     return result
 
 
@@ -305,17 +435,29 @@ def median_run(runs: list[dict], label: str) -> dict:
 
 def core_cost(n: int, model: bool = False) -> dict:
     """The job's own steps (lab.inprocess: no engine, one process) on the throughput runs'
-    events, in CPU time: what the engine adds is the job's CPU per event beyond this.
-    ``model``: the catalog carries embeddings, as in the model stage's second run."""
-    synth, events = synth_events(n)
+    events, in CPU time over the measured ``n`` after the history: what the engine adds is
+    the job's CPU per event beyond this. ``model``: the catalog carries embeddings, as in the
+    model stage's second run. ``empty_lists``: lists of the measured part without an item."""
+    synth, events, history = backlog(n)
     typed, catalog = [Event.of(e) for e in events], [ItemInfo.of(r) for r in _catalog(synth, events, model)]
-    cfg = JobConfig()
+    empty = 0
+
+    def count_empty(kind: str, record) -> None:
+        nonlocal empty
+        empty += kind == "recommendations" and not record["items"]
+
+    flow = inprocess.Dataflow(JobConfig(), catalog)
+    for ev in typed[:history]:
+        flow.push(ev)
+    flow.emit = count_empty
     start = time.process_time()
-    inprocess.run(typed, catalog, cfg, keep=())
+    for ev in typed[history:]:
+        flow.push(ev)
     cpu = time.process_time() - start
-    result = {"events": n, "cpu_ms_per_event": round(1000 * cpu / n, 3), "events_per_s": round(n / cpu, 1)}
+    result = {"events": n, "cpu_ms_per_event": round(1000 * cpu / n, 3), "events_per_s": round(n / cpu, 1),
+              "empty_lists": empty}
     say(f"core{' with a model' if model else ''} (the job's steps in one process, same events): "
-        f"{result['cpu_ms_per_event']} CPU ms per event")
+        f"{result['cpu_ms_per_event']} CPU ms per event, {empty:,} of {n:,} lists empty")
     return result
 
 
@@ -342,7 +484,6 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
     producer = make_producer(BOOTSTRAP, linger_ms=5)
     produce_catalog(producer, synth.catalog(), progress=False)
     job = svc.submit(flags, run_id, parallelism)
-    codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.USER_EVENTS_TOPIC])
     versions: dict[int, int] = {}
     pending: dict[int, list[tuple[int, float]]] = {}   # user -> [(version awaited, sent at), ...]
     latencies: list[float] = []
@@ -401,7 +542,7 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
         t = int(time.time() * 1000)
         e = {**e, "event_time": t}
         v = versions[e["user_id"]] = next_version(versions.get(e["user_id"]), t)
-        key, value, ts = event_message(codec, e)
+        key, value, ts = event_message(EVENT_CODEC, e)
         sent = time.monotonic()
         producer.send(contracts.USER_EVENTS_TOPIC, key=key, value=value, timestamp_ms=ts)
         if measured_from is not None:
@@ -566,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     svc.start()
     try:
         if stages - {"redis"}:
-            throughput(svc, 10_000, 2, extra, "warm-up (not kept)")
+            throughput(svc, 10_000, 2, extra, "warm-up (not kept)", history=False)
         rates = [float(r) for r in args.rates.split(",") if r]
         if ("throughput" in stages or "state" in stages
                 or ("freshness" in stages and not rates and "throughput" not in results)):
@@ -585,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         if "ceiling" in stages:
             # five times the backlog: the pass-through drains 40,000 records in about the time it takes to start
             results["ceiling"] = [throughput(svc, 5 * args.events, 2, [], "ceiling: pass-through p=2",
-                                             passthrough=True)]
+                                             passthrough=True, history=False)]
         if "window" in stages:
             results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w),
                                                                    "--seeds", str(min(w, JobConfig().seeds))],
