@@ -1,7 +1,9 @@
 """The drain figures of bench/e2e.py: over the whole measured drain, whatever its bursts."""
 
-from bench.e2e import bursts, drain_rate, history_length
+from bench.e2e import bursts, drain_rate, history_length, published_item_lists
+from flink_jobs import contracts
 from flink_jobs.config import JobConfig
+from reco_tools.synth import Synth, SynthConfig
 
 
 def test_the_drain_rate_counts_from_the_job_running_to_the_last_list():
@@ -26,3 +28,33 @@ def test_the_history_runs_past_the_first_bucket_end_and_its_lateness_then_a_marg
     assert history_length(events, cfg, margin=0) == 3
     assert history_length(events, cfg, margin=2) == 5
 
+
+
+# a synthetic stream that starts ten minutes before an hour's end: its first bucket ends
+# after about 2,300 events
+HOUR = 3_600_000
+TEN_TO = 1_700_000_000_000 // HOUR * HOUR + HOUR - 600_000
+
+
+def _first_bucket(events, cfg=JobConfig()):
+    first = events[0]["event_time"]
+    return first - first % cfg.bucket_ms + cfg.bucket_ms
+
+
+def test_no_neighbor_list_is_awaited_before_the_first_bucket_end():
+    # the job's watermark stays where its input stops: no bucket has ended, so only the
+    # trending key may be waited for (an end of input would end every bucket)
+    synth = Synth(SynthConfig(events=4_000, users=200, items=1_000, seed=3, start_ms=TEN_TO))
+    events = list(synth.events())
+    before = [e for e in events if e["event_time"] < _first_bucket(events)]
+    assert published_item_lists(synth, before) == [contracts.TRENDING_KEY]
+
+
+def test_the_awaited_neighbor_lists_are_of_items_consumed_before_the_first_bucket_end():
+    synth = Synth(SynthConfig(events=4_000, users=200, items=1_000, seed=3, start_ms=TEN_TO))
+    events = list(synth.events())
+    history = history_length(events, margin=200)
+    keys = published_item_lists(synth, events[:history])
+    consumed = {contracts.item_similar_key(e["item_id"]) for e in events if e["event_time"] < _first_bucket(events)}
+    assert keys[0] == contracts.TRENDING_KEY and len(keys) > 1
+    assert set(keys[1:]) <= consumed
