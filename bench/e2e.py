@@ -370,8 +370,8 @@ class HeldBack:
 
 def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label: str,
                passthrough: bool = False, model: bool = False, history: bool = True) -> dict:
-    """Drain a pre-loaded backlog of ``n`` events, after a history (``backlog``) unless not
-    ``history``; the rate of lists (or records) over the ``n``.
+    """Drain a backlog of ``n`` events, with ``history`` after a history (``backlog``,
+    ``HeldBack``); the rate of lists (or records) over the ``n``.
     ``model``: the catalog carries embeddings (pass ``--embedding-weight`` in ``flags``)."""
     svc.fresh()
     synth, events, skip = backlog(n) if history else (*synth_events(n), 0)
@@ -392,7 +392,7 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     measured_start, measured = (held.released, times[skip:]) if held else (deployed, times)
     if held and held.released is None:
         say(f"{label}: the history's {skip:,} lists did not all arrive; the held-back events were never released")
-    elif min(measured, default=measured_start) <= measured_start:
+    elif measured and min(measured) <= measured_start:
         raise SystemExit(f"{label}: lists arrived for held-back events before they were released: "
                          "does the job read committed records only?")
     elif len(times) >= total:
@@ -415,9 +415,11 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     if not passthrough:
         result["state"] = state_sizes(svc, job)
     svc.cluster.cancel(job)
+    empties = f", {result['empty_lists']:,} measured lists empty" if "empty_lists" in result else ""
     say(f"{label}: {result.get('events_per_s', 'n/a')} events/s, {result.get('cpu_ms_per_event', 'n/a')} CPU ms "
-        f"per event, of which Python {result.get('python_cpu_ms_per_event', 'n/a')} ({result['arrived']:,} of {total:,} arrived, the measured {n:,} in {result.get('bursts', 0)} bursts"
-        f", {result.get('committed', 0):,} committed, {result.get('empty_lists', 0):,} measured lists empty)")
+        f"per event, of which Python {result.get('python_cpu_ms_per_event', 'n/a')} ({result['arrived']:,} of "
+        f"{total:,} arrived, the measured {n:,} in {result.get('bursts', 0)} bursts, "
+        f"{result.get('committed', 0):,} committed{empties})")
     return result
 
 
@@ -649,8 +651,10 @@ def print_table(results: dict) -> None:
     print(f"{'figure':44} {'value':>14}  method")
     for r in (results.get("throughput", []) + results.get("window", []) + results.get("ceiling", [])
               + results.get("model", [])):
-        print(f"{r['label']:44} {r.get('events_per_s', 'n/a'):>14}  events/s, backlog of {r['events']:,} drained, "
-              f"{r.get('committed', 0):,} committed; {r.get('cpu_ms_per_event', 'n/a')} CPU ms per event")
+        after = f" after a history of {r['history']:,}" if r.get("history") else ""
+        empty = f", {r['empty_lists']:,} of its lists empty" if "empty_lists" in r else ""
+        print(f"{r['label']:44} {r.get('events_per_s', 'n/a'):>14}  events/s, backlog of {r['events']:,} drained{after}"
+              f"{empty}, {r.get('committed', 0):,} committed; {r.get('cpu_ms_per_event', 'n/a')} CPU ms per event")
     core, job = results.get("core"), (results.get("throughput") or [{}])[0].get("cpu_ms_per_event")
     if core:
         print(f"{'core: the job steps in one process':44} {core['cpu_ms_per_event']:>14}  CPU ms per event, same events, "
