@@ -322,11 +322,12 @@ def _catalog(synth: Synth, events: list[dict], model: bool) -> list[dict]:
     return catalog_with_model(catalog, train(events), 1, 0)
 
 
-def _produce_backlog(synth: Synth, events: list[dict], model: bool = False) -> None:
-    """The catalog (a model trained on all ``events`` with ``model``) and ``events``."""
+def _produce_backlog(synth: Synth, events: list[dict], model: bool = False, upto: int | None = None) -> None:
+    """The catalog (a model trained on all ``events`` with ``model``) and ``events[:upto]``."""
     producer = make_producer(BOOTSTRAP)
     produce_catalog(producer, _catalog(synth, events, model), progress=False)
-    produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENT_CODEC, e) for e in events), progress=False)
+    produce(producer, contracts.USER_EVENTS_TOPIC, (event_message(EVENT_CODEC, e) for e in events[:upto]),
+            progress=False)
     producer.close()
 
 
@@ -376,7 +377,7 @@ def throughput(svc: Services, n: int, parallelism: int, flags: list[str], label:
     svc.fresh()
     synth, events, skip = backlog(n) if history else (*synth_events(n), 0)
     total = len(events)
-    _produce_backlog(synth, events[:skip] if skip else events, model)
+    _produce_backlog(synth, events, model, upto=skip or None)
     held = HeldBack(events[skip:], published_item_lists(synth, events[:skip])) if skip else None
     run_id = f"{label}-{int(time.time())}"
     topic = PASSTHROUGH_TOPIC if passthrough else contracts.RECOMMENDATIONS_TOPIC
