@@ -153,8 +153,8 @@ class ItemIndex:
         self._models: dict[int, _GrowingRows] = {}        # version -> row -> embedding: current and newer
         self._vecs = _GrowingRows()                       # the current model's (model_version's)
         self.model_version = 0
-        # nearest()'s rows: (how many, those it may not return: unlisted or with no vector); None: to redo
-        self._search: tuple[int, np.ndarray] | None = None
+        # the rows nearest() searches (listed, with a vector); None: to redo
+        self._search: np.ndarray | None = None
         self.rebuilds = self.compactions = 0
         self.embeddings_rejected = 0                      # of an older model, or not of their model's dims
 
@@ -242,25 +242,32 @@ class ItemIndex:
             return None
         return Taste(self._vecs.a[:min(self._start.n, len(self._vecs.a))], u / norm)
 
-    def nearest(self, taste: "Taste | None", n: int, exclude: np.ndarray) -> np.ndarray:
-        """Up to ``n`` listed items, not in ``exclude``, whose embeddings are nearest to the
-        taste by cosine, when that is positive (brute force over the catalog), as sorted ids."""
+    def nearest(self, taste: "Taste | None", n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``n`` listed items, not in ``exclude`` (sorted ids), whose embeddings are
+        nearest to the taste by cosine, when that is positive (brute force over the
+        catalog; ties by id): ``(ids, rows)``, sorted by id, each item's row as ``rows``
+        gives it."""
         if taste is None or n <= 0:
-            return _EMPTY
+            return _EMPTY, _EMPTY
         if self._search is None:
             rows = min(self._start.n, len(self._vecs.ok))
-            self._search = rows, np.flatnonzero(~(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0)))
-        rows, unsearchable = self._search
-        scores = taste.cosines()[:rows].copy()
-        # a score of 0 is never nominated: the rows that may not be, and the excluded
-        scores[unsearchable] = 0.0
+            self._search = np.flatnonzero(self._vecs.ok[:rows] & (self._listed.a[:rows] > 0))
+        searchable = self._search
+        scores = taste.cosines()[searchable]
+        # The n best not excluded are among the n + |exclude| best of all (and those tied
+        # with the last of them): cheaper than taking the excluded out of the whole catalog.
+        k = n + len(exclude)
+        floor = np.partition(scores, len(scores) - k)[len(scores) - k] if k < len(scores) else 0.0
+        best = np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores > 0)
+        ids = self._item_of_row.a[searchable[best]]
         if len(exclude):
-            gone = self.rows(exclude)
-            scores[gone[(gone >= 0) & (gone < rows)]] = 0.0
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > n:
-            hits = hits[np.argpartition(scores[hits], len(hits) - n)[len(hits) - n:]]
-        return np.sort(self._item_of_row.a[hits])
+            keep = ~find_sorted(exclude, ids)[1]
+            best, ids = best[keep], ids[keep]
+        if len(best) > n:
+            top = np.lexsort((ids, -scores[best]))[:n]
+            best, ids = best[top], ids[top]
+        order = np.argsort(ids)
+        return ids[order], searchable[best[order]]
 
     def _rebuild(self) -> None:
         live = [(item, self._row[item]) for item in self.info.keys() - self.deleted]
@@ -465,7 +472,7 @@ def on_request(state: tuple | None, req: Request, index: ItemIndex, cfg: RankerS
     if len(consumed) > cfg.max_consumed:
         consumed = dict(sorted(consumed.items(), key=lambda kv: (kv[1], kv[0]))[-cfg.max_consumed:])
     candidates = merge((seed, w, index.neighbors(seed)) for seed, w in req.seeds)
-    exclude = np.fromiter(consumed, dtype=np.int64, count=len(consumed))
+    exclude = np.sort(np.fromiter(consumed, dtype=np.int64, count=len(consumed)))
     against_catalog = index.taste(u)
     top = rank(candidates, index.interest(vec), exclude, cfg.top_n, cfg.interest_weight, index.trending,
                index.title, rows=index.rows, taste=against_catalog, beta=cfg.embedding_weight,

@@ -82,7 +82,7 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
          alpha: float, trending: Iterable[tuple[int, float]] = (), title: Callable[[int], str] = str,
          pool: int | None = 4, rows: Callable[[np.ndarray], np.ndarray] | None = None,
          taste: Callable[[np.ndarray], np.ndarray] | None = None, beta: float = 0.0,
-         nominated: np.ndarray = _EMPTY_IDS) -> list[tuple[int, float, str]]:
+         nominated: tuple[np.ndarray, np.ndarray] = (_EMPTY_IDS, _EMPTY_IDS)) -> list[tuple[int, float, str]]:
     """Top-N ``(item, score, reason)``, best first (ties by item id), never an item of
     ``exclude``, and with ``rows`` only items it gives a row (not -1). ``interest`` and
     ``taste`` score items by their rows (their ids without ``rows``): the interest and
@@ -91,8 +91,9 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
 
     The blend reads the similarities of the ``pool`` x N best candidates by co-occurrence
     only (all of them with ``pool`` None), plus the ``nominated`` items (the nearest by
-    embedding), which join with their co-occurrence score, 0 if none: interest reorders the
-    strongest candidates, it does not dig items out of the tail. When there are fewer than
+    embedding, ``(ids, rows)`` sorted by id, each one that may be listed: ``ItemIndex.nearest``
+    gives them so), which join with their co-occurrence score, 0 if none: interest reorders
+    the strongest candidates, it does not dig items out of the tail. When there are fewer than
     ``n``, trending items fill the list (the cold-start fallback) in trending order, with
     score 0.
     """
@@ -117,18 +118,19 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
         top = scores >= threshold
     else:
         top = np.ones(len(ids), dtype=bool)
-    if len(nominated):
-        keep, nominated_rows = admitted(nominated)
-        nominated, nominated_rows = nominated[keep], nominated_rows[keep]
-        known_at, known = find_sorted(ids, nominated)
+    nominated_ids, nominated_rows = nominated
+    if len(nominated_ids):
+        known_at, known = find_sorted(ids, nominated_ids)
         top[known_at[known]] = True
-        new = ~known
-        ids = np.concatenate([ids[top], nominated[new]])
-        scores = np.concatenate([scores[top], np.zeros(int(new.sum()))])
-        item_rows = np.concatenate([item_rows[top], nominated_rows[new]])
-        at = np.concatenate([at[top], np.full(int(new.sum()), -1, dtype=np.int64)])
+        new = np.flatnonzero(~known)
+        picked = np.flatnonzero(top)
+        ids = np.concatenate([ids[picked], nominated_ids[new]])
+        scores = np.concatenate([scores[picked], np.zeros(len(new))])
+        item_rows = np.concatenate([item_rows[picked], nominated_rows[new]])
+        at = np.concatenate([at[picked], np.full(len(new), -1, dtype=np.int64)])
     else:
-        ids, scores, item_rows, at = ids[top], scores[top], item_rows[top], at[top]
+        picked = np.flatnonzero(top)
+        ids, scores, item_rows, at = ids[picked], scores[picked], item_rows[picked], at[picked]
     final = blend(scores, interest(item_rows), alpha, taste(item_rows) if taste is not None and beta else 0.0, beta)
     best = np.lexsort((ids, -final))[:n]
     seeds = candidates.best_seed(at[best])

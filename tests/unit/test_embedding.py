@@ -76,12 +76,33 @@ def test_nearest_is_the_brute_force_cosine_top_among_listed_items_of_the_newest_
     index.put(_item(62, rng.standard_normal(6), version=0))   # no model (an older version)
     u = rng.standard_normal(6).astype(np.float32)
     cosine = {i: float(_unit(v) @ _unit(u)) for i, v in vectors.items() if i % 7}
-    exclude = np.array(sorted(cosine, key=lambda i: -cosine[i])[:3] + [99], dtype=np.int64)   # the 3 nearest
+    exclude = np.array(sorted(sorted(cosine, key=lambda i: -cosine[i])[:3] + [99]), dtype=np.int64)   # the 3 nearest
     kept = {i: c for i, c in cosine.items() if i not in exclude and c > 0}
     want = sorted(sorted(kept, key=lambda i: -kept[i])[:10])
-    assert index.nearest(index.taste(u), 10, exclude).tolist() == want
+    ids, rows = index.nearest(index.taste(u), 10, exclude)
+    assert ids.tolist() == want
+    assert rows.tolist() == index.rows(ids).tolist()
     got = index.taste(u)(index.rows(np.array([1, 2, 7, 61, 62, 1000])))
     assert np.allclose(got, [cosine[1], cosine[2], 0, 0, 0, 0], atol=1e-6)   # 7 is deleted
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nearest_breaks_ties_by_id_and_is_not_crowded_out_by_the_excluded(seed):
+    """Many items share a few vectors (ties at every cut), and the excluded are among the
+    nearest: the n kept are the best by (cosine, then lowest id) of the rest."""
+    rng = np.random.default_rng(seed)
+    shapes = rng.standard_normal((4, 5))
+    vectors = {i: shapes[rng.integers(4)] for i in range(1, 200)}
+    index = ranker.ItemIndex(10)
+    for i, v in vectors.items():
+        index.put(_item(i, v))
+    u = rng.standard_normal(5).astype(np.float32)
+    cosine = {i: float(_unit(v) @ _unit(u)) for i, v in vectors.items()}
+    by_rank = sorted(cosine, key=lambda i: (-round(cosine[i], 6), i))
+    exclude = np.array(sorted(rng.choice(by_rank[:40], 15, replace=False)), dtype=np.int64)
+    for n in (1, 7, 30):
+        want = sorted([i for i in by_rank if i not in exclude and cosine[i] > 0][:n])
+        assert index.nearest(index.taste(u), n, exclude)[0].tolist() == want
 
 
 def test_nearest_follows_the_catalog_after_a_query():
@@ -90,13 +111,13 @@ def test_nearest_follows_the_catalog_after_a_query():
     u = np.array([1.0, 0.0, 0.0], dtype=np.float32)
     for i, v in {1: [1, 0.1, 0], 2: [1, 0.2, 0], 3: [1, 0.3, 0]}.items():
         index.put(_item(i, np.array(v)))
-    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64)).tolist() == [1, 2]
+    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64))[0].tolist() == [1, 2]
     index.put(_item(1, np.array([1, 0.1, 0]), deleted=True))
     index.put(_item(2))                              # its record no longer has an embedding
-    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64)).tolist() == [3]
+    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64))[0].tolist() == [3]
     index.put(_item(4, np.array([1, 0, 0])))         # new, and nearest of all
     index.put(_item(1, np.array([1, 0.1, 0])))       # listed again
-    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64)).tolist() == [1, 4]
+    assert index.nearest(index.taste(u), 2, np.zeros(0, dtype=np.int64))[0].tolist() == [1, 4]
 
 
 def test_a_newer_model_replaces_the_older_one_and_users_follow_it():
