@@ -28,9 +28,9 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
   Python operators, while the rankers read the events straight from Decode. Drained from an
   empty job, the rankers ran ahead of the item side by tens of thousands of events, and
   those lists came out empty and cheap, a different number each run: identical drains
-  moved by up to 3x. Why the whole measured drain: the lists come in bursts seconds apart (bundles
-  of up to ``bundle_size`` records), and any window inside the drain measures its bursts
-  (25-30% above the drain); ``bursts`` counts them (runs of arrivals a second or more
+  moved by up to 3x. Why the whole measured drain: the lists come in bursts seconds apart
+  (bundles of up to ``bundle_size`` records), and any window inside the drain measures its
+  bursts (25-30% above the drain); ``bursts`` counts them (runs of arrivals a second or more
   apart). CPU per event over the same span: the TaskManagers' CPU time with their Python
   workers' (from /proc), and the workers' part alone. At parallelism 1 and 2 (p=2
   ``--repeats`` times, 3 by default: the median run is reported with the range), and at
@@ -187,23 +187,37 @@ def backlog(n: int) -> tuple[Synth, list[dict], int]:
     return synth, events[:history + n], history
 
 
+def _read(topic: str, expected: int, timeout_s: float, isolation_level: str,
+          on_batch: Callable[[list], None]) -> int:
+    """Read ``topic`` until ``expected`` records have been read or ``timeout_s`` has passed,
+    handing each batch to ``on_batch`` as it comes; how many were read."""
+    consumer = make_consumer(BOOTSTRAP, topic, isolation_level=isolation_level)
+    count = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while count < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                count += len(batch)
+                on_batch(batch)
+    finally:
+        consumer.close()
+    return count
+
+
 def _arrivals(topic: str, expected: int, timeout_s: float,
               then: tuple[int, Callable[[], None]] | None = None) -> list[float]:
     """Arrival times (monotonic) of records on ``topic`` (read_uncommitted: as written) until
     ``expected`` have arrived; ``then = (count, action)``: ``action()`` once ``count`` have."""
-    consumer = make_consumer(BOOTSTRAP, topic, isolation_level="read_uncommitted")
     times: list[float] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(times) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                now = time.monotonic()
-                times.extend([now] * len(batch))
-            if then is not None and len(times) >= then[0]:
-                then[1]()
-                then = None
-    finally:
-        consumer.close()
+
+    def arrived(batch: list) -> None:
+        nonlocal then
+        times.extend([time.monotonic()] * len(batch))
+        if then is not None and len(times) >= then[0]:
+            then[1]()
+            then = None
+
+    _read(topic, expected, timeout_s, "read_uncommitted", arrived)
     return times
 
 
@@ -211,20 +225,16 @@ def _committed(topic: str, expected: int, since_ms: int | None) -> tuple[int, in
     """``(committed, empty)``: records committed on ``topic`` (read until ``expected`` have
     been, or 120 s), and with ``since_ms`` how many of them are lists without an item for an
     event at or after that event time."""
-    consumer = make_consumer(BOOTSTRAP, topic, isolation_level="read_committed")
     codec = AvroCodec(contracts.TOPIC_RECORDS[contracts.RECOMMENDATIONS_TOPIC])
-    count = empty = 0
-    deadline = time.monotonic() + 120
-    try:
-        while count < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                count += len(batch)
-                if since_ms is not None:
-                    lists = [codec.decode(r.value) for r in batch]
-                    empty += sum(not x["items"] and x["event_time"] >= since_ms for x in lists)
-    finally:
-        consumer.close()
-    return count, empty
+    empty = 0
+
+    def count_empty(batch: list) -> None:
+        nonlocal empty
+        if since_ms is not None:
+            lists = [codec.decode(r.value) for r in batch]
+            empty += sum(not x["items"] and x["event_time"] >= since_ms for x in lists)
+
+    return _read(topic, expected, 120, "read_committed", count_empty), empty
 
 
 def drain_rate(start: float, times: list[float]) -> float:
