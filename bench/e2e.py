@@ -37,7 +37,10 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
   W = 5, 20, 50 (parallelism 2). The warm-up and the ceiling drain their whole backlog
   without a history, from the job running to the last record.
 - ceiling: bench/passthrough.py (the job's source, settings and exactly-once sink, one
-  Python operator passing records through) on a backlog five times as long.
+  Python operator passing records through) on a backlog five times as long; then in the
+  job's shape (``--keyed plain|state|timer``: a keying Python operator, the key-by, a keyed
+  Python operator, which touches a value state per record, and sets a timer), on the same
+  backlog: what the engine costs per record before the job's own work.
 - freshness: the job runs on an empty topic; events are produced at 25%, 50% and 75% of
   the measured maximum, with event time = wall time; for each event, the time from just
   before it is sent until the user's Redis key holds its version (read when Redis
@@ -740,8 +743,11 @@ def main(argv: list[str] | None = None) -> int:
             results["redis"] = redis_lookups(svc)
         if "ceiling" in stages:
             # five times the backlog: the pass-through drains 40,000 records in about the time it takes to start
-            results["ceiling"] = [throughput(svc, 5 * args.events, 2, [], "ceiling: pass-through p=2",
-                                             passthrough=True, history=False)]
+            results["ceiling"] = [throughput(svc, 5 * args.events, 2, keyed, f"ceiling: {label} p=2",
+                                             passthrough=True, history=False)
+                                  for keyed, label in (([], "pass-through"), (["--keyed", "plain"], "keyed"),
+                                                       (["--keyed", "state"], "keyed, state"),
+                                                       (["--keyed", "timer"], "keyed, state, timer"))]
         if "window" in stages:
             results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w),
                                                                    "--seeds", str(min(w, JobConfig().seeds))],
