@@ -39,12 +39,12 @@ HOUR_MS = 3_600_000
 
 
 class Touch(KeyedProcessFunction):
-    """Per record, with ``state``: its key's count read and written (a pickled tuple, as the
-    job's states are); with ``timer`` also an event-time timer an hour ahead. The record
-    passes through."""
+    """Per record, in ``mode`` ``state``: its key's count read and written (a pickled tuple,
+    as the job's states are); ``timer``: also an event-time timer an hour ahead; ``plain``:
+    neither. The record passes through."""
 
-    def __init__(self, state: bool, timer: bool):
-        self.touch_state, self.timer = state or timer, timer
+    def __init__(self, mode: str):
+        self.touch_state, self.timer = mode in ("state", "timer"), mode == "timer"
 
     def open(self, runtime_context: RuntimeContext):
         self.state = runtime_context.get_state(ValueStateDescriptor("touched", PICKLED))
@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keyed:
         install_timer_fix(env)   # the job's keyed operator classes
         rows = raw.map(lambda r: Row(r[2] % USERS, r[0]), output_type=BY_KEY).name("Key")
-        out = keyed(rows, BY_KEY).process(Touch(args.keyed == "state", args.keyed == "timer"),
-                                                   output_type=KEYED_BYTES).name("Touch")
+        out = keyed(rows, BY_KEY).process(Touch(args.keyed), output_type=KEYED_BYTES).name("Touch")
     else:
         # the record's own Kafka key is not in RAW_EVENT: key by partition, like-for-like in bytes
         out = raw.map(lambda r: Row(k=contracts.record_key(r[1]), v=r[0]), output_type=KEYED_BYTES).name("Pass through")

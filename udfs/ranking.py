@@ -129,8 +129,7 @@ def rank(candidates: Candidates, interest: Callable[[np.ndarray], np.ndarray], e
         item_rows = np.concatenate([item_rows[picked], nominated_rows[new]])
         at = np.concatenate([at[picked], np.full(len(new), -1, dtype=np.int64)])
     else:
-        picked = np.flatnonzero(top)
-        ids, scores, item_rows, at = ids[picked], scores[picked], item_rows[picked], at[picked]
+        ids, scores, item_rows, at = ids[top], scores[top], item_rows[top], at[top]
     final = blend(scores, interest(item_rows), alpha, taste(item_rows) if taste is not None and beta else 0.0, beta)
     best = np.lexsort((ids, -final))[:n]
     seeds = candidates.best_seed(at[best])
