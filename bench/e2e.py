@@ -40,7 +40,9 @@ with its method and written to ``bench/results/e2e.json``; plots go to ``bench/r
   Python operator passing records through) on a backlog five times as long; then in the
   job's shape (``--keyed plain|state|timer``: a keying Python operator, the key-by, a keyed
   Python operator, which touches a value state per record, and sets a timer), on the same
-  backlog: what the engine costs per record before the job's own work.
+  backlog: what the engine costs per record before the job's own work; and the state
+  variant on 30 keys (fewer than a bundle's records: the commit's cost per key and bundle
+  nearly gone, the cost per record left).
 - freshness: the job runs on an empty topic; events are produced at 25%, 50% and 75% of
   the measured maximum, with event time = wall time; for each event, the time from just
   before it is sent until the user's Redis key holds its version (read when Redis
@@ -747,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
                                              passthrough=True, history=False)
                                   for keyed, label in (([], "pass-through"), (["--keyed", "plain"], "keyed"),
                                                        (["--keyed", "state"], "keyed, state"),
-                                                       (["--keyed", "timer"], "keyed, state, timer"))]
+                                                       (["--keyed", "timer"], "keyed, state, timer"),
+                                                       (["--keyed", "state", "--keys", "30"], "keyed, state, 30 keys"))]
         if "window" in stages:
             results["window"] = [throughput(svc, args.events, 2, extra + ["--recent-items", str(w),
                                                                    "--seeds", str(min(w, JobConfig().seeds))],

@@ -7,11 +7,13 @@ Whatever the real job does beyond this costs its throughput; this job's figure i
 PyFlink, Kafka and the checkpointing alone allow on the same machine.
 
 ``--keyed``: the job's shape instead, as far as the engine sees it: a Python operator that
-puts a key on each record (as Decode does, here the offset modulo ``USERS``), the key-by in
+puts a key on each record (as Decode does, here the offset modulo ``--keys``), the key-by in
 the JVM (``internals.keyed``), then a keyed Python operator that passes the record on
 (``plain``), also reads and writes a small pickled value state per record (``state``), and
 also registers an event-time timer an hour ahead (``timer``), which never fires in a drain.
 What the engine costs the job's keyed operators per record, without the job's own steps.
+``--keys``: fewer keys than a bundle has records tell a cost per record (reading and writing
+the cached value) from one per key and bundle (the commit's requests to the TaskManager).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flink_jobs import config as job_config  # noqa: E402
-from flink_jobs import contracts  # noqa: E402
+from flink_jobs import contracts, internals  # noqa: E402
 from flink_jobs.kafka_tables import kafka_sink, kafka_sources  # noqa: E402
 from flink_jobs.internals import install_timer_fix, keyed  # noqa: E402
 from flink_jobs.operators import KEYED_BYTES, PICKLED  # noqa: E402
@@ -47,6 +49,7 @@ class Touch(KeyedProcessFunction):
         self.touch_state, self.timer = mode in ("state", "timer"), mode == "timer"
 
     def open(self, runtime_context: RuntimeContext):
+        internals.commit_touched_keys_only()   # as the job's keyed operators commit
         self.state = runtime_context.get_state(ValueStateDescriptor("touched", PICKLED))
 
     def process_element(self, value, ctx):
@@ -67,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keyed", choices=("plain", "state", "timer"),
                         help="the job's shape instead (module docstring)")
+    parser.add_argument("--keys", type=int, default=USERS, help="keys of the keyed variants")
     job_config.add_arguments(parser)
     args = parser.parse_args(argv)
     cfg = job_config.from_arguments(args)
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     raw, _ = kafka_sources(t_env, cfg)
     if args.keyed:
         install_timer_fix(env)   # the job's keyed operator classes
-        rows = raw.map(lambda r: Row(r[2] % USERS, r[0]), output_type=BY_KEY).name("Key")
+        keys = args.keys
+        rows = raw.map(lambda r: Row(r[2] % keys, r[0]), output_type=BY_KEY).name("Key")
         out = keyed(rows, BY_KEY).process(Touch(args.keyed), output_type=KEYED_BYTES).name("Touch")
     else:
         # the record's own Kafka key is not in RAW_EVENT: key by partition, like-for-like in bytes

@@ -6,7 +6,8 @@
 - ``install_timer_fix``: keyed Python operators whose timers survive a restore;
 - ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
 - ``at_bundle_end``: a function's own work at the end of each bundle (before a checkpoint);
-- ``commit_touched_keys_only``: a bundle's state commit that does not grow with the cache;
+- ``commit_touched_keys_only``: a bundle's state commit that does not grow with the cache
+  and does not wait for the TaskManager key by key;
 - ``python_execution_options``, ``subtask``, ``epoch_millis``: Python operators inside the
   TaskManager (thread mode), and what its runtime context and row conversion get wrong;
 - ``submitted_by_flink_cli``: whether ``flink run`` started the client;
@@ -97,10 +98,18 @@ def commit_touched_keys_only() -> None:
     at live rates. Only objects of keys processed since the last commit can hold writes
     (the ones parked since, and the current key's; an object pushed out of the LRU is
     committed then), so the commit visits those. Committing an object twice is harmless:
-    a commit sends the pending writes and forgets them. Thread mode keeps state in the
-    TaskManager (no Beam worker is loaded): nothing to do there."""
+    a commit sends the pending writes and forgets them.
+
+    Beam's commit of a value (a bag underneath) waits for the TaskManager's answer before
+    the next key's is sent: a round trip per key and bundle, the bulk of what touching keyed
+    state costs. The TaskManager answers a worker's state requests in the order they were
+    sent (Beam's own commit already sends a clear and an append without waiting between
+    them), so the commit sends every key's writes first and then waits for all of them,
+    before the bundle ends. Thread mode keeps state in the TaskManager (no Beam worker is
+    loaded): nothing to do there."""
     if "apache_beam" not in sys.modules:
         return
+    from apache_beam.runners.worker.bundle_processor import SynchronousBagRuntimeState as Bag
     from pyflink.fn_execution.state_impl import RemoteKeyedStateBackend as Backend
 
     if getattr(Backend, "_commits_touched_only", False):
@@ -112,14 +121,34 @@ def commit_touched_keys_only() -> None:
         self.__dict__.setdefault("_touched", []).append(internal_kv_state.get_internal_state())
 
     def commit(self):
+        answers = []
         for internal_state in self.__dict__.pop("_touched", ()):
-            self.commit_internal_state(internal_state)
+            _send_writes(internal_state, answers, Bag)
         for state in self._all_states.values():
-            self.commit_internal_state(state._internal_state)
+            _send_writes(state._internal_state, answers, Bag)
+        for answer in answers:
+            answer.get()
 
     Backend.cache_internal_state = cache_internal_state
     Backend.commit = commit
     Backend._commits_touched_only = True
+
+
+def _send_writes(internal_state, answers: list, bag: type) -> None:
+    """Beam's commit of a ``bag`` (its SynchronousBagRuntimeState) without its wait: the
+    answers to wait for go to ``answers``. Then the reset PyFlink's ``commit_internal_state``
+    does. Any other kind of state (map states) commits as PyFlink's would."""
+    if type(internal_state) is not bag:
+        from pyflink.fn_execution.state_impl import RemoteKeyedStateBackend
+        RemoteKeyedStateBackend.commit_internal_state(internal_state)
+        return
+    handler, key = internal_state._state_handler, internal_state._state_key
+    if internal_state._cleared:
+        answers.append(handler.clear(key))
+    if internal_state._added_elements:
+        answers.append(handler.extend(key, internal_state._value_coder.get_impl(), internal_state._added_elements))
+    internal_state._cleared = False
+    internal_state._added_elements = []
 
 
 def subtask(runtime_context) -> tuple[int, int]:

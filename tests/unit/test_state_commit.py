@@ -2,12 +2,15 @@
 PyFlink's and Beam's own state classes over a stand-in for the TaskManager's side of the
 state API: no JVM. What a bundle writes must reach the TaskManager by the bundle's end,
 however many keys the cache holds or pushes out meanwhile, and the commit must not visit
-keys the bundle did not touch."""
+keys the bundle did not touch, nor wait for one key's answer before sending the next key's
+writes."""
 
 import random
 
 import pytest
+from apache_beam.portability.api import beam_fn_api_pb2
 from apache_beam.runners.worker import bundle_processor, statecache
+from apache_beam.runners.worker.sdk_worker import _Future
 from pyflink.fn_execution.beam import beam_sdk_worker_main
 from pyflink.fn_execution.state_impl import RemoteKeyedStateBackend
 
@@ -26,15 +29,46 @@ def touched_only(monkeypatch):
 
 @pytest.fixture
 def commits(monkeypatch):
-    """How many state objects each commit visits."""
+    """The state objects each commit visits: PyFlink's commit commits each with Beam's,
+    the fix sends each one's writes with ``internals._send_writes``."""
     seen = []
-    commit = bundle_processor.SynchronousBagRuntimeState.commit
+    commit, send = bundle_processor.SynchronousBagRuntimeState.commit, internals._send_writes
 
     def counted(self):
         seen.append(self)
         return commit(self)
+
+    def counted_send(internal_state, *args):
+        seen.append(internal_state)
+        return send(internal_state, *args)
     monkeypatch.setattr(bundle_processor.SynchronousBagRuntimeState, "commit", counted)
+    monkeypatch.setattr(internals, "_send_writes", counted_send)
     return seen
+
+
+class Answering(TaskManager):
+    """The TaskManager's side, logging each request sent and each wait for an answer."""
+
+    def __init__(self):
+        super().__init__()
+        self.log = []
+        log = self.log
+
+        class Answer(_Future):
+            def get(self, timeout=None):
+                log.append("wait")
+                return super().get(timeout)
+        self.answer = lambda: Answer().set(beam_fn_api_pb2.StateResponse())
+
+    def append_raw(self, key, data):
+        super().append_raw(key, data)
+        self.log.append("send")
+        return self.answer()
+
+    def clear(self, key):
+        super().clear(key)
+        self.log.append("send")
+        return self.answer()
 
 
 def test_the_cache_counts_entries_as_in_a_worker():
@@ -80,3 +114,22 @@ def test_without_the_fix_a_commit_visits_every_cached_key(commits):
     commits.clear()
     worker.bundle([(7, "x")])
     assert len(commits) >= 5_000
+
+
+def test_a_commit_sends_every_key_s_writes_before_it_waits_for_an_answer(touched_only):
+    tm = Answering()
+    worker = Worker(tm, cache=100)
+    worker.bundle([(key, "v") for key in range(20)])
+    first_wait = tm.log.index("wait")
+    assert tm.log[:first_wait] == ["send"] * 40     # a clear and an append per key
+    # and every answer waited for before the bundle ends (a checkpoint follows a bundle's end)
+    assert tm.log[first_wait:] == ["wait"] * 40
+    assert Worker(tm, cache=100).read(range(20)) == {key: "v" for key in range(20)}
+
+
+def test_without_the_fix_a_commit_waits_for_each_key_s_answer():
+    """What the waits cost without the fix: a round trip to the TaskManager per key."""
+    tm = Answering()
+    Worker(tm, cache=100).bundle([(key, "v") for key in range(20)])
+    assert tm.log.count("wait") >= 20
+    assert tm.log.index("wait") <= 2
