@@ -100,13 +100,13 @@ def commit_touched_keys_only() -> None:
     committed then), so the commit visits those. Committing an object twice is harmless:
     a commit sends the pending writes and forgets them.
 
-    Beam's commit of a value (a bag underneath) waits for the TaskManager's answer before
-    the next key's is sent: a round trip per key and bundle, the bulk of what touching keyed
-    state costs. The TaskManager answers a worker's state requests in the order they were
-    sent (Beam's own commit already sends a clear and an append without waiting between
-    them), so the commit sends every key's writes first and then waits for all of them,
-    before the bundle ends. Thread mode keeps state in the TaskManager (no Beam worker is
-    loaded): nothing to do there."""
+    Beam's commit of a value (a bag underneath: a clear and an append) waits for the
+    TaskManager's answer before the next key's writes are sent: a round trip per key and
+    bundle, one after another. The TaskManager applies a worker's state requests in the
+    order they were sent (one gRPC stream, each request handled before the next; Beam's own
+    commit relies on it between the clear and the append), so the commit sends every key's
+    writes first and then waits for all the answers, before the bundle ends. Thread mode
+    keeps state in the TaskManager (no Beam worker is loaded): nothing to do there."""
     if "apache_beam" not in sys.modules:
         return
     from apache_beam.runners.worker.bundle_processor import SynchronousBagRuntimeState as Bag
