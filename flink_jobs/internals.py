@@ -10,6 +10,8 @@
   and does not wait for the TaskManager key by key;
 - ``python_execution_options``, ``subtask``, ``epoch_millis``: Python operators inside the
   TaskManager (thread mode), and what its runtime context and row conversion get wrong;
+- ``Tally``: a metric of a value kept in Python that the TaskManager can read safely in
+  thread mode;
 - ``submitted_by_flink_cli``: whether ``flink run`` started the client;
 - ``describe_topic``, ``broker_config``: the Kafka admin client of the connector jar, through
   PyFlink's JVM;
@@ -160,6 +162,34 @@ def subtask(runtime_context) -> tuple[int, int]:
     except AttributeError:
         info = runtime_context._runtime_context.getTaskInfo()
         return info.getIndexOfThisSubtask(), info.getNumberOfParallelSubtasks()
+
+
+class Tally:
+    """A number an operator keeps in Python (``read``), reported as the metric ``name``.
+
+    In process mode it is a gauge: the worker calls ``read`` when a bundle ends and ships the
+    value. In thread mode PyFlink 2.2.1 registers a gauge as a Java object that calls into
+    the TaskManager's embedded interpreter from whichever thread reads it: the REST API's
+    metric fetcher, a reporter's scrape. When a task is cancelled or fails over while its
+    interpreter closes, such a read crashes the whole TaskManager (SIGSEGV in ``take_gil``,
+    or an abort in ``pthread_mutex_lock``), and every task on it. So in thread mode it is a
+    counter that the task's own thread moves to the value (``report``, after the value
+    changed) and that the TaskManager reads without entering Python."""
+
+    def __init__(self, group, name: str, read) -> None:
+        self.read = read
+        if type(group).__module__.startswith("pyflink.fn_execution.metrics.embedded"):
+            self.counter, self.reported = group.counter(name), 0
+        else:
+            self.counter = None
+            group.gauge(name, read)
+
+    def report(self) -> None:
+        if self.counter is not None:
+            value = int(self.read())
+            if value != self.reported:
+                self.counter.inc(value - self.reported)
+                self.reported = value
 
 
 def epoch_millis(instant) -> int:

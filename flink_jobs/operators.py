@@ -339,12 +339,13 @@ class Ranker(KeyedBroadcastProcessFunction):
         self.state = runtime_context.get_state(ValueStateDescriptor("ranker", PICKLED))
         group = runtime_context.get_metrics_group()
         self.lists = group.counter("recommendationsEmitted")
-        group.gauge("embeddingModelVersion", lambda: self.index.model_version if self.index else 0)
-        group.gauge("embeddingsRejected", lambda: self.index.embeddings_rejected if self.index else 0)
-        # what this subtask ranks with: catalog records taken in, and the event time of its
-        # trending list (behind the watermark by more than a bucket: the item side lags)
-        group.gauge("catalogItems", lambda: len(self.index.info) if self.index else 0)
-        group.gauge("trendingTime", lambda: self.index.trending_time if self.index else 0)
+        # what this subtask ranks with: the model, catalog records taken in, and the event time
+        # of its trending list (behind the watermark by more than a bucket: the item side lags)
+        self.tallies = [internals.Tally(group, name, read) for name, read in (
+            ("embeddingModelVersion", lambda: self.index.model_version if self.index else 0),
+            ("embeddingsRejected", lambda: self.index.embeddings_rejected if self.index else 0),
+            ("catalogItems", lambda: len(self.index.info) if self.index else 0),
+            ("trendingTime", lambda: self.index.trending_time if self.index else 0))]
         self.subtask, self.subtasks = internals.subtask(runtime_context)
         self.index = None
 
@@ -354,11 +355,17 @@ class Ranker(KeyedBroadcastProcessFunction):
             for descriptor, record in BROADCAST_STATES:
                 for _, value in ctx.get_broadcast_state(descriptor).items():
                     self.index.put(record(*value))
+            self._report()
         return self.index
+
+    def _report(self) -> None:
+        for tally in self.tallies:
+            tally.report()
 
     def process_broadcast_element(self, msg, ctx):
         index = self._index(ctx)
         index.put(msg)
+        self._report()
         if isinstance(msg, ItemInfo):
             ctx.get_broadcast_state(CATALOG_STATE).put(msg.item, tuple(msg))
         elif isinstance(msg, NeighborCounts):

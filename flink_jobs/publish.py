@@ -76,6 +76,7 @@ class Delivery:
         self.flush_by = 0.0                  # time.monotonic() by which the pending go out
         self.batched = self.cfg.python_execution_mode == "process"
         self.landed = 0
+        self.tallies = []   # open_deliveries' metrics
         if self.output.document:
             from flink_jobs.redis_store import VersionedStore
 
@@ -110,22 +111,27 @@ class Delivery:
         if self.pending:
             writes, self.pending = list(self.pending.items()), {}
             self.landed += sum(self.store.upsert_many(writes))
+            for tally in self.tallies:
+                tally.report()
 
 
 def open_deliveries(runtime_context, deliveries) -> None:
     """Open ``deliveries`` in the operator of ``runtime_context``, with its metrics (summed
     over them): ``redisWrites``, upserts that landed, and ``redisRetries``, attempts retried
     after a connection error, a timeout or a server in a passing state such as out of
-    memory, both since the operator started. Gauges, not counters: the writes happen as a
-    bundle ends, after PyFlink has taken the bundle's counter updates, but before it reads
-    the gauges. PyFlink reports Python metrics when a bundle ends, so during an outage they
-    move only once the blocked write is through."""
+    memory, both since the operator started. In process mode gauges, not counters: the writes
+    happen as a bundle ends, after PyFlink has taken the bundle's counter updates, but before
+    it reads the gauges (``internals.Tally``; in thread mode, without bundles, counters).
+    PyFlink reports Python metrics when a bundle ends, so during an outage they move only
+    once the blocked write is through."""
     for delivery in deliveries:
         delivery.open()
     if any(d.store is not None for d in deliveries):
         metrics = runtime_context.get_metrics_group()
-        metrics.gauge("redisWrites", lambda: sum(d.landed for d in deliveries))
-        metrics.gauge("redisRetries", lambda: sum(d.retries for d in deliveries))
+        tallies = [internals.Tally(metrics, "redisWrites", lambda: sum(d.landed for d in deliveries)),
+                   internals.Tally(metrics, "redisRetries", lambda: sum(d.retries for d in deliveries))]
+        for delivery in deliveries:
+            delivery.tallies = tallies
 
 
 class Publish(ProcessFunction):
