@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from lab.chaos import CHECKS, run
+from lab.wait import wait_for
 from reco_tools.topics import ensure_topics
 
 pytestmark = pytest.mark.chaos
@@ -51,6 +52,10 @@ def test_a_cancel_while_the_job_s_metrics_are_read_leaves_the_taskmanagers_runni
     the task closes its interpreter crashed the TaskManager (``internals.Tally``)."""
     crash_reports = Path(stack.env["RECO_RUN_DIR"]) / "flink" / "log"
     before = set(crash_reports.glob("hs_err_pid*.log"))
+
+    def new_crash_reports() -> list[str]:
+        return sorted(str(p) for p in set(crash_reports.glob("hs_err_pid*.log")) - before)
+
     ensure_topics(stack.bootstrap)
     run_id = f"metrics-{int(time.time())}"
     job = cluster.submit(["--kafka-bootstrap", stack.bootstrap, "--redis-url", stack.redis_url,
@@ -73,21 +78,21 @@ def test_a_cancel_while_the_job_s_metrics_are_read_leaves_the_taskmanagers_runni
         cluster.wait_running(job)
         for t in scrapers:
             t.start()
-        deadline = time.monotonic() + 60
-        while len(seen) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert len(seen) == 2, f"the Ranker's catalogItems on {len(seen)} TaskManager endpoints, not 2: {seen}"
+        wait_for(lambda: len(seen) == 2, 60, "the Ranker's catalogItems on both TaskManagers' endpoints")
         cluster.rest(f"/jobs/{job}?mode=cancel", method="PATCH")
-        deadline = time.monotonic() + 60
-        while cluster.rest(f"/jobs/{job}")["state"] != "CANCELED" and time.monotonic() < deadline:
-            time.sleep(0.05)   # each job query can make the REST API fetch the TaskManagers' metrics
-        time.sleep(5)
+        cluster.wait_state(job, {"CANCELED"}, timeout_s=60)
+
+        def closed():   # the tasks have let go of their slots, or a TaskManager died closing them
+            if new_crash_reports() or cluster.taskmanagers_running() < 2:
+                return True
+            return all(tm["freeSlots"] == tm["slotsNumber"] for tm in cluster.rest("/taskmanagers")["taskmanagers"])
+        wait_for(closed, 60, "both TaskManagers to free their slots after the cancel")
     finally:
         stop.set()
         for t in scrapers:
             if t.ident is not None:   # started
                 t.join(timeout=10)
-    crashed = sorted(str(p) for p in set(crash_reports.glob("hs_err_pid*.log")) - before)
+    crashed = new_crash_reports()
     running = cluster.taskmanagers_running()
     cluster.ensure_taskmanager()   # for the next test, whatever happened
     assert not crashed and running == 2, f"{running} of 2 TaskManagers running after the cancel; JVM crash reports: {crashed}"
