@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where deploy/setup.sh puts the jars (RECO_JARS_DIR moves them, for every script and the job).
 JARS_DIR = Path(os.environ.get("RECO_JARS_DIR") or ROOT / ".cache" / "jars")
 TIMER_FIX_JAR = JARS_DIR / "flink" / "reco-pyflink-timers.jar"
-_PATCHED = ("ExternalPythonKeyedProcessOperator", "ExternalPythonKeyedCoProcessOperator")
+_PATCHED = ("ExternalPythonProcessOperator", "ExternalPythonKeyedProcessOperator", "ExternalPythonKeyedCoProcessOperator")
 WORKER_MODE = "_python_worker_execution_mode"   # PyFlink's private switch: "process" or "loopback"
 
 
@@ -235,7 +235,9 @@ def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
 
 
 def install_timer_fix(env) -> None:
-    """Python timers that survive a restore; call before any keyed operator is built.
+    """Python timers that survive a restore, and bundles that end on time; call before any
+    Python operator is built (PyFlink fuses chained Python operators into a copy of the
+    first one's class).
 
     PyFlink 2.2.1 receives a timer that a Python function registers on a gRPC thread and
     registers it later, from the task's mailbox; only a watermark drains the pending ones
@@ -246,16 +248,19 @@ def install_timer_fix(env) -> None:
 
     ``deploy/jars/timer-fix`` subclasses PyFlink's keyed operators to register the pending
     timers between the bundle's end and the snapshot (and to refuse a cancelled operator's
-    late state requests, StateRequestGuard). This ships its jar with the job and resolves
-    PyFlink's keyed operator classes to the patched ones (a single-class import takes
-    precedence over PyFlink's package import). A keyed broadcast operator (the Ranker) is
-    built by a Java translator instead, which imports nothing from here: the environment's
-    stream graph gets it replaced by the patched class once generated
-    (``_patch_keyed_broadcast``). deploy/jars/build-timer-fix.sh compiles the jar against the
+    late state requests, StateRequestGuard). It also makes every Python operator end its
+    bundles within ``bundle_time_ms`` (BundleTime.java): PyFlink 2.2.1 ends them every second
+    tick of its bundle timer, so that a record waited up to twice that in each operator. This
+    ships its jar with the job and resolves PyFlink's operator classes to the patched ones (a
+    single-class import takes precedence over PyFlink's package import). A keyed broadcast
+    operator (the Ranker) is built by a Java translator instead, which imports nothing from
+    here: the environment's stream graph gets it replaced by the patched class once
+    generated (``_patch_keyed_broadcast``). deploy/jars/build-timer-fix.sh compiles the jar against the
     installed PyFlink, so the two always match."""
     if not TIMER_FIX_JAR.is_file():
         raise SystemExit(f"{TIMER_FIX_JAR} is missing: run deploy/setup.sh")
-    env.add_jars(TIMER_FIX_JAR.as_uri())
+    if TIMER_FIX_JAR.as_uri() not in (configured(env, "pipeline.jars") or ""):   # called twice by main
+        env.add_jars(TIMER_FIX_JAR.as_uri())
     jvm = get_gateway().jvm
     for name in _PATCHED:
         java_import(jvm, f"reco.pyflink.{name}")

@@ -1,11 +1,17 @@
-"""The job's keyed Python operators, the Ranker's keyed broadcast one included, are built from
-the timer fix (internals.install_timer_fix), also after PyFlink fuses chained Python operators."""
+"""The job's Python operators, the Ranker's keyed broadcast one included, are built from the
+timer fix (internals.install_timer_fix: timers kept at a restore, bundles that end on time),
+also after PyFlink fuses chained Python operators."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pyflink.common import Row, Types
 from pyflink.datastream import StreamExecutionEnvironment
 
-from flink_jobs import pipeline
+from flink_jobs import internals, pipeline
 from flink_jobs.config import JobConfig
 
 pytestmark = pytest.mark.job
@@ -32,3 +38,36 @@ def test_every_keyed_python_operator_registers_its_timers_before_a_snapshot():
     ranker = next(node for node in graph.getStreamNodes().toArray() if node.getOperatorName().startswith("Ranker"))
     tags = sorted(tag.getId() for tag in ranker.getOperatorFactory().getOperator().getSideOutputTags().toArray())
     assert tags == ["item-neighbors"], tags
+
+
+
+# In a process of its own: PyFlink resolves operator classes through its gateway's imports,
+# which install_timer_fix changes for good, so in this process any earlier test's call would
+# hide a job that builds an operator before the fix is installed.
+_SUBMITTED_CLASSES = """
+import json
+from flink_jobs.config import JobConfig
+from flink_jobs.main import build_job
+graph = build_job(JobConfig(parallelism=2), check_partitions=False)._generate_stream_graph(clear_transformations=True)
+classes = {}
+for node in graph.getStreamNodes().toArray():
+    factory = node.getOperatorFactory()
+    if factory is not None and factory.getClass().getSimpleName() == "SimpleOperatorFactory":
+        classes[node.getOperatorName()] = factory.getOperator().getClass().getName()
+print(json.dumps(classes))
+"""
+
+
+def test_every_python_operator_of_the_submitted_job_is_the_patched_class():
+    """As main builds the job, in a new process, with the Kafka sources' Python map before
+    Decode: PyFlink fuses the two into a copy of the map's operator, so the classes must
+    resolve to the patched ones before that map is built, or Decode's bundles end every
+    second tick."""
+    env = {**internals.child_environment(), internals.WORKER_MODE: "process"}
+    proc = subprocess.run([sys.executable, "-c", _SUBMITTED_CLASSES], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    classes = json.loads(proc.stdout.strip().splitlines()[-1])
+    python = {name: cls for name, cls in classes.items() if "Python" in cls}
+    assert any("Decode and validate" in name for name in python), classes
+    assert all(cls.startswith("reco.pyflink.") for cls in python.values()), python

@@ -36,6 +36,12 @@ public class ExternalPythonKeyedCoProcessOperator<OUT>
     }
 
     @Override
+    protected void invokeFinishBundle() throws Exception {
+        lastFinishBundleTime = BundleTime.finish(
+                getConfiguration(), getProcessingTimeService(), super::invokeFinishBundle, () -> lastFinishBundleTime);
+    }
+
+    @Override
     public void prepareSnapshotPreBarrier(long checkpointId) throws Exception {
         super.prepareSnapshotPreBarrier(checkpointId);
         drainUnregisteredTimers();

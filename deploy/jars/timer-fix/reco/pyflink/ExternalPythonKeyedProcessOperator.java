@@ -19,7 +19,8 @@ import org.apache.flink.streaming.api.operators.python.process.AbstractExternalD
  * Registering the pending timers after the bundle and before the snapshot fixes that.
  *
  * <p>It also keeps its Python worker's state requests off its state backend once closed
- * ({@link StateRequestGuard}): a cancelled task's RocksDB crashed the JVM otherwise.
+ * ({@link StateRequestGuard}): a cancelled task's RocksDB crashed the JVM otherwise; and ends
+ * its bundles on time ({@link BundleTime}).
  */
 public class ExternalPythonKeyedProcessOperator<OUT>
         extends org.apache.flink.streaming.api.operators.python.process.ExternalPythonKeyedProcessOperator<OUT> {
@@ -56,6 +57,12 @@ public class ExternalPythonKeyedProcessOperator<OUT>
             stateRequests.close();   // before super.close() disposes the state backend
         }
         super.close();
+    }
+
+    @Override
+    protected void invokeFinishBundle() throws Exception {
+        lastFinishBundleTime = BundleTime.finish(
+                getConfiguration(), getProcessingTimeService(), super::invokeFinishBundle, () -> lastFinishBundleTime);
     }
 
     @Override
