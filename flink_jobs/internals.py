@@ -255,8 +255,8 @@ def install_timer_fix(env) -> None:
     single-class import takes precedence over PyFlink's package import). A keyed broadcast
     operator (the Ranker) is built by a Java translator instead, which imports nothing from
     here: the environment's stream graph gets it replaced by the patched class once
-    generated (``_patch_keyed_broadcast``). deploy/jars/build-timer-fix.sh compiles the jar against the
-    installed PyFlink, so the two always match."""
+    generated (``_patch_keyed_broadcast``). deploy/jars/build-timer-fix.sh compiles the jar
+    against the installed PyFlink, so the two always match."""
     if not TIMER_FIX_JAR.is_file():
         raise SystemExit(f"{TIMER_FIX_JAR} is missing: run deploy/setup.sh")
     if TIMER_FIX_JAR.as_uri() not in (configured(env, "pipeline.jars") or ""):   # called twice by main
