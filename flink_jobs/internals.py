@@ -3,7 +3,8 @@
 
 - ``keyed``: a key-by without PyFlink's Python key-selector operator;
 - ``side_output``: a side output without PyFlink's identity operator after it;
-- ``install_timer_fix``: keyed Python operators whose timers survive a restore;
+- ``install_timer_fix``: Python operators whose timers survive a restore and whose bundles
+  end on time;
 - ``use_worker_processes``: Python operators in worker processes on a local mini-cluster;
 - ``at_bundle_end``: a function's own work at the end of each bundle (before a checkpoint);
 - ``commit_touched_keys_only``: a bundle's state commit that does not grow with the cache
@@ -30,7 +31,6 @@ import sys
 from functools import reduce
 from pathlib import Path
 
-from py4j.java_gateway import java_import
 from py4j.protocol import Py4JJavaError
 from pyflink.common import Types
 from pyflink.datastream import DataStream, KeyedStream, OutputTag, StreamExecutionEnvironment
@@ -235,9 +235,8 @@ def side_output(stream: DataStream, tag: OutputTag) -> DataStream:
 
 
 def install_timer_fix(env) -> None:
-    """Python timers that survive a restore, and bundles that end on time; call before any
-    Python operator is built (PyFlink fuses chained Python operators into a copy of the
-    first one's class).
+    """Python timers that survive a restore, and bundles that end on time, for the jobs that
+    ``env`` runs; call it once, any time before the job is submitted.
 
     PyFlink 2.2.1 receives a timer that a Python function registers on a gRPC thread and
     registers it later, from the task's mailbox; only a watermark drains the pending ones
@@ -251,22 +250,15 @@ def install_timer_fix(env) -> None:
     late state requests, StateRequestGuard). It also makes every Python operator end its
     bundles within ``bundle_time_ms`` (BundleTime.java): PyFlink 2.2.1 ends them every second
     tick of its bundle timer, so that a record waited up to twice that in each operator. This
-    ships its jar with the job and resolves PyFlink's operator classes to the patched ones (a
-    single-class import takes precedence over PyFlink's package import). A keyed broadcast
-    operator (the Ranker) is built by a Java translator instead, which imports nothing from
-    here: the environment's stream graph gets it replaced by the patched class once
-    generated (``_patch_keyed_broadcast``). deploy/jars/build-timer-fix.sh compiles the jar
-    against the installed PyFlink, so the two always match."""
+    ships its jar with the job, and each stream graph the environment generates gets every
+    PyFlink Python operator replaced by the patched class (``_patch_python_operators``):
+    after PyFlink fused chained operators and built the keyed broadcast ones in Java, so the
+    order in which the job is built does not matter. deploy/jars/build-timer-fix.sh compiles
+    the jar against the installed PyFlink, so the two always match."""
     if not TIMER_FIX_JAR.is_file():
         raise SystemExit(f"{TIMER_FIX_JAR} is missing: run deploy/setup.sh")
-    if TIMER_FIX_JAR.as_uri() not in (configured(env, "pipeline.jars") or ""):   # called twice by main
+    if TIMER_FIX_JAR.as_uri() not in (configured(env, "pipeline.jars") or ""):
         env.add_jars(TIMER_FIX_JAR.as_uri())
-    jvm = get_gateway().jvm
-    for name in _PATCHED:
-        java_import(jvm, f"reco.pyflink.{name}")
-        resolved = getattr(jvm, name)._fqn
-        if resolved != f"reco.pyflink.{name}":
-            raise RuntimeError(f"PyFlink would build {name} from {resolved}: the timer fix is not in effect")
     # On the class: a stream's get_execution_environment() wraps the same Java environment in
     # a new Python object. Graphs of environments without the jar are left as PyFlink builds them.
     if not getattr(StreamExecutionEnvironment, "_reco_patches_graphs", False):
@@ -275,31 +267,40 @@ def install_timer_fix(env) -> None:
         def generate_patched(self, *args, **kwargs):
             graph = generate(self, *args, **kwargs)
             if TIMER_FIX_JAR.as_uri() in (configured(self, "pipeline.jars") or ""):
-                _patch_keyed_broadcast(graph)
+                _patch_python_operators(graph)
             return graph
         StreamExecutionEnvironment._generate_stream_graph = generate_patched
         StreamExecutionEnvironment._reco_patches_graphs = True
 
 
-_BUILT_BY_TRANSLATOR = "org.apache.flink.streaming.api.operators.python.process.ExternalPythonKeyedCoProcessOperator"
+_PYFLINK_OPERATORS = "org.apache.flink.streaming.api.operators.python.process."
 
 
-def _patch_keyed_broadcast(graph) -> None:
-    """Replaces each keyed broadcast Python operator of ``graph`` (PyFlink's translator
-    builds PyFlink's own keyed two-input class for it) by the timer fix's subclass, built
-    from the same configuration, function, types, side outputs and partition count (what
-    PyFlink's DelegateOperatorTransformation.configureOperator gives it)."""
+def _patch_python_operators(graph) -> None:
+    """Replaces each of PyFlink's Python operators in ``graph`` (process mode; thread mode's
+    embedded ones are left alone) by the timer fix's subclass, built from the same
+    configuration, function, types, side outputs and partition count (what PyFlink's
+    DelegateOperatorTransformation.configureOperator gives it)."""
     jvm = get_gateway().jvm
     for node in graph.getStreamNodes().toArray():
         factory = node.getOperatorFactory()
         if factory is None or factory.getClass().getSimpleName() != "SimpleOperatorFactory":
             continue
         built = factory.getOperator()
-        if built.getClass().getName() != _BUILT_BY_TRANSLATOR:
+        name = built.getClass().getName()
+        if name.removeprefix(_PYFLINK_OPERATORS) not in _PATCHED:
             continue
-        fixed = jvm.reco.pyflink.ExternalPythonKeyedCoProcessOperator(
-            built.getConfiguration(), built.getPythonFunctionInfo(), built.getLeftInputType(),
-            built.getRightInputType(), built.getProducedType())
+        patched = getattr(jvm.reco.pyflink, built.getClass().getSimpleName())
+        head = (built.getConfiguration(), built.getPythonFunctionInfo())
+        if name.endswith("KeyedCoProcessOperator"):
+            fixed = patched(*head, built.getLeftInputType(), built.getRightInputType(), built.getProducedType())
+        elif name.endswith("KeyedProcessOperator"):
+            # Not read back by any getter; a Python window's operator has a window's one.
+            field = built.getClass().getDeclaredField("namespaceSerializer")
+            field.setAccessible(True)
+            fixed = patched(*head, built.getInputTypeInfo(), built.getProducedType(), field.get(built))
+        else:
+            fixed = patched(*head, built.getInputTypeInfo(), built.getProducedType())
         fixed.addSideOutputTags(built.getSideOutputTags())
         settings = built.getInternalParameters()
         if settings.get("NUM_PARTITIONS") is not None:

@@ -137,8 +137,6 @@ def build_job(cfg: JobConfig, check_partitions: bool = True):
         require_event_topic(cfg)
     # Here, in the driver, once per submission: the operators only frame with the ids.
     schema_ids = schema_registry.register_outputs(cfg)
-    # before the sources' Python map, which the Decode operator is fused into
-    internals.install_timer_fix(env)
     raw, catalog = kafka_sources(t_env, cfg)
     outputs = pipeline.build(raw, catalog, cfg, assign_watermarks=False, deliver=publish.in_ranker(cfg, schema_ids))
     attach_sinks(t_env, outputs, cfg, schema_ids)

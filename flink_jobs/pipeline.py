@@ -92,7 +92,7 @@ def build(raw_events: DataStream, catalog: DataStream, cfg: JobConfig, assign_wa
     ``deliver``: the Ranker's delivery of the lists and neighbor lists (``operators.Ranker``);
     those outputs are then ``Row(k, v)`` (KEYED_BYTES) instead of dicts.
     """
-    install_timer_fix(raw_events.get_execution_environment())  # before any keyed operator is built
+    install_timer_fix(raw_events.get_execution_environment())
     stamped = _event_time(raw_events, cfg) if assign_watermarks else raw_events
     events = stamped.process(DecodeEvents(cfg), output_type=BY_USER).uid("decode-events").name("Decode and validate")
     by_user = keyed(events, BY_USER)

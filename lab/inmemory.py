@@ -171,7 +171,6 @@ def run_pipeline(raw_events: list[bytes], catalog: list[dict], cfg: JobConfig, b
         outputs.mkdir()
         port = _free_port()
         env = _environment(cfg, bundle_size, watermark_interval_ms, port)
-        internals.install_timer_fix(env)   # before the Python operators below, as main does
         items = AvroCodec("reco.ItemFeatures")
         # from_collection is one split; like Kafka, spread it over partitions by record key so
         # that each partition (and so each user) keeps its order at the job's parallelism.

@@ -1,6 +1,6 @@
-"""The job's Python operators, the Ranker's keyed broadcast one included, are built from the
-timer fix (internals.install_timer_fix: timers kept at a restore, bundles that end on time),
-also after PyFlink fuses chained Python operators."""
+"""The job's Python operators, the Ranker's keyed broadcast one included, are the timer
+fix's classes (internals.install_timer_fix: timers kept at a restore, bundles that end on
+time), also after PyFlink fuses chained Python operators."""
 
 import json
 import subprocess
@@ -41,9 +41,8 @@ def test_every_keyed_python_operator_registers_its_timers_before_a_snapshot():
 
 
 
-# In a process of its own: PyFlink resolves operator classes through its gateway's imports,
-# which install_timer_fix changes for good, so in this process any earlier test's call would
-# hide a job that builds an operator before the fix is installed.
+# In a process of its own: create_environment configures the process (its Python worker mode)
+# and the gateway as a submission does.
 _SUBMITTED_CLASSES = """
 import json
 from flink_jobs.config import JobConfig
@@ -59,10 +58,9 @@ print(json.dumps(classes))
 
 
 def test_every_python_operator_of_the_submitted_job_is_the_patched_class():
-    """As main builds the job, in a new process, with the Kafka sources' Python map before
-    Decode: PyFlink fuses the two into a copy of the map's operator, so the classes must
-    resolve to the patched ones before that map is built, or Decode's bundles end every
-    second tick."""
+    """As main builds the job, with the Kafka sources' Python map before Decode: PyFlink
+    fuses the two into a copy of the map's operator, and builds the Ranker's in Java; all
+    must be the patched classes, or (for one) Decode's bundles end every second tick."""
     env = {**internals.child_environment(), internals.WORKER_MODE: "process"}
     proc = subprocess.run([sys.executable, "-c", _SUBMITTED_CLASSES], env=env, capture_output=True, text=True,
                           timeout=300, cwd=Path(__file__).resolve().parents[2])

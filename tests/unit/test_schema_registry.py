@@ -208,7 +208,6 @@ def job_main(monkeypatch):
     monkeypatch.setattr(job_main, "create_environment", lambda cfg: (object(), object()))
     monkeypatch.setattr(job_main, "require_guarantees", lambda env, cfg, ask_kafka=True: None)
     monkeypatch.setattr(job_main, "require_event_topic", lambda cfg: None)
-    monkeypatch.setattr(job_main.internals, "install_timer_fix", lambda env: None)
     return job_main
 
 
