@@ -1,6 +1,7 @@
-"""The drain figures of bench/e2e.py: over the whole measured drain, whatever its bursts."""
+"""The figures of bench/e2e.py: drains (over the whole measured drain, whatever its bursts)
+and freshness quantiles."""
 
-from bench.e2e import bursts, drain_rate, history_length, published_item_lists
+from bench.e2e import _quantiles, bursts, drain_rate, history_length, published_item_lists
 from flink_jobs import contracts
 from flink_jobs.config import JobConfig
 from reco_tools.synth import Synth, SynthConfig
@@ -58,3 +59,10 @@ def test_the_awaited_neighbor_lists_are_of_items_consumed_before_the_first_bucke
     consumed = {contracts.item_similar_key(e["item_id"]) for e in events if e["event_time"] < _first_bucket(events)}
     assert keys[0] == contracts.TRENDING_KEY and len(keys) > 1
     assert set(keys[1:]) <= consumed
+
+
+def test_freshness_quantiles_are_of_the_latencies_given_in_ms():
+    latencies = [i / 1000 for i in range(100, 0, -1)]   # 1..100 ms, in no order
+    q = _quantiles(latencies)
+    assert (q(0.0), q(0.5), q(0.99), q(1.0)) == (1.0, 51.0, 100.0, 100.0)
+    assert _quantiles([])(0.99) is None
