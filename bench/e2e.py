@@ -557,7 +557,7 @@ def freshness(svc: Services, rate: float, seconds: float, parallelism: int, flag
     start, measured_from, n_measured = time.monotonic(), None, int(rate * seconds)
     for n, e in enumerate(events):
         now = time.monotonic()
-        if measured_from is None and ((first_list[0] and now - first_list[0] >= SETTLE_S) or now - start >= WARMUP_MAX_S):
+        if measured_from is None and ((first_list[0] and now - first_list[0] >= SETTLE_S) or now - start >= WARMUP_MAX_S + SETTLE_S):
             measured_from = n
         if measured_from is not None and n - measured_from >= n_measured:
             break

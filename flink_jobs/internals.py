@@ -253,7 +253,9 @@ def install_timer_fix(env) -> None:
     ships its jar with the job, and each stream graph the environment generates gets every
     PyFlink Python operator replaced by the patched class (``_patch_python_operators``):
     after PyFlink fused chained operators and built the keyed broadcast ones in Java, so the
-    order in which the job is built does not matter. deploy/jars/build-timer-fix.sh compiles
+    order in which the job is built does not matter (graphs that ``execute`` and
+    ``execute_async`` submit; ``execute_and_collect`` builds its graph in Java and is not
+    patched). deploy/jars/build-timer-fix.sh compiles
     the jar against the installed PyFlink, so the two always match."""
     if not TIMER_FIX_JAR.is_file():
         raise SystemExit(f"{TIMER_FIX_JAR} is missing: run deploy/setup.sh")
